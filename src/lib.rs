@@ -1,0 +1,7 @@
+//! berth: a private OCI registry for Kubernetes clusters, and the operator that
+//! runs it. One binary, several roles (`serve`, and later `operator`, `gc`, …);
+//! `main.rs` is only the command line, and each role is an entry point here.
+
+pub mod oci;
+pub mod registry;
+pub mod storage;

@@ -1,0 +1,105 @@
+//! `berth serve` settings: flags, their `BERTH_*` environment variables, and an
+//! optional YAML file for the rest. A flag or variable beats the file, which beats
+//! the default; with nothing set, the registry listens on 0.0.0.0:5000 and stores
+//! in ./berth-data.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
+pub const DEFAULT_ROOT: &str = "berth-data";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "BERTH_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Folder holding the registry's data
+    #[arg(long, env = "BERTH_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// YAML file with any of the settings above (flags and variables win)
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The YAML file; unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    root: Option<PathBuf>,
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub root: PathBuf,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(ServeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
+            root: self
+                .root
+                .or(file.root)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: Option<&str>, config: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            listen: listen.map(|l| l.parse().unwrap()),
+            root: None,
+            config,
+        }
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = args(None, None).resolve().unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.root, PathBuf::from(DEFAULT_ROOT));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.yaml");
+        std::fs::write(&file, "listen: 127.0.0.1:6000\nroot: /data\n").unwrap();
+        let c = args(None, Some(file.clone())).resolve().unwrap();
+        assert_eq!((c.listen.port(), c.root), (6000, PathBuf::from("/data")));
+        let c = args(Some("127.0.0.1:7000"), Some(file)).resolve().unwrap();
+        assert_eq!(c.listen.port(), 7000);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.yaml");
+        std::fs::write(&file, "lisen: 127.0.0.1:6000\n").unwrap();
+        let err = format!("{:#}", args(None, Some(file)).resolve().unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

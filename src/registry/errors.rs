@@ -1,0 +1,191 @@
+//! The spec's error codes, their HTTP statuses, and the one place where store
+//! errors and warp rejections become OCI error JSON:
+//! `{"errors":[{"code":…,"message":…,"detail":…}]}`.
+
+use crate::storage::StoreError;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use warp::http::{HeaderName, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+/// An error code of the OCI Distribution Spec (plus distribution's pagination one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    PaginationNumberInvalid,
+    Unknown,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BlobUnknown => "BLOB_UNKNOWN",
+            Code::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            Code::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            Code::DigestInvalid => "DIGEST_INVALID",
+            Code::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            Code::ManifestInvalid => "MANIFEST_INVALID",
+            Code::ManifestUnknown => "MANIFEST_UNKNOWN",
+            Code::NameInvalid => "NAME_INVALID",
+            Code::NameUnknown => "NAME_UNKNOWN",
+            Code::SizeInvalid => "SIZE_INVALID",
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::Denied => "DENIED",
+            Code::Unsupported => "UNSUPPORTED",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
+            Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            Code::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The status a code is sent with unless the handler says otherwise.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::BlobUnknown
+            | Code::BlobUploadUnknown
+            | Code::ManifestUnknown
+            | Code::NameUnknown => StatusCode::NOT_FOUND,
+            Code::BlobUploadInvalid
+            | Code::DigestInvalid
+            | Code::ManifestBlobUnknown
+            | Code::ManifestInvalid
+            | Code::NameInvalid
+            | Code::SizeInvalid
+            | Code::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Denied => StatusCode::FORBIDDEN,
+            Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answer: a code, a message for people, optional detail, and headers
+/// some errors carry (an upload's `Range` after a refused chunk, say).
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    code: Code,
+    status: StatusCode,
+    message: String,
+    detail: Option<Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            status: code.status(),
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    pub fn with_detail(mut self, detail: Value) -> ApiError {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(detail) = self.detail {
+            error["detail"] = detail;
+        }
+        let body = json!({ "errors": [error] }).to_string();
+        let mut response = Response::new(body.into());
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            StoreError::BlobUnknown => ApiError::new(Code::BlobUnknown, message),
+            StoreError::ManifestUnknown => ApiError::new(Code::ManifestUnknown, message),
+            StoreError::NameUnknown => ApiError::new(Code::NameUnknown, message),
+            StoreError::UploadUnknown => ApiError::new(Code::BlobUploadUnknown, message),
+            StoreError::RangeMismatch { .. } => ApiError::new(Code::BlobUploadInvalid, message)
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
+            StoreError::ChunkLength { .. } | StoreError::Body(_) => {
+                ApiError::new(Code::BlobUploadInvalid, message)
+            }
+            StoreError::DigestMismatch { expected, computed } => {
+                ApiError::new(Code::DigestInvalid, message).with_detail(json!({
+                    "expected": expected.to_string(),
+                    "computed": computed.to_string(),
+                }))
+            }
+            StoreError::ManifestBlobUnknown(digest) => {
+                ApiError::new(Code::ManifestBlobUnknown, message)
+                    .with_detail(json!({ "digest": digest.to_string() }))
+            }
+            StoreError::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
+            StoreError::Io(e) => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::new(Code::Unknown, "storage failure; see the registry's log")
+            }
+        }
+    }
+}
+
+/// Turns every rejection into OCI error JSON, so no client ever gets warp's plain
+/// text answers.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        ApiError::new(Code::Unsupported, "no such endpoint").with_status(StatusCode::NOT_FOUND)
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(Code::Unsupported, "method not allowed on this endpoint")
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::new(Code::Unsupported, "malformed query string")
+            .with_status(StatusCode::BAD_REQUEST)
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::new(Code::Unsupported, e.to_string()).with_status(StatusCode::BAD_REQUEST)
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError::new(Code::Unsupported, "bad request").with_status(StatusCode::BAD_REQUEST)
+    };
+    Ok(error.into_response())
+}

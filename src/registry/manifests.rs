@@ -1,0 +1,176 @@
+//! `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>`.
+
+use super::blobs::{etag, not_modified, parse_digest};
+use super::errors::{ApiError, Code};
+use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, empty, set_header};
+use crate::oci::manifest::{
+    DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
+};
+use crate::oci::{Manifest, Reference, RepoName, Tag};
+use crate::storage::{Body, Store, StoreError};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use warp::Rejection;
+use warp::http::{HeaderMap, StatusCode, header};
+use warp::reply::Response;
+
+/// Parses the reference of a manifest path; a bad tag is `invalid` (which differs
+/// between reads, where nothing can match it, and writes).
+fn parse_reference(s: &str, invalid: Code) -> Result<Reference, ApiError> {
+    if s.contains(':') {
+        return Ok(Reference::Digest(parse_digest(s)?));
+    }
+    s.parse::<Tag>()
+        .map(Reference::Tag)
+        .map_err(|e| ApiError::new(invalid, e.to_string()))
+}
+
+/// Whether the client's Accept headers allow `media_type`. A client that names no
+/// manifest type at all (curl's `*/*`, or no header) takes what is stored; one that
+/// lists manifest types but not this one gets MANIFEST_UNKNOWN, as distribution
+/// answers old clients that cannot read OCI manifests.
+fn acceptable(headers: &HeaderMap, media_type: &str) -> bool {
+    let accepted: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    let names_manifests = accepted
+        .iter()
+        .any(|t| matches!(*t, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST));
+    !names_manifests || accepted.iter().any(|t| *t == media_type || *t == "*/*")
+}
+
+pub async fn get(
+    name: RepoName,
+    reference: String,
+    head: bool,
+    store: Store,
+    headers: HeaderMap,
+) -> Result<Response, Rejection> {
+    let reference = parse_reference(&reference, Code::ManifestUnknown)?;
+    let manifest = store.get_manifest(&name, &reference).await?;
+    if !acceptable(&headers, &manifest.media_type) {
+        return Err(ApiError::new(
+            Code::ManifestUnknown,
+            format!(
+                "the manifest is a {}, which the Accept header does not list",
+                manifest.media_type
+            ),
+        )
+        .into());
+    }
+    let tag = etag(&manifest.digest);
+    let size = manifest.body.len();
+    let mut response = if not_modified(&headers, &tag) {
+        empty(StatusCode::NOT_MODIFIED)
+    } else if head {
+        empty(StatusCode::OK)
+    } else {
+        Response::new(manifest.body.into())
+    };
+    if response.status() == StatusCode::OK {
+        set_header(&mut response, header::CONTENT_LENGTH, size);
+    }
+    set_header(&mut response, header::CONTENT_TYPE, &manifest.media_type);
+    set_header(&mut response, DOCKER_CONTENT_DIGEST, &manifest.digest);
+    set_header(&mut response, header::ETAG, tag);
+    Ok(response)
+}
+
+/// Reads a manifest body, refusing it as soon as it passes the size limit.
+async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            Code::SizeInvalid,
+            format!("manifest is larger than the {MAX_MANIFEST_SIZE} bytes this registry accepts"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_MANIFEST_SIZE) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::from(StoreError::Body(e)))?;
+        if buf.len() + chunk.len() > MAX_MANIFEST_SIZE {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+pub async fn put(
+    name: RepoName,
+    reference: String,
+    store: Store,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let reference = parse_reference(&reference, Code::ManifestInvalid)?;
+    let body = read_limited(&headers, body).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let manifest = Manifest::parse(content_type, &body)
+        .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
+    let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+    let digest = store
+        .put_manifest(&name, &reference, manifest, body)
+        .await?;
+
+    let mut response = empty(StatusCode::CREATED);
+    set_header(
+        &mut response,
+        header::LOCATION,
+        format!("/v2/{name}/manifests/{digest}"),
+    );
+    set_header(&mut response, DOCKER_CONTENT_DIGEST, &digest);
+    set_header(&mut response, header::CONTENT_LENGTH, 0);
+    if let Some(subject) = subject {
+        set_header(&mut response, OCI_SUBJECT, subject);
+    }
+    Ok(response)
+}
+
+pub async fn delete(
+    name: RepoName,
+    reference: String,
+    store: Store,
+) -> Result<Response, Rejection> {
+    match parse_reference(&reference, Code::ManifestUnknown)? {
+        Reference::Tag(tag) => store.delete_tag(&name, &tag).await?,
+        Reference::Digest(digest) => store.delete_manifest(&name, &digest).await?,
+    }
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warp::http::HeaderValue;
+
+    #[test]
+    fn accept_negotiation() {
+        let mut h = HeaderMap::new();
+        assert!(acceptable(&h, OCI_INDEX), "no Accept header takes anything");
+        h.append(header::ACCEPT, HeaderValue::from_static(DOCKER_MANIFEST));
+        h.append(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "application/vnd.docker.distribution.manifest.list.v2+json; q=0.5, text/plain",
+            ),
+        );
+        assert!(acceptable(&h, DOCKER_LIST));
+        assert!(!acceptable(&h, OCI_INDEX));
+        h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(acceptable(&h, OCI_INDEX));
+    }
+}

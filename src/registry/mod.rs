@@ -1,0 +1,102 @@
+//! The HTTP server: the OCI Distribution API on warp, over the [`Store`].
+//!
+//! `routes.rs` lists every endpoint; each resource has its handler file; every
+//! error leaves through `errors.rs` as OCI error JSON.
+
+mod base;
+mod blobs;
+mod catalog;
+pub mod config;
+pub mod errors;
+mod health;
+mod manifests;
+mod pagination;
+mod referrers;
+pub mod routes;
+mod tags;
+mod uploads;
+
+use crate::storage::{Store, StoreError};
+use errors::ApiError;
+use std::net::SocketAddr;
+use warp::http::{HeaderName, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+pub use config::{ServeArgs, ServeConfig};
+
+/// Runs the registry until SIGINT or SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let store = Store::open(&config.root).await.map_err(|e| {
+        anyhow::anyhow!("cannot open the data folder {}: {e}", config.root.display())
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(root = %config.root.display(), "listening on http://{addr}");
+    warp::serve(routes::routes(store))
+        .incoming(listener)
+        .graceful(shutdown_signal())
+        .run()
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+impl From<StoreError> for warp::Rejection {
+    fn from(e: StoreError) -> warp::Rejection {
+        warp::reject::custom(ApiError::from(e))
+    }
+}
+
+/// Headers of the distribution API that `http` has no constant for.
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// A response with a status and no body.
+fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(bytes::Bytes::new().into());
+    *response.status_mut() = status;
+    response
+}
+
+/// A JSON response with the given content type.
+fn json(status: StatusCode, content_type: &'static str, body: &serde_json::Value) -> Response {
+    let mut response = Response::new(body.to_string().into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Sets a header from a value we built (digests, validated paths, numbers), which
+/// is always valid ASCII.
+fn set_header(response: &mut Response, name: HeaderName, value: impl ToString) {
+    if let Ok(value) = HeaderValue::try_from(value.to_string()) {
+        response.headers_mut().insert(name, value);
+    }
+}

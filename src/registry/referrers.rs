@@ -1,0 +1,37 @@
+//! `GET /v2/<name>/referrers/<digest>`: an OCI index of the manifests whose
+//! subject is that digest, optionally filtered by `artifactType`.
+
+use super::blobs::parse_digest;
+use super::routes::Query;
+use super::{OCI_FILTERS_APPLIED, json, set_header};
+use crate::oci::RepoName;
+use crate::oci::manifest::OCI_INDEX;
+use crate::storage::Store;
+use warp::Rejection;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+pub async fn list(
+    name: RepoName,
+    digest: String,
+    store: Store,
+    query: Query,
+) -> Result<Response, Rejection> {
+    let subject = parse_digest(&digest)?;
+    let artifact_type = query.get("artifactType").cloned();
+    let filtered = artifact_type.is_some();
+    let manifests = store.referrers(&name, &subject, artifact_type).await?;
+    let mut response = json(
+        StatusCode::OK,
+        OCI_INDEX,
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }),
+    );
+    if filtered {
+        set_header(&mut response, OCI_FILTERS_APPLIED, "artifactType");
+    }
+    Ok(response)
+}

@@ -1,0 +1,296 @@
+//! Every endpoint, in one function that reads like the spec's endpoint table.
+//!
+//! Repository names contain slashes, so an OCI path is matched from its end:
+//! `/v2/<name>/manifests/<reference>` is the tail split at its last
+//! `/manifests/`. The name is validated before any handler runs; a bad one is a
+//! NAME_INVALID rejection and never reaches the store.
+
+use super::errors::{ApiError, Code, recover};
+use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
+use crate::oci::RepoName;
+use crate::storage::{Body, Store};
+use bytes::Buf;
+use futures_util::TryStreamExt;
+use std::collections::HashMap;
+use warp::filters::BoxedFilter;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub type Query = HashMap<String, String>;
+
+/// The endpoints under `/v2/<name>/`, by the path that follows the name.
+#[derive(Clone, Copy, Debug)]
+enum Endpoint {
+    /// `/manifests/<reference>`
+    Manifest,
+    /// `/blobs/<digest>`
+    Blob,
+    /// `/blobs/uploads/`
+    UploadStart,
+    /// `/blobs/uploads/<id>`
+    Upload,
+    /// `/tags/list`
+    Tags,
+    /// `/referrers/<digest>`
+    Referrers,
+}
+
+/// Splits a path below `/v2/` into the repository name and what follows the
+/// endpoint's keyword (empty for endpoints without a parameter).
+fn match_endpoint(tail: &str, endpoint: Endpoint) -> Option<(&str, &str)> {
+    let with_param = |keyword: &str| {
+        let (name, param) = tail.rsplit_once(keyword)?;
+        (!param.is_empty() && !param.contains('/')).then_some((name, param))
+    };
+    match endpoint {
+        Endpoint::Manifest => with_param("/manifests/"),
+        Endpoint::Blob => with_param("/blobs/").filter(|(_, p)| *p != "uploads"),
+        Endpoint::Upload => with_param("/blobs/uploads/"),
+        Endpoint::Referrers => with_param("/referrers/"),
+        Endpoint::UploadStart => tail
+            .strip_suffix("/blobs/uploads/")
+            .or_else(|| tail.strip_suffix("/blobs/uploads"))
+            .map(|name| (name, "")),
+        Endpoint::Tags => tail.strip_suffix("/tags/list").map(|name| (name, "")),
+    }
+}
+
+/// Matches `/v2/<name>/<endpoint path>` and extracts the validated name and the
+/// endpoint's parameter.
+fn repo_path(endpoint: Endpoint) -> BoxedFilter<(RepoName, String)> {
+    warp::path("v2")
+        .and(warp::path::tail())
+        .and_then(move |tail: warp::path::Tail| async move {
+            let (name, param) =
+                match_endpoint(tail.as_str(), endpoint).ok_or_else(warp::reject::not_found)?;
+            let name: RepoName = name.parse().map_err(|e: crate::oci::NameError| {
+                warp::reject::custom(ApiError::new(Code::NameInvalid, e.to_string()))
+            })?;
+            Ok::<_, Rejection>((name, param.to_owned()))
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// The request body as a stream of bytes for the store.
+fn body() -> BoxedFilter<(Body,)> {
+    warp::body::stream()
+        .map(|stream: _| {
+            let stream = futures_util::StreamExt::map(stream, |chunk: Result<_, warp::Error>| {
+                chunk.map(|mut buf: _| {
+                    let len = Buf::remaining(&buf);
+                    Buf::copy_to_bytes(&mut buf, len)
+                })
+            });
+            Box::pin(stream.map_err(std::io::Error::other)) as Body
+        })
+        .boxed()
+}
+
+fn with_store(store: Store) -> BoxedFilter<(Store,)> {
+    warp::any().map(move || store.clone()).boxed()
+}
+
+fn query() -> BoxedFilter<(Query,)> {
+    warp::query::<Query>().boxed()
+}
+
+fn headers() -> BoxedFilter<(HeaderMap,)> {
+    warp::header::headers_cloned().boxed()
+}
+
+fn head_flag() -> BoxedFilter<(bool,)> {
+    warp::get()
+        .map(|| false)
+        .or(warp::head().map(|| true))
+        .unify()
+        .boxed()
+}
+
+/// The whole HTTP API: health probes, then the OCI endpoints.
+pub fn routes(store: Store) -> BoxedFilter<(Response,)> {
+    let s = || with_store(store.clone());
+
+    let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(s())
+        .then(health::readyz);
+
+    // GET /v2/  — API version check
+    let base = warp::path("v2")
+        .and(warp::path::end())
+        .and(head_flag())
+        .map(base::version);
+    // GET /v2/_catalog
+    let catalog = warp::path!("v2" / "_catalog")
+        .and(warp::get())
+        .and(s())
+        .and(query())
+        .and_then(catalog::list);
+
+    // GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>
+    let manifest_get = repo_path(Endpoint::Manifest)
+        .and(head_flag())
+        .and(s())
+        .and(headers())
+        .and_then(manifests::get);
+    let manifest_put = repo_path(Endpoint::Manifest)
+        .and(warp::put())
+        .and(s())
+        .and(headers())
+        .and(body())
+        .and_then(manifests::put);
+    let manifest_delete = repo_path(Endpoint::Manifest)
+        .and(warp::delete())
+        .and(s())
+        .and_then(manifests::delete);
+
+    // GET|HEAD|DELETE /v2/<name>/blobs/<digest>
+    let blob_get = repo_path(Endpoint::Blob)
+        .and(head_flag())
+        .and(s())
+        .and(headers())
+        .and_then(blobs::get);
+    let blob_delete = repo_path(Endpoint::Blob)
+        .and(warp::delete())
+        .and(s())
+        .and_then(blobs::delete);
+
+    // POST /v2/<name>/blobs/uploads/[?digest=|?mount=&from=]
+    let upload_start = repo_path(Endpoint::UploadStart)
+        .and(warp::post())
+        .and(s())
+        .and(query())
+        .and(body())
+        .and_then(uploads::start);
+    // GET|PATCH|PUT|DELETE /v2/<name>/blobs/uploads/<id>
+    let upload_status = repo_path(Endpoint::Upload)
+        .and(warp::get())
+        .and(s())
+        .and_then(uploads::status);
+    let upload_patch = repo_path(Endpoint::Upload)
+        .and(warp::patch())
+        .and(s())
+        .and(headers())
+        .and(body())
+        .and_then(uploads::patch);
+    let upload_put = repo_path(Endpoint::Upload)
+        .and(warp::put())
+        .and(s())
+        .and(query())
+        .and(body())
+        .and_then(uploads::finish);
+    let upload_delete = repo_path(Endpoint::Upload)
+        .and(warp::delete())
+        .and(s())
+        .and_then(uploads::cancel);
+
+    // GET /v2/<name>/tags/list[?n=&last=]
+    let tags = repo_path(Endpoint::Tags)
+        .and(warp::get())
+        .and(s())
+        .and(query())
+        .and_then(tags::list);
+    // GET /v2/<name>/referrers/<digest>[?artifactType=]
+    let referrers = repo_path(Endpoint::Referrers)
+        .and(warp::get())
+        .and(s())
+        .and(query())
+        .and_then(referrers::list);
+
+    let api = base
+        .or(catalog)
+        .unify()
+        .or(manifest_get)
+        .unify()
+        .or(manifest_put)
+        .unify()
+        .or(manifest_delete)
+        .unify()
+        .or(blob_get)
+        .unify()
+        .or(blob_delete)
+        .unify()
+        .or(upload_start)
+        .unify()
+        .or(upload_status)
+        .unify()
+        .or(upload_patch)
+        .unify()
+        .or(upload_put)
+        .unify()
+        .or(upload_delete)
+        .unify()
+        .or(tags)
+        .unify()
+        .or(referrers)
+        .unify()
+        .boxed();
+
+    healthz
+        .or(readyz)
+        .unify()
+        .or(api)
+        .unify()
+        .recover(recover)
+        .unify()
+        .map(|reply: Response| {
+            warp::reply::with_header(reply, "Docker-Distribution-API-Version", "registry/2.0")
+                .into_response()
+        })
+        .with(warp::log::custom(log_request))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// One line per request. Never headers: they may carry credentials.
+fn log_request(info: warp::log::Info<'_>) {
+    tracing::info!(
+        target: "berth::access",
+        method = %info.method(),
+        path = info.path(),
+        status = info.status().as_u16(),
+        micros = info.elapsed().as_micros() as u64,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_match_from_the_end() {
+        let m = |t, e| match_endpoint(t, e);
+        assert_eq!(
+            m("a/b/manifests/latest", Endpoint::Manifest),
+            Some(("a/b", "latest"))
+        );
+        assert_eq!(
+            m("a/blobs/sha256:x", Endpoint::Blob),
+            Some(("a", "sha256:x"))
+        );
+        assert_eq!(m("a/blobs/uploads/", Endpoint::Blob), None);
+        assert_eq!(
+            m("a/blobs/uploads/", Endpoint::UploadStart),
+            Some(("a", ""))
+        );
+        assert_eq!(m("a/blobs/uploads/u1", Endpoint::Upload), Some(("a", "u1")));
+        assert_eq!(m("a/blobs/uploads/u1", Endpoint::Blob), None);
+        assert_eq!(m("a/blobs/uploads/u1", Endpoint::UploadStart), None);
+        // A repository may itself be called "blobs" or "manifests".
+        assert_eq!(
+            m("x/manifests/blobs/sha256:y", Endpoint::Blob),
+            Some(("x/manifests", "sha256:y"))
+        );
+        assert_eq!(m("x/manifests/blobs/sha256:y", Endpoint::Manifest), None);
+        assert_eq!(m("a/tags/list", Endpoint::Tags), Some(("a", "")));
+        assert_eq!(
+            m("a/referrers/sha256:z", Endpoint::Referrers),
+            Some(("a", "sha256:z"))
+        );
+        assert_eq!(m("a/manifests/", Endpoint::Manifest), None);
+    }
+}

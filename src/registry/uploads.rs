@@ -1,0 +1,172 @@
+//! `POST /v2/<name>/blobs/uploads/` and `GET|PATCH|PUT|DELETE …/uploads/<id>`:
+//! monolithic, chunked and resumable blob uploads, and cross-repository mounts.
+
+use super::blobs::parse_digest;
+use super::errors::{ApiError, Code};
+use super::routes::Query;
+use super::{DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, empty, set_header};
+use crate::oci::{Digest, RepoName};
+use crate::storage::{Body, Store, StoreError};
+use uuid::Uuid;
+use warp::Rejection;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+fn session_location(name: &RepoName, id: Uuid) -> String {
+    format!("/v2/{name}/blobs/uploads/{}", id.hyphenated())
+}
+
+/// `Range: 0-<last byte>` as clients expect it (`0-0` for an empty upload).
+fn range_header(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+/// 202 (or 204 for status) with the session's Location, id and Range.
+fn session_response(status: StatusCode, name: &RepoName, id: Uuid, size: u64) -> Response {
+    let mut response = empty(status);
+    set_header(&mut response, header::LOCATION, session_location(name, id));
+    set_header(&mut response, DOCKER_UPLOAD_UUID, id.hyphenated());
+    set_header(&mut response, header::RANGE, range_header(size));
+    set_header(&mut response, header::CONTENT_LENGTH, 0);
+    response
+}
+
+/// 201 for a blob now in the repository.
+fn created(name: &RepoName, digest: &Digest) -> Response {
+    let mut response = empty(StatusCode::CREATED);
+    set_header(
+        &mut response,
+        header::LOCATION,
+        format!("/v2/{name}/blobs/{digest}"),
+    );
+    set_header(&mut response, DOCKER_CONTENT_DIGEST, digest);
+    set_header(&mut response, header::CONTENT_LENGTH, 0);
+    response
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(id).map_err(|_| ApiError::new(Code::BlobUploadUnknown, "blob upload unknown"))
+}
+
+pub async fn start(
+    name: RepoName,
+    _: String,
+    store: Store,
+    query: Query,
+    body: Body,
+) -> Result<Response, Rejection> {
+    if let Some(mount) = query.get("mount") {
+        let digest = parse_digest(mount)?;
+        // A mount from a repository we cannot name falls back to a normal upload,
+        // as the spec asks when a mount cannot be done.
+        if let Some(from) = query.get("from").and_then(|f| f.parse::<RepoName>().ok())
+            && store.mount_blob(&name, &from, &digest).await?.is_some()
+        {
+            return Ok(created(&name, &digest));
+        }
+    } else if let Some(digest) = query.get("digest") {
+        let digest = parse_digest(digest)?;
+        store.put_blob(&name, &digest, body).await?;
+        return Ok(created(&name, &digest));
+    }
+    let id = store.start_upload(&name).await?;
+    Ok(session_response(StatusCode::ACCEPTED, &name, id, 0))
+}
+
+pub async fn status(name: RepoName, id: String, store: Store) -> Result<Response, Rejection> {
+    let id = parse_id(&id)?;
+    let size = store.upload_size(&name, id).await?;
+    Ok(session_response(StatusCode::NO_CONTENT, &name, id, size))
+}
+
+/// `Content-Range: <start>-<end>` (inclusive). Some clients prefix `bytes ` or
+/// `bytes=`; we accept both.
+fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let value = value.trim();
+    let value = value
+        .strip_prefix("bytes")
+        .map(|v| v.trim_start_matches(['=', ' ']))
+        .unwrap_or(value);
+    let (start, end) = value.split('/').next()?.split_once('-')?;
+    let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start <= end).then_some((start, end))
+}
+
+pub async fn patch(
+    name: RepoName,
+    id: String,
+    store: Store,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let id = parse_id(&id)?;
+    let (start, length) = match headers.get(header::CONTENT_RANGE) {
+        None => (None, None),
+        Some(value) => {
+            let (start, end) = value
+                .to_str()
+                .ok()
+                .and_then(parse_content_range)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        Code::BlobUploadInvalid,
+                        "Content-Range must be <start>-<end>",
+                    )
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                })?;
+            (Some(start), Some(end - start + 1))
+        }
+    };
+    match store.append_upload(&name, id, start, length, body).await {
+        Ok(size) => Ok(session_response(StatusCode::ACCEPTED, &name, id, size)),
+        // The session stays usable: tell the client where it stands.
+        Err(e @ StoreError::RangeMismatch { size, .. }) => Err(ApiError::from(e)
+            .with_header(header::LOCATION, header_value(session_location(&name, id)))
+            .with_header(header::RANGE, header_value(range_header(size)))
+            .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub async fn finish(
+    name: RepoName,
+    id: String,
+    store: Store,
+    query: Query,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let id = parse_id(&id)?;
+    let digest = query.get("digest").ok_or_else(|| {
+        ApiError::new(
+            Code::DigestInvalid,
+            "the digest query parameter is required",
+        )
+    })?;
+    let digest = parse_digest(digest)?;
+    store.finish_upload(&name, id, &digest, body).await?;
+    Ok(created(&name, &digest))
+}
+
+pub async fn cancel(name: RepoName, id: String, store: Store) -> Result<Response, Rejection> {
+    let id = parse_id(&id)?;
+    store.cancel_upload(&name, id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
+        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
+        assert_eq!(parse_content_range("9-1"), None);
+        assert_eq!(parse_content_range("abc"), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! Blobs and the per-repository links that decide who may read them.
+
+use super::{Result, Store, StoreError, durable};
+use crate::oci::{Digest, RepoName};
+use std::fs::File;
+use std::io;
+
+impl Store {
+    /// Whether `name` holds a link to `digest` (as a blob or as a manifest).
+    /// A link whose content is not its digest is treated as absent.
+    pub(super) fn linked(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
+        if self.blob_link_valid(name, digest)? {
+            return Ok(true);
+        }
+        Ok(durable::read_optional(&self.paths().manifest_link(name, digest))?.is_some())
+    }
+
+    fn blob_link_valid(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
+        let link = durable::read_optional(&self.paths().blob_link(name, digest))?;
+        Ok(link.is_some_and(|bytes| bytes == digest.to_string().as_bytes()))
+    }
+
+    /// Size of the stored bytes of `digest`, if present.
+    pub(super) fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match std::fs::metadata(self.paths().blob(digest)) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Links `digest` into `name`, making it readable there.
+    pub(super) fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        if !self.blob_link_valid(name, digest)? {
+            durable::write_atomic(
+                &self.paths().tmp_dir(),
+                &self.paths().blob_link(name, digest),
+                digest.to_string().as_bytes(),
+            )?;
+        }
+        self.remember_repository(name);
+        Ok(())
+    }
+
+    /// Size of a blob readable in `name`.
+    pub async fn stat_blob(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| s.stat_blob_sync(&name, &digest))
+            .await
+    }
+
+    fn stat_blob_sync(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
+        if !self.linked(name, digest)? {
+            return Err(StoreError::BlobUnknown);
+        }
+        self.blob_size(digest)?.ok_or(StoreError::BlobUnknown)
+    }
+
+    /// Opens a blob readable in `name` for streaming; returns the file and its size.
+    pub async fn open_blob(&self, name: &RepoName, digest: &Digest) -> Result<(File, u64)> {
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| {
+            if !s.linked(&name, &digest)? {
+                return Err(StoreError::BlobUnknown);
+            }
+            match File::open(s.paths().blob(&digest)) {
+                Ok(file) => {
+                    let size = file.metadata()?.len();
+                    Ok((file, size))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobUnknown),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Removes `digest` from `name`. The bytes stay until garbage collection finds
+    /// that nothing else refers to them.
+    pub async fn delete_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| {
+            if durable::remove(&s.paths().blob_link(&name, &digest))? {
+                Ok(())
+            } else {
+                Err(StoreError::BlobUnknown)
+            }
+        })
+        .await
+    }
+
+    /// Cross-repository mount: links `digest` into `name` if `from` holds it.
+    /// Returns the blob's size, or `None` when there is nothing to mount.
+    pub async fn mount_blob(
+        &self,
+        name: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let (name, from, digest) = (name.clone(), from.clone(), digest.clone());
+        self.blocking(move |s| match s.stat_blob_sync(&from, &digest) {
+            Ok(size) => {
+                s.link_blob(&name, &digest)?;
+                Ok(Some(size))
+            }
+            Err(StoreError::BlobUnknown) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+}

@@ -1,0 +1,116 @@
+//! The few file operations every write goes through, so that the crash-safety
+//! rules live in one place:
+//!
+//! 1. new content is written to a fresh file that nobody reads (in `tmp/` or an
+//!    upload folder), then `fsync`ed;
+//! 2. it becomes visible by `rename` onto its final path, which is atomic: a reader
+//!    (or a process restarted after a crash) sees the old file or the new one;
+//! 3. the folder holding the new name is `fsync`ed, so the rename itself survives a
+//!    power loss, and so is the parent of every folder we had to create.
+//!
+//! A file that exists but cannot be parsed is never taken as empty content: the
+//! callers treat it as absent (distribution #4489 served zero-byte links).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use uuid::Uuid;
+
+/// `fsync` a folder, making the names created or removed in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, syncing the parent of each created one.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+        match fs::create_dir(dir) {
+            Ok(()) => sync_dir(parent)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Renames a complete, synced file onto `to` and makes the new name durable.
+pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
+    let parent = to.parent().expect("store paths always have a parent");
+    ensure_dir(parent)?;
+    fs::rename(from, to)?;
+    sync_dir(parent)
+}
+
+/// Writes `bytes` to `path` atomically and durably, staging them in `tmp_dir`
+/// (which must be on the same file system).
+pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_dir.join(Uuid::new_v4().simple().to_string());
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        publish(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes a file and syncs its folder; `Ok(false)` if it did not exist.
+pub fn remove(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(parent) = path.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a small file; `Ok(None)` if it does not exist.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_creates_parents_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        let target = dir.path().join("a/b/c");
+        write_atomic(&tmp, &target, b"one").unwrap();
+        write_atomic(&tmp, &target, b"two").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+        assert_eq!(
+            fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temp files left behind"
+        );
+        assert!(remove(&target).unwrap());
+        assert!(!remove(&target).unwrap());
+        assert_eq!(read_optional(&target).unwrap(), None);
+    }
+}

@@ -1,0 +1,264 @@
+//! Manifests, tags and the referrers index of each repository.
+
+use super::{Result, Store, StoreError, durable};
+use crate::oci::manifest::Kind;
+use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io;
+
+/// What a `_manifests` link records: the media type the manifest was pushed with.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestLink {
+    media_type: String,
+}
+
+/// A manifest as stored: its exact bytes, digest and media type.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+}
+
+impl Store {
+    /// Stores a validated manifest under `reference` (a tag, or the digest it must
+    /// hash to), after checking that everything it refers to is in the repository.
+    pub async fn put_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        manifest: Manifest,
+        body: Bytes,
+    ) -> Result<Digest> {
+        let (name, reference) = (name.clone(), reference.clone());
+        self.blocking(move |s| s.put_manifest_sync(&name, &reference, &manifest, &body))
+            .await
+    }
+
+    fn put_manifest_sync(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        manifest: &Manifest,
+        body: &[u8],
+    ) -> Result<Digest> {
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                if !expected.matches(body) {
+                    let mut hasher = expected.algorithm().hasher();
+                    hasher.update(body);
+                    return Err(StoreError::DigestMismatch {
+                        expected: expected.clone(),
+                        computed: hasher.finish(),
+                    });
+                }
+                expected.clone()
+            }
+            Reference::Tag(_) => Digest::sha256(body),
+        };
+        self.check_references(name, manifest)?;
+
+        let paths = self.paths();
+        let tmp = paths.tmp_dir();
+        if self.blob_size(&digest)? != Some(body.len() as u64) {
+            durable::write_atomic(&tmp, &paths.blob(&digest), body)?;
+        }
+        let link = ManifestLink {
+            media_type: manifest.media_type.clone(),
+        };
+        let link = serde_json::to_vec(&link).map_err(io::Error::other)?;
+        durable::write_atomic(&tmp, &paths.manifest_link(name, &digest), &link)?;
+        if let Some(subject) = &manifest.subject {
+            let descriptor = manifest.referrer_descriptor(digest.clone(), body.len() as u64);
+            let descriptor = serde_json::to_vec(&descriptor).map_err(io::Error::other)?;
+            durable::write_atomic(
+                &tmp,
+                &paths.referrer(name, &subject.digest, &digest),
+                &descriptor,
+            )?;
+        }
+        if let Reference::Tag(tag) = reference {
+            durable::write_atomic(&tmp, &paths.tag(name, tag), digest.to_string().as_bytes())?;
+        }
+        self.remember_repository(name);
+        Ok(digest)
+    }
+
+    /// Every blob an image needs must be linked in the repository with the size its
+    /// descriptor states; every manifest an index lists must be in the repository.
+    fn check_references(&self, name: &RepoName, manifest: &Manifest) -> Result<()> {
+        match manifest.kind {
+            Kind::Image => {
+                for blob in manifest.blobs.iter().filter(|b| !b.is_foreign()) {
+                    if !self.linked(name, &blob.digest)? {
+                        return Err(StoreError::ManifestBlobUnknown(blob.digest.clone()));
+                    }
+                    let size = self
+                        .blob_size(&blob.digest)?
+                        .ok_or_else(|| StoreError::ManifestBlobUnknown(blob.digest.clone()))?;
+                    if size != blob.size {
+                        return Err(StoreError::ManifestInvalid(format!(
+                            "descriptor of {} says {} bytes, the blob has {size}",
+                            blob.digest, blob.size
+                        )));
+                    }
+                }
+            }
+            Kind::Index => {
+                for child in &manifest.manifests {
+                    let path = self.paths().manifest_link(name, &child.digest);
+                    if durable::read_optional(&path)?.is_none() {
+                        return Err(StoreError::ManifestBlobUnknown(child.digest.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest `reference` names in `name`.
+    pub async fn get_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        let (name, reference) = (name.clone(), reference.clone());
+        self.blocking(move |s| {
+            let digest = match &reference {
+                Reference::Digest(d) => d.clone(),
+                Reference::Tag(tag) => s.resolve_tag(&name, tag)?,
+            };
+            s.read_manifest(&name, &digest)
+        })
+        .await
+    }
+
+    fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Digest> {
+        if !self.repository_exists(name) {
+            return Err(StoreError::NameUnknown);
+        }
+        durable::read_optional(&self.paths().tag(name, tag))?
+            .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok())
+            .ok_or(StoreError::ManifestUnknown)
+    }
+
+    /// Reads a manifest of `name`, refusing bytes that no longer match their digest.
+    fn read_manifest(&self, name: &RepoName, digest: &Digest) -> Result<StoredManifest> {
+        if !self.repository_exists(name) {
+            return Err(StoreError::NameUnknown);
+        }
+        let link = durable::read_optional(&self.paths().manifest_link(name, digest))?
+            .and_then(|bytes| serde_json::from_slice::<ManifestLink>(&bytes).ok())
+            .ok_or(StoreError::ManifestUnknown)?;
+        let body = durable::read_optional(&self.paths().blob(digest))?
+            .filter(|body| digest.matches(body))
+            .ok_or(StoreError::ManifestUnknown)?;
+        Ok(StoredManifest {
+            digest: digest.clone(),
+            media_type: link.media_type,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// Deletes a tag; the manifest stays reachable by digest and other tags.
+    pub async fn delete_tag(&self, name: &RepoName, tag: &Tag) -> Result<()> {
+        let (name, tag) = (name.clone(), tag.clone());
+        self.blocking(move |s| {
+            if !s.repository_exists(&name) {
+                return Err(StoreError::NameUnknown);
+            }
+            if durable::remove(&s.paths().tag(&name, &tag))? {
+                Ok(())
+            } else {
+                Err(StoreError::ManifestUnknown)
+            }
+        })
+        .await
+    }
+
+    /// Deletes a manifest from `name`, with the tags that point at it and its
+    /// entry in the referrers index of its subject.
+    pub async fn delete_manifest(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| {
+            let stored = s.read_manifest(&name, &digest)?;
+            for tag in s.tags_sync(&name)? {
+                if s.resolve_tag(&name, &tag).ok().as_ref() == Some(&digest) {
+                    durable::remove(&s.paths().tag(&name, &tag))?;
+                }
+            }
+            if let Ok(manifest) = Manifest::parse(Some(&stored.media_type), &stored.body)
+                && let Some(subject) = manifest.subject
+            {
+                durable::remove(&s.paths().referrer(&name, &subject.digest, &digest))?;
+            }
+            durable::remove(&s.paths().manifest_link(&name, &digest))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The tags of `name`, sorted.
+    pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
+        let name = name.clone();
+        self.blocking(move |s| s.tags_sync(&name)).await
+    }
+
+    fn tags_sync(&self, name: &RepoName) -> Result<Vec<Tag>> {
+        if !self.repository_exists(name) {
+            return Err(StoreError::NameUnknown);
+        }
+        let mut tags = Vec::new();
+        match std::fs::read_dir(self.paths().tags_dir(name)) {
+            Ok(entries) => {
+                for entry in entries {
+                    if let Some(tag) = entry?.file_name().to_str().and_then(|t| t.parse().ok()) {
+                        tags.push(tag);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Descriptors of the manifests of `name` whose subject is `subject`, sorted by
+    /// digest, optionally only those of one artifact type.
+    pub async fn referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<String>,
+    ) -> Result<Vec<Descriptor>> {
+        let (name, subject) = (name.clone(), subject.clone());
+        self.blocking(move |s| {
+            let mut found = Vec::new();
+            let entries = match std::fs::read_dir(s.paths().referrers_dir(&name, &subject)) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+                Err(e) => return Err(e.into()),
+            };
+            for entry in entries {
+                let bytes = durable::read_optional(&entry?.path())?;
+                let Some(descriptor) =
+                    bytes.and_then(|b| serde_json::from_slice::<Descriptor>(&b).ok())
+                else {
+                    continue;
+                };
+                if artifact_type
+                    .as_ref()
+                    .is_none_or(|t| descriptor.artifact_type.as_ref() == Some(t))
+                {
+                    found.push(descriptor);
+                }
+            }
+            found.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(found)
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! The store: blobs by digest, per-repository links, tags, referrers and upload
+//! sessions, on a local file system.
+//!
+//! # Order of writes (what makes an acknowledged push survive a crash)
+//!
+//! Every write follows [`durable`]: stage, fsync, rename, fsync the folder.
+//! On top of that, the store orders its writes so that anything visible is complete:
+//!
+//! * **blob**: the upload's data file is fsynced and its digest verified, then
+//!   renamed to `blobs/…` (folder fsynced), then the repository's link is written.
+//!   A crash before the link leaves an unreferenced blob, which garbage collection
+//!   reclaims; never a link to missing or partial bytes.
+//! * **manifest**: its bytes are written as a blob, then its `_manifests` link, then
+//!   the referrers entry, and the tag last. A tag is therefore never visible before
+//!   the manifest it names, and the 201 is sent only after all of these are durable.
+//! * **upload session**: `info.json` is written atomically when the session opens;
+//!   chunks are appended to `data` and the offset is the file's length, so a
+//!   restarted process resumes where the bytes on disk end. The hash state is kept
+//!   in memory and rebuilt by re-reading `data` after a restart.
+//!
+//! Blocking file work runs on tokio's blocking pool; request bodies stream through
+//! in batches, hashed as they are written, never held whole in memory.
+
+mod blobs;
+pub mod durable;
+mod manifests;
+pub mod paths;
+mod uploads;
+
+pub use manifests::StoredManifest;
+pub use uploads::Body;
+
+use crate::oci::{Digest, RepoName};
+use paths::{Paths, REPO_MARKERS};
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("blob unknown to this repository")]
+    BlobUnknown,
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("blob upload unknown")]
+    UploadUnknown,
+    #[error("chunk starts at {start}, but the upload holds {size} bytes")]
+    RangeMismatch { start: u64, size: u64 },
+    #[error("chunk holds {received} bytes, but its Content-Range says {declared}")]
+    ChunkLength { declared: u64, received: u64 },
+    #[error("content digest is {computed}, not {expected}")]
+    DigestMismatch { expected: Digest, computed: Digest },
+    #[error("blob {0} is not in this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("request body ended early: {0}")]
+    Body(io::Error),
+    #[error("storage: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The registry's storage; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    paths: Paths,
+    /// Every repository holding anything, so the catalog never walks the disk.
+    catalog: RwLock<BTreeSet<RepoName>>,
+    /// Upload sessions touched since start-up (the rest are loaded on demand).
+    sessions: Mutex<HashMap<Uuid, Arc<uploads::Session>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store rooted at `root`, clears temp files a
+    /// crash may have left, and indexes the repositories.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let paths = Paths::new(root);
+        let (paths, catalog) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            for dir in [
+                paths.blobs_dir(),
+                paths.repositories_dir(),
+                paths.uploads_dir(),
+                paths.tmp_dir(),
+            ] {
+                durable::ensure_dir(&dir)?;
+            }
+            for entry in std::fs::read_dir(paths.tmp_dir())? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(path)?;
+                } else {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            let mut catalog = BTreeSet::new();
+            index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
+            Ok((paths, catalog))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                paths,
+                catalog: RwLock::new(catalog),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.inner.paths.root()
+    }
+
+    fn paths(&self) -> &Paths {
+        &self.inner.paths
+    }
+
+    /// Runs blocking file work off the async threads.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    }
+
+    /// Proves the store can take writes: a durable write and removal in `tmp/`.
+    pub async fn check_writable(&self) -> Result<()> {
+        self.blocking(|s| {
+            let probe = s.paths().tmp_dir().join("readyz");
+            durable::write_atomic(&s.paths().tmp_dir(), &probe, b"ok")?;
+            durable::remove(&probe)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every repository holding anything, in lexical order.
+    pub fn repositories(&self) -> Vec<RepoName> {
+        let catalog = self.inner.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog.iter().cloned().collect()
+    }
+
+    fn remember_repository(&self, name: &RepoName) {
+        let known = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name);
+        if !known {
+            let mut catalog = self
+                .inner
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            catalog.insert(name.clone());
+        }
+    }
+
+    fn repository_exists(&self, name: &RepoName) -> bool {
+        self.inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+}
+
+/// Walks `repositories/` once at start-up: a folder holding one of the marker
+/// folders is a repository; marker folders themselves are not descended into.
+fn index_repositories(dir: &Path, prefix: &str, out: &mut BTreeSet<RepoName>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let file_name = entry.file_name();
+        let Some(component) = file_name.to_str() else {
+            continue;
+        };
+        if component.starts_with('_') {
+            continue;
+        }
+        let name = if prefix.is_empty() {
+            component.to_owned()
+        } else {
+            format!("{prefix}/{component}")
+        };
+        let path = entry.path();
+        if REPO_MARKERS.iter().any(|m| path.join(m).is_dir())
+            && let Ok(repo) = name.parse()
+        {
+            out.insert(repo);
+        }
+        index_repositories(&path, &name, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The on-disk layout, in one place. Every path the store touches is built here
+//! from validated values (`RepoName`, `Tag`, `Digest`, upload ids), so nothing a
+//! client sends can name a file outside the root.
+//!
+//! ```text
+//! <root>/blobs/<alg>/<hex[0..2]>/<hex>                 blob bytes (layers, configs, manifests)
+//! <root>/repositories/<name>/_blobs/<alg>/<hex>        link: the repo may read that blob
+//! <root>/repositories/<name>/_manifests/<alg>/<hex>    link: a manifest of the repo (JSON: its media type)
+//! <root>/repositories/<name>/_tags/<tag>               the digest the tag points at
+//! <root>/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
+//!                                                      descriptor of a manifest whose subject is that digest
+//! <root>/uploads/<uuid>/info.json, data                an upload session and its bytes so far
+//! <root>/tmp/                                          temp files, renamed into place once complete
+//! ```
+//!
+//! Repository name components never start with `_`, so `_blobs` and friends can
+//! never collide with a nested repository such as `a/b`.
+
+use crate::oci::{Digest, RepoName, Tag};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: impl Into<PathBuf>) -> Paths {
+        Paths { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    pub fn blob(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.blobs_dir()
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    pub fn repositories_dir(&self) -> PathBuf {
+        self.root.join("repositories")
+    }
+
+    pub fn repo(&self, name: &RepoName) -> PathBuf {
+        self.repositories_dir().join(name.as_str())
+    }
+
+    pub fn blob_link(&self, name: &RepoName, digest: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("_blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    pub fn manifest_link(&self, name: &RepoName, digest: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("_manifests")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    pub fn tags_dir(&self, name: &RepoName) -> PathBuf {
+        self.repo(name).join("_tags")
+    }
+
+    pub fn tag(&self, name: &RepoName, tag: &Tag) -> PathBuf {
+        self.tags_dir(name).join(tag.as_str())
+    }
+
+    pub fn referrers_dir(&self, name: &RepoName, subject: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+    }
+
+    pub fn referrer(&self, name: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
+        self.referrers_dir(name, subject).join(format!(
+            "{}-{}",
+            referrer.algorithm().as_str(),
+            referrer.hex()
+        ))
+    }
+
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
+    pub fn upload_dir(&self, id: &Uuid) -> PathBuf {
+        self.uploads_dir().join(id.hyphenated().to_string())
+    }
+
+    pub fn upload_info(&self, id: &Uuid) -> PathBuf {
+        self.upload_dir(id).join("info.json")
+    }
+
+    pub fn upload_data(&self, id: &Uuid) -> PathBuf {
+        self.upload_dir(id).join("data")
+    }
+}
+
+/// Names of the per-repository folders, which mark a folder as a repository.
+pub const REPO_MARKERS: [&str; 3] = ["_blobs", "_manifests", "_tags"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_stable() {
+        let p = Paths::new("/r");
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+        let name: RepoName = "team/app".parse().unwrap();
+        assert_eq!(
+            p.blob(&d),
+            Path::new(
+                "/r/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )
+        );
+        assert_eq!(
+            p.tag(&name, &"v1".parse().unwrap()),
+            Path::new("/r/repositories/team/app/_tags/v1")
+        );
+        assert!(
+            p.blob_link(&name, &d)
+                .starts_with("/r/repositories/team/app/_blobs/sha256")
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! Upload sessions: chunked and monolithic blob uploads, resumable across restarts.
+//!
+//! A chunk is all-or-nothing: if its body fails half-way (client gone, wrong
+//! length), the data file is cut back to where the chunk began and the hash state
+//! restored, so the session stays usable and its offset is always a chunk boundary
+//! the client was told about.
+
+use super::{Result, Store, StoreError, durable};
+use crate::oci::{Algorithm, Digest, Hasher, RepoName};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// A request body as the store consumes it.
+pub type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Bytes gathered from the body before one blocking write-and-hash.
+const BATCH: usize = 1 << 20;
+
+/// What `info.json` records of a session.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    name: String,
+    started_at: u64,
+}
+
+/// A session's place in memory: its repository, and its state behind an async
+/// lock so that two requests on one session take turns.
+pub(super) struct Session {
+    name: RepoName,
+    state: tokio::sync::Mutex<State>,
+}
+
+struct State {
+    size: u64,
+    /// sha256 of `data` so far; `None` after a restart until it is rebuilt.
+    hasher: Option<Hasher>,
+    /// Set once finished or cancelled, for requests that waited on the lock.
+    closed: bool,
+}
+
+impl Store {
+    /// Opens a session for `name`.
+    pub async fn start_upload(&self, name: &RepoName) -> Result<Uuid> {
+        let name = name.clone();
+        self.blocking(move |s| {
+            let id = Uuid::new_v4();
+            let dir = s.paths().upload_dir(&id);
+            durable::ensure_dir(&dir)?;
+            File::create(s.paths().upload_data(&id))?;
+            let info = Info {
+                name: name.to_string(),
+                started_at: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            let info = serde_json::to_vec(&info).map_err(io::Error::other)?;
+            durable::write_atomic(&s.paths().tmp_dir(), &s.paths().upload_info(&id), &info)?;
+            let session = Arc::new(Session {
+                name,
+                state: tokio::sync::Mutex::new(State {
+                    size: 0,
+                    hasher: Some(Algorithm::Sha256.hasher()),
+                    closed: false,
+                }),
+            });
+            s.sessions().insert(id, session);
+            Ok(id)
+        })
+        .await
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, Arc<Session>>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Finds session `id` of repository `name`, in memory or, after a restart, on disk.
+    async fn session(&self, name: &RepoName, id: Uuid) -> Result<Arc<Session>> {
+        let cached = self.sessions().get(&id).cloned();
+        let session = match cached {
+            Some(session) => session,
+            None => {
+                let loaded = self.blocking(move |s| s.load_session(id)).await?;
+                self.sessions().entry(id).or_insert(loaded).clone()
+            }
+        };
+        if session.name != *name {
+            return Err(StoreError::UploadUnknown);
+        }
+        Ok(session)
+    }
+
+    fn load_session(&self, id: Uuid) -> Result<Arc<Session>> {
+        let info = durable::read_optional(&self.paths().upload_info(&id))?
+            .and_then(|bytes| serde_json::from_slice::<Info>(&bytes).ok())
+            .ok_or(StoreError::UploadUnknown)?;
+        let name = info.name.parse().map_err(|_| StoreError::UploadUnknown)?;
+        let size = match std::fs::metadata(self.paths().upload_data(&id)) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadUnknown),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Arc::new(Session {
+            name,
+            state: tokio::sync::Mutex::new(State {
+                size,
+                hasher: None,
+                closed: false,
+            }),
+        }))
+    }
+
+    /// Bytes received so far by session `id`.
+    pub async fn upload_size(&self, name: &RepoName, id: Uuid) -> Result<u64> {
+        let session = self.session(name, id).await?;
+        let state = session.state.lock().await;
+        if state.closed {
+            return Err(StoreError::UploadUnknown);
+        }
+        Ok(state.size)
+    }
+
+    /// Appends a chunk. `start` (from Content-Range) must equal the current size;
+    /// `length`, when declared, must match the bytes received. Returns the new size.
+    pub async fn append_upload(
+        &self,
+        name: &RepoName,
+        id: Uuid,
+        start: Option<u64>,
+        length: Option<u64>,
+        body: Body,
+    ) -> Result<u64> {
+        let session = self.session(name, id).await?;
+        let mut state = session.state.lock().await;
+        self.append_locked(id, &mut state, start, length, body)
+            .await?;
+        Ok(state.size)
+    }
+
+    async fn append_locked(
+        &self,
+        id: Uuid,
+        state: &mut State,
+        start: Option<u64>,
+        length: Option<u64>,
+        body: Body,
+    ) -> Result<()> {
+        if state.closed {
+            return Err(StoreError::UploadUnknown);
+        }
+        if let Some(start) = start
+            && start != state.size
+        {
+            return Err(StoreError::RangeMismatch {
+                start,
+                size: state.size,
+            });
+        }
+        let data = self.paths().upload_data(&id);
+        let hasher = match state.hasher.clone() {
+            Some(h) => h,
+            None => {
+                let path = data.clone();
+                let size = state.size;
+                let h = self
+                    .blocking(move |_| hash_file(&path, size, Algorithm::Sha256))
+                    .await?;
+                state.hasher = Some(h.clone());
+                h
+            }
+        };
+        let (written, hasher) = match write_body(&data, state.size, hasher, body).await {
+            Ok(done) => done,
+            Err(e) => {
+                truncate(&data, state.size).await?;
+                return Err(e);
+            }
+        };
+        if let Some(declared) = length
+            && declared != written
+        {
+            truncate(&data, state.size).await?;
+            return Err(StoreError::ChunkLength {
+                declared,
+                received: written,
+            });
+        }
+        state.size += written;
+        state.hasher = Some(hasher);
+        Ok(())
+    }
+
+    /// Finishes session `id` with an optional last chunk: verifies `digest`, makes
+    /// the blob visible in `name`, and removes the session. A wrong digest removes
+    /// the session and stores nothing.
+    pub async fn finish_upload(
+        &self,
+        name: &RepoName,
+        id: Uuid,
+        digest: &Digest,
+        body: Body,
+    ) -> Result<u64> {
+        let session = self.session(name, id).await?;
+        let mut state = session.state.lock().await;
+        self.append_locked(id, &mut state, None, None, body).await?;
+        state.closed = true;
+        self.sessions().remove(&id);
+        let hasher = state.hasher.take();
+        let (name, digest, size) = (name.clone(), digest.clone(), state.size);
+        self.blocking(move |s| {
+            let data = s.paths().upload_data(&id);
+            let computed = match hasher {
+                Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
+                _ => hash_file(&data, size, digest.algorithm())?.finish(),
+            };
+            let result = if computed == digest {
+                s.commit_blob(&name, &digest, &data)
+            } else {
+                Err(StoreError::DigestMismatch {
+                    expected: digest,
+                    computed,
+                })
+            };
+            std::fs::remove_dir_all(s.paths().upload_dir(&id))?;
+            result.map(|()| size)
+        })
+        .await
+    }
+
+    /// Cancels session `id`, deleting what it received.
+    pub async fn cancel_upload(&self, name: &RepoName, id: Uuid) -> Result<()> {
+        let session = self.session(name, id).await?;
+        let mut state = session.state.lock().await;
+        if state.closed {
+            return Err(StoreError::UploadUnknown);
+        }
+        state.closed = true;
+        self.sessions().remove(&id);
+        self.blocking(move |s| Ok(std::fs::remove_dir_all(s.paths().upload_dir(&id))?))
+            .await
+    }
+
+    /// A whole blob in one request (`POST ?digest=`): streamed into a private
+    /// folder under `uploads/` and committed, with no session state to write.
+    pub async fn put_blob(&self, name: &RepoName, digest: &Digest, body: Body) -> Result<u64> {
+        let id = Uuid::new_v4();
+        let data = self.paths().upload_data(&id);
+        let dir = self.paths().upload_dir(&id);
+        let created = data.clone();
+        self.blocking(move |_| {
+            durable::ensure_dir(created.parent().expect("upload data has a folder"))?;
+            File::create(&created)?;
+            Ok(())
+        })
+        .await?;
+        let written = write_body(&data, 0, digest.algorithm().hasher(), body).await;
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| {
+            let result = written.and_then(|(size, hasher)| {
+                let computed = hasher.finish();
+                if computed != digest {
+                    return Err(StoreError::DigestMismatch {
+                        expected: digest,
+                        computed,
+                    });
+                }
+                s.commit_blob(&name, &digest, &data).map(|()| size)
+            });
+            std::fs::remove_dir_all(&dir)?;
+            result
+        })
+        .await
+    }
+
+    /// Makes verified upload data the blob `digest` and links it into `name`.
+    fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
+        let target = self.paths().blob(digest);
+        if self.blob_size(digest)?.is_none() {
+            File::open(data)?.sync_all()?;
+            durable::publish(data, &target)?;
+        }
+        self.link_blob(name, digest)
+    }
+}
+
+/// Streams `body` onto `path` from `offset`, hashing as it goes, in batches written
+/// on the blocking pool. Returns the bytes written and the updated hasher.
+async fn write_body(
+    path: &Path,
+    offset: u64,
+    mut hasher: Hasher,
+    mut body: Body,
+) -> Result<(u64, Hasher)> {
+    let path_owned = path.to_owned();
+    let mut file = tokio::task::spawn_blocking(move || -> io::Result<File> {
+        let mut file = OpenOptions::new().write(true).open(path_owned)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(file)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let mut written = 0u64;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0usize;
+    let mut done = false;
+    while !done {
+        match body.next().await {
+            Some(Ok(bytes)) => {
+                batch_len += bytes.len();
+                batch.push(bytes);
+                if batch_len < BATCH {
+                    continue;
+                }
+            }
+            Some(Err(e)) => return Err(StoreError::Body(e)),
+            None => done = true,
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let chunks = std::mem::take(&mut batch);
+        (file, hasher) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            for chunk in &chunks {
+                file.write_all(chunk)?;
+                hasher.update(chunk);
+            }
+            Ok((file, hasher))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        written += batch_len as u64;
+        batch_len = 0;
+    }
+    Ok((written, hasher))
+}
+
+/// Cuts a data file back to `size` (undoing a failed chunk).
+async fn truncate(path: &Path, size: u64) -> Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || OpenOptions::new().write(true).open(path)?.set_len(size))
+        .await
+        .map_err(io::Error::other)??;
+    Ok(())
+}
+
+/// Hashes the first `size` bytes of a file (rebuilding a session's state).
+fn hash_file(path: &Path, size: u64, algorithm: Algorithm) -> Result<Hasher> {
+    let mut hasher = algorithm.hasher();
+    let mut file = File::open(path)?.take(size);
+    let mut buf = vec![0u8; BATCH];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher)
+}
