@@ -4,12 +4,15 @@
 //! in ./berth-data.
 
 use anyhow::Context;
+use bytesize::ByteSize;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_ROOT: &str = "berth-data";
+/// Enough for manifests, tags and upload state when uploads are refused.
+pub const DEFAULT_MIN_FREE: ByteSize = ByteSize::mib(64);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -19,6 +22,9 @@ pub struct ServeArgs {
     /// Folder holding the registry's data
     #[arg(long, env = "BERTH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Refuse uploads when less than this is free on the data folder's disk (e.g. 256MiB)
+    #[arg(long, env = "BERTH_MIN_FREE", value_name = "SIZE")]
+    pub min_free: Option<ByteSize>,
     /// YAML file with any of the settings above (flags and variables win)
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -30,6 +36,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     root: Option<PathBuf>,
+    min_free: Option<ByteSize>,
 }
 
 /// The settings the server runs with.
@@ -37,6 +44,7 @@ struct FileConfig {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub root: PathBuf,
+    pub min_free: ByteSize,
 }
 
 impl ServeArgs {
@@ -54,6 +62,7 @@ impl ServeArgs {
                 .root
                 .or(file.root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+            min_free: self.min_free.or(file.min_free).unwrap_or(DEFAULT_MIN_FREE),
         })
     }
 }
@@ -72,6 +81,7 @@ mod tests {
         ServeArgs {
             listen: listen.map(|l| l.parse().unwrap()),
             root: None,
+            min_free: None,
             config,
         }
     }
@@ -87,9 +97,14 @@ mod tests {
     fn flags_beat_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.yaml");
-        std::fs::write(&file, "listen: 127.0.0.1:6000\nroot: /data\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:6000\nroot: /data\nminFree: 1GiB\n",
+        )
+        .unwrap();
         let c = args(None, Some(file.clone())).resolve().unwrap();
         assert_eq!((c.listen.port(), c.root), (6000, PathBuf::from("/data")));
+        assert_eq!(c.min_free, ByteSize::gib(1));
         let c = args(Some("127.0.0.1:7000"), Some(file)).resolve().unwrap();
         assert_eq!(c.listen.port(), 7000);
     }

@@ -26,6 +26,8 @@ pub enum Code {
     Unsupported,
     TooManyRequests,
     PaginationNumberInvalid,
+    /// Not in the spec: the disk is full (507), said plainly rather than as UNKNOWN.
+    StorageFull,
     Unknown,
 }
 
@@ -47,6 +49,7 @@ impl Code {
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            Code::StorageFull => "STORAGE_FULL",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -69,6 +72,7 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +165,19 @@ impl From<StoreError> for ApiError {
                     .with_detail(json!({ "digest": digest.to_string() }))
             }
             StoreError::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
+            StoreError::InsufficientSpace { .. } => ApiError::new(Code::StorageFull, message),
+            StoreError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::error!(error = %e, "storage full");
+                ApiError::new(
+                    Code::StorageFull,
+                    "storage is full; nothing was stored by this request",
+                )
+            }
             StoreError::Io(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::new(Code::Unknown, "storage failure; see the registry's log")
@@ -188,4 +205,40 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible>
         ApiError::new(Code::Unsupported, "bad request").with_status(StatusCode::BAD_REQUEST)
     };
     Ok(error.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_not_500() {
+        let full = ApiError::from(StoreError::Io(std::io::ErrorKind::StorageFull.into()));
+        assert_eq!(full.code(), Code::StorageFull);
+        let response = full.into_response();
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let other = ApiError::from(StoreError::Io(std::io::ErrorKind::PermissionDenied.into()));
+        assert_eq!(
+            other.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn store_errors_keep_their_spec_codes() {
+        let cases = [
+            (StoreError::BlobUnknown, "BLOB_UNKNOWN", 404),
+            (StoreError::UploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404),
+            (
+                StoreError::RangeMismatch { start: 5, size: 3 },
+                "BLOB_UPLOAD_INVALID",
+                416,
+            ),
+            (StoreError::NameUnknown, "NAME_UNKNOWN", 404),
+        ];
+        for (error, code, status) in cases {
+            let e = ApiError::from(error);
+            assert_eq!((e.code().as_str(), e.status.as_u16()), (code, status));
+        }
+    }
 }

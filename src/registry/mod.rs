@@ -26,9 +26,11 @@ pub use config::{ServeArgs, ServeConfig};
 
 /// Runs the registry until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let store = Store::open(&config.root).await.map_err(|e| {
-        anyhow::anyhow!("cannot open the data folder {}: {e}", config.root.display())
-    })?;
+    let store = Store::open(&config.root, config.min_free.as_u64())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot open the data folder {}: {e}", config.root.display())
+        })?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -58,6 +58,12 @@ pub enum StoreError {
     ManifestBlobUnknown(Digest),
     #[error("{0}")]
     ManifestInvalid(String),
+    #[error(
+        "storage is nearly full: {} free, and {} is kept in reserve for manifests and tags",
+        bytesize::ByteSize::b(*available),
+        bytesize::ByteSize::b(*reserve)
+    )]
+    InsufficientSpace { available: u64, reserve: u64 },
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("storage: {0}")]
@@ -74,6 +80,9 @@ pub struct Store {
 
 struct Inner {
     paths: Paths,
+    /// Free space below which new upload bytes are refused, so that manifests,
+    /// tags and upload state can still be written on a nearly full disk.
+    min_free: u64,
     /// Every repository holding anything, so the catalog never walks the disk.
     catalog: RwLock<BTreeSet<RepoName>>,
     /// Upload sessions touched since start-up (the rest are loaded on demand).
@@ -82,8 +91,9 @@ struct Inner {
 
 impl Store {
     /// Opens (creating if needed) the store rooted at `root`, clears temp files a
-    /// crash may have left, and indexes the repositories.
-    pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
+    /// crash may have left, and indexes the repositories. Uploads are refused
+    /// while less than `min_free` bytes are free.
+    pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
         let paths = Paths::new(root);
         let (paths, catalog) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             for dir in [
@@ -111,6 +121,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
+                min_free,
                 catalog: RwLock::new(catalog),
                 sessions: Mutex::new(HashMap::new()),
             }),
@@ -137,9 +148,29 @@ impl Store {
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
     }
 
-    /// Proves the store can take writes: a durable write and removal in `tmp/`.
+    /// Bytes free for us on the store's file system.
+    fn available(&self) -> Result<u64> {
+        let stat = rustix::fs::statvfs(self.root()).map_err(io::Error::from)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Refuses to take `incoming` more upload bytes if that would eat into the reserve.
+    fn check_space(&self, incoming: u64) -> Result<()> {
+        let available = self.available()?;
+        if available < self.inner.min_free.saturating_add(incoming) {
+            return Err(StoreError::InsufficientSpace {
+                available,
+                reserve: self.inner.min_free,
+            });
+        }
+        Ok(())
+    }
+
+    /// Proves the store can take writes: free space above the reserve, and a
+    /// durable write and removal in `tmp/`.
     pub async fn check_writable(&self) -> Result<()> {
         self.blocking(|s| {
+            s.check_space(0)?;
             let probe = s.paths().tmp_dir().join("readyz");
             durable::write_atomic(&s.paths().tmp_dir(), &probe, b"ok")?;
             durable::remove(&probe)?;

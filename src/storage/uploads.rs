@@ -52,6 +52,7 @@ impl Store {
     pub async fn start_upload(&self, name: &RepoName) -> Result<Uuid> {
         let name = name.clone();
         self.blocking(move |s| {
+            s.check_space(0)?;
             let id = Uuid::new_v4();
             let dir = s.paths().upload_dir(&id);
             durable::ensure_dir(&dir)?;
@@ -180,7 +181,7 @@ impl Store {
                 h
             }
         };
-        let (written, hasher) = match write_body(&data, state.size, hasher, body).await {
+        let (written, hasher) = match write_body(self, &data, state.size, hasher, body).await {
             Ok(done) => done,
             Err(e) => {
                 truncate(&data, state.size).await?;
@@ -264,7 +265,7 @@ impl Store {
             Ok(())
         })
         .await?;
-        let written = write_body(&data, 0, digest.algorithm().hasher(), body).await;
+        let written = write_body(self, &data, 0, digest.algorithm().hasher(), body).await;
         let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
             let result = written.and_then(|(size, hasher)| {
@@ -295,8 +296,10 @@ impl Store {
 }
 
 /// Streams `body` onto `path` from `offset`, hashing as it goes, in batches written
-/// on the blocking pool. Returns the bytes written and the updated hasher.
+/// on the blocking pool, each only if the disk keeps its reserve after it. Returns
+/// the bytes written and the updated hasher.
 async fn write_body(
+    store: &Store,
     path: &Path,
     offset: u64,
     mut hasher: Hasher,
@@ -330,7 +333,9 @@ async fn write_body(
             continue;
         }
         let chunks = std::mem::take(&mut batch);
-        (file, hasher) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let store = store.clone();
+        (file, hasher) = tokio::task::spawn_blocking(move || -> Result<_> {
+            store.check_space(batch_len as u64)?;
             for chunk in &chunks {
                 file.write_all(chunk)?;
                 hasher.update(chunk);
@@ -338,7 +343,7 @@ async fn write_body(
             Ok((file, hasher))
         })
         .await
-        .map_err(io::Error::other)??;
+        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
         written += batch_len as u64;
         batch_len = 0;
     }
