@@ -118,7 +118,7 @@ async fn push_image(http: &reqwest::Client, base: &str, pusher: usize, n: u64) -
         (digest(&unique), unique),
     ];
     for (i, (_, data)) in blobs.iter().enumerate() {
-        push_blob(http, base, &repo, data, (n as usize + i) % 2 == 0).await?;
+        push_blob(http, base, &repo, data, (n as usize + i).is_multiple_of(2)).await?;
     }
     let descriptor = |media: &str, (d, data): &(String, Vec<u8>)| {
         format!(
@@ -194,7 +194,7 @@ async fn acknowledged_pushes_survive_sigkill() {
     let server = Server::start(root.path());
     let base = server.url("");
     let http = client();
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     assert!(
         acked.len() >= PUSHERS,
         "too few pushes got through: {}",
