@@ -13,6 +13,7 @@ mod manifests;
 mod pagination;
 mod referrers;
 pub mod routes;
+mod server;
 mod tags;
 mod uploads;
 
@@ -36,11 +37,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(root = %config.root.display(), "listening on http://{addr}");
-    warp::serve(routes::routes(store))
-        .incoming(listener)
-        .graceful(shutdown_signal())
-        .run()
-        .await;
+    server::run(
+        listener,
+        routes::routes(store),
+        server::Limits::default(),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
