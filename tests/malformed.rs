@@ -33,13 +33,16 @@ fn raw(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
         .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}: {text:?}"))
 }
 
-/// Requests that are wrong in one way each; `(method, path, headers, body)`.
-fn bad_requests() -> Vec<(
+/// `(method, path, headers, body)`.
+type BadRequest = (
     &'static str,
     String,
     Vec<(&'static str, &'static str)>,
     Vec<u8>,
-)> {
+);
+
+/// Requests that are wrong in one way each.
+fn bad_requests() -> Vec<BadRequest> {
     let none = Vec::new;
     let long_name = "a".repeat(300);
     let mut v =
