@@ -199,3 +199,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A digest that parses prints back exactly as sent, and is a safe file name.
+        #[test]
+        fn parsed_digests_round_trip(s in "\\PC{0,140}|sha(256|512):[0-9a-fA-F]{60,130}") {
+            if let Ok(d) = s.parse::<Digest>() {
+                prop_assert_eq!(d.to_string(), s);
+                prop_assert!(d.hex().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            }
+        }
+
+        #[test]
+        fn content_matches_its_own_digest(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            prop_assert!(Digest::sha256(&bytes).matches(&bytes));
+        }
+    }
+}

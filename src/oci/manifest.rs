@@ -250,3 +250,58 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(Into::into),
+            any::<i64>().prop_map(Into::into),
+            "[a-zA-Z0-9:.+/-]{0,20}".prop_map(Into::into),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("schemaVersion".to_owned()),
+                        Just("mediaType".to_owned()),
+                        Just("config".to_owned()),
+                        Just("layers".to_owned()),
+                        Just("manifests".to_owned()),
+                        Just("subject".to_owned()),
+                        Just("digest".to_owned()),
+                        Just("size".to_owned()),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Manifest::parse(None, &bytes);
+            let _ = Manifest::parse(Some(OCI_MANIFEST), &bytes);
+        }
+
+        /// Manifest-shaped JSON either parses into a consistent manifest or is refused.
+        #[test]
+        fn manifest_shaped_json_is_parsed_or_refused(value in json()) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            if let Ok(m) = Manifest::parse(None, &bytes) {
+                match m.kind {
+                    Kind::Image => prop_assert!(!m.blobs.is_empty()),
+                    Kind::Index => prop_assert!(m.blobs.is_empty()),
+                }
+            }
+        }
+    }
+}

@@ -220,3 +220,45 @@ mod tests {
         assert!("sha256:zz".parse::<Reference>().is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const COMPONENT: &str = "[a-z0-9]{1,5}((\\.|_|__|-{1,3})[a-z0-9]{1,5}){0,3}";
+
+    proptest! {
+        #[test]
+        fn names_from_the_grammar_parse(components in prop::collection::vec(COMPONENT, 1..5)) {
+            let name = components.join("/");
+            prop_assume!(name.len() <= MAX_NAME_LEN);
+            prop_assert_eq!(name.parse::<RepoName>().map(|n| n.to_string()), Ok(name));
+        }
+
+        /// Whatever a client sends, an accepted name is a safe relative path.
+        #[test]
+        fn accepted_names_stay_inside_the_root(s in "\\PC{0,40}|[a-z0-9./_%-]{0,40}") {
+            if let Ok(name) = s.parse::<RepoName>() {
+                for c in name.as_str().split('/') {
+                    prop_assert!(!c.is_empty() && c != "." && c != "..");
+                    prop_assert!(c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+                    prop_assert!(!c.starts_with('_'));
+                }
+            }
+        }
+
+        #[test]
+        fn tags_are_single_safe_components(s in "\\PC{0,140}|[A-Za-z0-9._-]{0,140}") {
+            if let Ok(tag) = s.parse::<Tag>() {
+                prop_assert!(tag.as_str().len() <= MAX_TAG_LEN);
+                prop_assert!(!tag.as_str().contains('/') && !tag.as_str().starts_with('.'));
+            }
+        }
+
+        #[test]
+        fn references_never_panic(s in "\\PC{0,200}") {
+            let _ = s.parse::<Reference>();
+        }
+    }
+}

@@ -183,3 +183,18 @@ mod tests {
         assert!(not_modified(&h, &etag(&d)));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn satisfiable_ranges_lie_inside_the_blob(spec in "\\PC{0,30}|bytes=[0-9]{0,4}-[0-9]{0,4}", size in 0u64..5000) {
+            if let RangeRequest::Satisfiable(start, end) = parse_range(&spec, size) {
+                prop_assert!(start <= end && end < size);
+            }
+        }
+    }
+}

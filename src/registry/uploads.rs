@@ -79,8 +79,8 @@ pub async fn status(name: RepoName, id: String, store: Store) -> Result<Response
     Ok(session_response(StatusCode::NO_CONTENT, &name, id, size))
 }
 
-/// `Content-Range: <start>-<end>` (inclusive). Some clients prefix `bytes ` or
-/// `bytes=`; we accept both.
+/// `Content-Range: <start>-<end>` (inclusive) as (start, length). Some clients
+/// prefix `bytes ` or `bytes=`; we accept both.
 fn parse_content_range(value: &str) -> Option<(u64, u64)> {
     let value = value.trim();
     let value = value
@@ -88,8 +88,9 @@ fn parse_content_range(value: &str) -> Option<(u64, u64)> {
         .map(|v| v.trim_start_matches(['=', ' ']))
         .unwrap_or(value);
     let (start, end) = value.split('/').next()?.split_once('-')?;
-    let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    (start <= end).then_some((start, end))
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let length = end.checked_sub(start)?.checked_add(1)?;
+    Some((start, length))
 }
 
 pub async fn patch(
@@ -103,7 +104,7 @@ pub async fn patch(
     let (start, length) = match headers.get(header::CONTENT_RANGE) {
         None => (None, None),
         Some(value) => {
-            let (start, end) = value
+            let (start, length) = value
                 .to_str()
                 .ok()
                 .and_then(parse_content_range)
@@ -114,7 +115,7 @@ pub async fn patch(
                     )
                     .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                 })?;
-            (Some(start), Some(end - start + 1))
+            (Some(start), Some(length))
         }
     };
     match store.append_upload(&name, id, start, length, body).await {
@@ -163,10 +164,26 @@ mod tests {
 
     #[test]
     fn content_ranges() {
-        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
-        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
-        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
+        assert_eq!(parse_content_range("0-99"), Some((0, 100)));
+        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 100)));
+        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 1)));
+        assert_eq!(parse_content_range("0-18446744073709551615"), None);
         assert_eq!(parse_content_range("9-1"), None);
         assert_eq!(parse_content_range("abc"), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn content_ranges_have_a_length(spec in "\\PC{0,30}|(bytes[ =])?[0-9]{0,21}-[0-9]{0,21}") {
+            if let Some((start, length)) = parse_content_range(&spec) {
+                prop_assert!(length >= 1 && start.checked_add(length - 1).is_some());
+            }
+        }
     }
 }
