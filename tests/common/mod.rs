@@ -78,3 +78,110 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// HTTP helpers for the API tests.
+pub mod api {
+    use sha2::{Digest as _, Sha256};
+
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+    pub fn digest(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn header(r: &reqwest::Response, name: &str) -> String {
+        r.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The error code of an OCI error body.
+    pub async fn error_code(r: reqwest::Response) -> String {
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        body["errors"][0]["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn json(r: reqwest::Response) -> serde_json::Value {
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    }
+
+    /// Pushes a blob in one request and returns its digest.
+    pub async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
+        let d = digest(data);
+        let r = http
+            .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "push of {d}");
+        d
+    }
+
+    pub fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
+        serde_json::json!({ "mediaType": media_type, "digest": digest(data), "size": data.len() })
+    }
+
+    /// An OCI image manifest for a config and layers (their bytes).
+    pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": layers.iter().map(|l| descriptor(OCI_LAYER, l)).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    /// Pushes the blobs and the manifest of a small image under `reference`;
+    /// returns the manifest's bytes.
+    pub async fn push_image(
+        http: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        reference: &str,
+        seed: &str,
+    ) -> Vec<u8> {
+        let config = format!(r#"{{"seed":"{seed}"}}"#).into_bytes();
+        let layer = format!("layer of {seed}").repeat(100).into_bytes();
+        push_blob(http, base, repo, &config).await;
+        push_blob(http, base, repo, &layer).await;
+        let manifest = image_manifest(&config, &[&layer]);
+        put_manifest(http, base, repo, reference, OCI_MANIFEST, &manifest).await;
+        manifest
+    }
+
+    pub async fn put_manifest(
+        http: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) {
+        let r = http
+            .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "manifest push of {repo}:{reference}");
+        assert_eq!(header(&r, "docker-content-digest"), digest(body));
+    }
+}
