@@ -164,7 +164,7 @@ async fn hostile_names_never_leave_the_root() {
         format!("/v2/../../secret/blobs/{d}"),
         format!("/v2/%2e%2e/blobs/{d}"),
         format!("/v2/%2e%2e%2f%2e%2e/blobs/{d}"),
-        format!("/v2/..%2f..%2fsecret/manifests/latest"),
+        "/v2/..%2f..%2fsecret/manifests/latest".to_owned(),
         "/v2//etc/manifests/latest".to_owned(),
         "/v2/Upper/manifests/latest".to_owned(),
         format!("/v2/{long}/tags/list"),

@@ -80,29 +80,34 @@ pub async fn get(
     Ok(response)
 }
 
-/// Reads a manifest body, refusing it as soon as it passes the size limit.
+/// How much of an oversized manifest we read and drop before answering 413, so
+/// that a client still sending its body reads our answer instead of a reset.
+const DRAIN_LIMIT: usize = 4 * MAX_MANIFEST_SIZE;
+
+/// Reads a manifest body, refusing it once it passes the size limit.
 async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            Code::SizeInvalid,
-            format!("manifest is larger than the {MAX_MANIFEST_SIZE} bytes this registry accepts"),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_MANIFEST_SIZE) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096));
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_MANIFEST_SIZE));
+    let mut received = 0usize;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::from(StoreError::Body(e)))?;
-        if buf.len() + chunk.len() > MAX_MANIFEST_SIZE {
-            return Err(too_large());
+        received += chunk.len();
+        if received > DRAIN_LIMIT {
+            break;
         }
-        buf.extend_from_slice(&chunk);
+        if received <= MAX_MANIFEST_SIZE {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if received > MAX_MANIFEST_SIZE {
+        return Err(ApiError::new(
+            Code::SizeInvalid,
+            format!("manifest is larger than the {MAX_MANIFEST_SIZE} bytes this registry accepts"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
     Ok(buf.freeze())
 }
