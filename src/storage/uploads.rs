@@ -24,6 +24,10 @@ pub type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 /// Bytes gathered from the body before one blocking write-and-hash.
 const BATCH: usize = 1 << 20;
 
+/// How much of a refused body we still read and drop, so that a client that is
+/// still sending gets our error answer rather than a reset connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 /// What `info.json` records of a session.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -334,7 +338,7 @@ async fn write_body(
         }
         let chunks = std::mem::take(&mut batch);
         let store = store.clone();
-        (file, hasher) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let wrote = tokio::task::spawn_blocking(move || -> Result<_> {
             store.check_space(batch_len as u64)?;
             for chunk in &chunks {
                 file.write_all(chunk)?;
@@ -343,11 +347,29 @@ async fn write_body(
             Ok((file, hasher))
         })
         .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        match wrote {
+            Ok(done) => (file, hasher) = done,
+            Err(e) => {
+                drain(&mut body).await;
+                return Err(e);
+            }
+        }
         written += batch_len as u64;
         batch_len = 0;
     }
     Ok((written, hasher))
+}
+
+/// Reads and drops the rest of a refused body, up to [`DRAIN_LIMIT`].
+async fn drain(body: &mut Body) {
+    let mut dropped = 0;
+    while dropped < DRAIN_LIMIT {
+        match body.next().await {
+            Some(Ok(bytes)) => dropped += bytes.len(),
+            _ => break,
+        }
+    }
 }
 
 /// Cuts a data file back to `size` (undoing a failed chunk).
