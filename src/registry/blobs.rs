@@ -2,6 +2,7 @@
 //! `If-None-Match`, and unlinking a blob from a repository.
 
 use super::errors::{ApiError, Code};
+use super::headers::{RangeRequest, etag, not_modified, parse_range};
 use super::{DOCKER_CONTENT_DIGEST, empty, set_header};
 use crate::oci::{Digest, RepoName};
 use crate::storage::Store;
@@ -17,22 +18,6 @@ const READ_CHUNK: usize = 256 * 1024;
 pub fn parse_digest(s: &str) -> Result<Digest, ApiError> {
     s.parse()
         .map_err(|e: crate::oci::DigestError| ApiError::new(Code::DigestInvalid, e.to_string()))
-}
-
-/// `"<digest>"`, the ETag of content-addressed things.
-pub fn etag(digest: &Digest) -> String {
-    format!("\"{digest}\"")
-}
-
-/// Whether `If-None-Match` names this ETag (or `*`).
-pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().trim_start_matches("W/"))
-        .any(|v| v == etag || v == "*")
 }
 
 pub async fn get(
@@ -103,98 +88,4 @@ pub async fn delete(name: RepoName, digest: String, store: Store) -> Result<Resp
     let digest = parse_digest(&digest)?;
     store.delete_blob(&name, &digest).await?;
     Ok(empty(StatusCode::ACCEPTED))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    /// Not a single byte range we serve: answer with the whole blob (RFC 9110 lets
-    /// a server ignore Range).
-    Ignore,
-    Satisfiable(u64, u64),
-    Unsatisfiable,
-}
-
-/// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
-fn parse_range(spec: &str, size: u64) -> RangeRequest {
-    let Some(range) = spec.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Ignore;
-    };
-    if range.contains(',') {
-        return RangeRequest::Ignore;
-    }
-    let Some((first, last)) = range.trim().split_once('-') else {
-        return RangeRequest::Ignore;
-    };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
-    let (start, end) = match (first.trim().is_empty(), last.trim().is_empty()) {
-        (true, true) => return RangeRequest::Ignore,
-        // suffix: the last n bytes
-        (true, false) => match parse(last) {
-            Some(0) => return RangeRequest::Unsatisfiable,
-            Some(n) if size > 0 => (size.saturating_sub(n), size - 1),
-            Some(_) => return RangeRequest::Unsatisfiable,
-            None => return RangeRequest::Ignore,
-        },
-        (false, true) => match parse(first) {
-            Some(start) => (start, size.saturating_sub(1)),
-            None => return RangeRequest::Ignore,
-        },
-        (false, false) => match (parse(first), parse(last)) {
-            (Some(start), Some(end)) if start <= end => (start, end.min(size.saturating_sub(1))),
-            _ => return RangeRequest::Ignore,
-        },
-    };
-    if start >= size {
-        return RangeRequest::Unsatisfiable;
-    }
-    RangeRequest::Satisfiable(start, end)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use RangeRequest::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Satisfiable(0, 9));
-        assert_eq!(parse_range("bytes=90-200", 100), Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=95-", 100), Satisfiable(95, 99));
-        assert_eq!(parse_range("bytes=-10", 100), Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=-500", 100), Satisfiable(0, 99));
-        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
-        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
-        assert_eq!(parse_range("bytes=5-1", 100), Ignore);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ignore);
-        assert_eq!(parse_range("items=0-1", 100), Ignore);
-        assert_eq!(parse_range("bytes=x-1", 100), Ignore);
-    }
-
-    #[test]
-    fn if_none_match() {
-        let d = Digest::sha256(b"");
-        let mut h = HeaderMap::new();
-        assert!(!not_modified(&h, &etag(&d)));
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_str(&etag(&d)).unwrap(),
-        );
-        assert!(not_modified(&h, &etag(&d)));
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn satisfiable_ranges_lie_inside_the_blob(spec in "\\PC{0,30}|bytes=[0-9]{0,4}-[0-9]{0,4}", size in 0u64..5000) {
-            if let RangeRequest::Satisfiable(start, end) = parse_range(&spec, size) {
-                prop_assert!(start <= end && end < size);
-            }
-        }
-    }
 }

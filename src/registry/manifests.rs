@@ -1,11 +1,10 @@
 //! `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>`.
 
-use super::blobs::{etag, not_modified, parse_digest};
+use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
+use super::headers::{acceptable, etag, not_modified};
 use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, empty, set_header};
-use crate::oci::manifest::{
-    DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
-};
+use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Manifest, Reference, RepoName, Tag};
 use crate::storage::{Body, Store, StoreError};
 use bytes::{Bytes, BytesMut};
@@ -23,24 +22,6 @@ fn parse_reference(s: &str, invalid: Code) -> Result<Reference, ApiError> {
     s.parse::<Tag>()
         .map(Reference::Tag)
         .map_err(|e| ApiError::new(invalid, e.to_string()))
-}
-
-/// Whether the client's Accept headers allow `media_type`. A client that names no
-/// manifest type at all (curl's `*/*`, or no header) takes what is stored; one that
-/// lists manifest types but not this one gets MANIFEST_UNKNOWN, as distribution
-/// answers old clients that cannot read OCI manifests.
-fn acceptable(headers: &HeaderMap, media_type: &str) -> bool {
-    let accepted: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.split(';').next().unwrap_or("").trim())
-        .collect();
-    let names_manifests = accepted
-        .iter()
-        .any(|t| matches!(*t, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST));
-    !names_manifests || accepted.iter().any(|t| *t == media_type || *t == "*/*")
 }
 
 pub async fn get(
@@ -155,27 +136,4 @@ pub async fn delete(
         Reference::Digest(digest) => store.delete_manifest(&name, &digest).await?,
     }
     Ok(empty(StatusCode::ACCEPTED))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use warp::http::HeaderValue;
-
-    #[test]
-    fn accept_negotiation() {
-        let mut h = HeaderMap::new();
-        assert!(acceptable(&h, OCI_INDEX), "no Accept header takes anything");
-        h.append(header::ACCEPT, HeaderValue::from_static(DOCKER_MANIFEST));
-        h.append(
-            header::ACCEPT,
-            HeaderValue::from_static(
-                "application/vnd.docker.distribution.manifest.list.v2+json; q=0.5, text/plain",
-            ),
-        );
-        assert!(acceptable(&h, DOCKER_LIST));
-        assert!(!acceptable(&h, OCI_INDEX));
-        h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
-        assert!(acceptable(&h, OCI_INDEX));
-    }
 }

@@ -8,6 +8,7 @@ mod blobs;
 mod catalog;
 pub mod config;
 pub mod errors;
+pub mod headers;
 mod health;
 mod manifests;
 mod pagination;

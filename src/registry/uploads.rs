@@ -3,6 +3,7 @@
 
 use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
+use super::headers::parse_content_range;
 use super::routes::Query;
 use super::{DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, empty, set_header};
 use crate::oci::{Digest, RepoName};
@@ -79,20 +80,6 @@ pub async fn status(name: RepoName, id: String, store: Store) -> Result<Response
     Ok(session_response(StatusCode::NO_CONTENT, &name, id, size))
 }
 
-/// `Content-Range: <start>-<end>` (inclusive) as (start, length). Some clients
-/// prefix `bytes ` or `bytes=`; we accept both.
-fn parse_content_range(value: &str) -> Option<(u64, u64)> {
-    let value = value.trim();
-    let value = value
-        .strip_prefix("bytes")
-        .map(|v| v.trim_start_matches(['=', ' ']))
-        .unwrap_or(value);
-    let (start, end) = value.split('/').next()?.split_once('-')?;
-    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    let length = end.checked_sub(start)?.checked_add(1)?;
-    Some((start, length))
-}
-
 pub async fn patch(
     name: RepoName,
     id: String,
@@ -156,34 +143,4 @@ pub async fn cancel(name: RepoName, id: String, store: Store) -> Result<Response
     let id = parse_id(&id)?;
     store.cancel_upload(&name, id).await?;
     Ok(empty(StatusCode::NO_CONTENT))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(parse_content_range("0-99"), Some((0, 100)));
-        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 100)));
-        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 1)));
-        assert_eq!(parse_content_range("0-18446744073709551615"), None);
-        assert_eq!(parse_content_range("9-1"), None);
-        assert_eq!(parse_content_range("abc"), None);
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn content_ranges_have_a_length(spec in "\\PC{0,30}|(bytes[ =])?[0-9]{0,21}-[0-9]{0,21}") {
-            if let Some((start, length)) = parse_content_range(&spec) {
-                prop_assert!(length >= 1 && start.checked_add(length - 1).is_some());
-            }
-        }
-    }
 }
