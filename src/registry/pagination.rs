@@ -68,3 +68,24 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any `n` and `last` a client sends is a page or a 400, and a page never
+        /// holds more than `n` items, all after `last`.
+        #[test]
+        fn any_query_pages_or_refuses(n in "\\PC{0,12}|[0-9]{1,3}", last in "\\PC{0,8}") {
+            let query = Query::from([("n".to_owned(), n), ("last".to_owned(), last.clone())]);
+            if let Ok(page) = Page::from_query(&query) {
+                let items = ["a", "b", "c", "d"];
+                let (got, _) = page.apply(items);
+                prop_assert!(got.len() <= page.n.unwrap_or(usize::MAX));
+                prop_assert!(got.iter().all(|i| *i > last.as_str()));
+            }
+        }
+    }
+}
