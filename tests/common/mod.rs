@@ -185,3 +185,35 @@ pub mod api {
         assert_eq!(header(&r, "docker-content-digest"), digest(body));
     }
 }
+
+/// One line of the registry's request log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+impl Server {
+    /// The requests logged so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        let field = |line: &str, key: &str| -> Option<String> {
+            let rest = line.split(&format!(" {key}=")).nth(1)?;
+            let value = rest.split(' ').next()?;
+            Some(value.trim_matches('"').to_owned())
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("berth::access"))
+            .filter_map(|l| {
+                Some(Request {
+                    method: field(l, "method")?,
+                    path: field(l, "path")?,
+                    status: field(l, "status")?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,872 @@
+//! Real clients against berth: skopeo, podman, buildah, containerd's ctr, docker
+//! and oras push and pull through the registry over loopback, with images built
+//! offline. Each test starts what it needs (berth, containerd, dockerd) in a temp
+//! folder and stops it at the end. A client that is not installed skips the test
+//! with a message, except in CI (`CI` set), where `.ci/run` installs them all and
+//! a missing one is a failure.
+
+mod common;
+
+use common::{Request, Server};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Whether every tool is installed; outside CI a missing one skips the test.
+fn need(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| !s.success())
+                .unwrap_or(true)
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {missing:?} not installed, but .ci/run installs them");
+    }
+    eprintln!("SKIPPED {test}: {missing:?} not installed (.ci/run installs them)");
+    false
+}
+
+/// Runs a command and returns its stdout; a failure shows what it printed.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// GET with every manifest type accepted; returns (status, body).
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("Accept: {ACCEPT_ALL}"),
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|&b| b == b'\n').unwrap();
+    let status = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
+    body.truncate(split);
+    (status, body)
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+/// A two-platform OCI layout written by `tests/tools/make_oci_layout.py`.
+struct Layout {
+    dir: PathBuf,
+    index: String,
+    /// Child manifest digest by architecture.
+    platforms: BTreeMap<String, String>,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tools/make_oci_layout.py"
+        );
+        let index = run("python3", &[script, dir.to_str().unwrap(), "v1"])
+            .trim()
+            .to_owned();
+        let layout = Layout {
+            dir: dir.to_owned(),
+            index,
+            platforms: BTreeMap::new(),
+        };
+        let index_json = json(&layout.blob(&layout.index));
+        let platforms = index_json["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                    m["digest"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        Layout {
+            platforms,
+            ..layout
+        }
+    }
+
+    fn blob(&self, d: &str) -> Vec<u8> {
+        std::fs::read(
+            self.dir
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    }
+
+    fn oci(&self) -> String {
+        format!("oci:{}:v1", self.dir.display())
+    }
+
+    /// Config and layer digests of one platform's image.
+    fn blobs_of(&self, arch: &str) -> Vec<String> {
+        let m = json(&self.blob(&self.platforms[arch]));
+        std::iter::once(&m["config"])
+            .chain(m["layers"].as_array().unwrap())
+            .map(|d| d["digest"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The requests logged after the first `skip`.
+fn since(server: &Server, skip: usize) -> Vec<Request> {
+    server.requests().into_iter().skip(skip).collect()
+}
+
+/// Upload sessions started and monolithic uploads (not mounts) in `requests`.
+fn uploads(requests: &[Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/blobs/uploads/") && r.status == 202)
+        .count()
+}
+
+/// A daemon started by a test, killed by PID when the test ends.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(program: &str, args: &[&str], log: &Path, ready: impl Fn() -> bool) -> Daemon {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let daemon = Daemon { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(Instant::now() < deadline, "{program} did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A private containerd: its own root, state and socket, CRI disabled.
+fn containerd(dir: &Path) -> (Daemon, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let socket = dir.join("containerd.sock").display().to_string();
+    let config = dir.join("containerd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{socket}\"\n",
+            dir.join("root").display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(
+        "containerd",
+        &["--config", config.to_str().unwrap()],
+        &dir.join("containerd.log"),
+        || succeeds("ctr", &["-a", &socket, "version"]),
+    );
+    (daemon, socket)
+}
+
+/// The index tagged v1 in `repo` lists amd64 and arm64, and every manifest and
+/// blob under it is served intact.
+fn assert_two_platforms(host: &str, repo: &str) {
+    let (status, raw) = get(&format!("http://{host}/v2/{repo}/manifests/v1"));
+    assert_eq!(status, 200, "{repo}:v1");
+    let index = json(&raw);
+    let children = index["manifests"].as_array().unwrap();
+    let mut archs: Vec<&str> = children
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for child in children {
+        let child_digest = child["digest"].as_str().unwrap();
+        let (status, raw) = get(&format!("http://{host}/v2/{repo}/manifests/{child_digest}"));
+        assert_eq!((status, digest(&raw).as_str()), (200, child_digest));
+        let manifest = json(&raw);
+        for blob in
+            std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap())
+        {
+            let blob_digest = blob["digest"].as_str().unwrap();
+            let (status, bytes) = get(&format!("http://{host}/v2/{repo}/blobs/{blob_digest}"));
+            assert_eq!((status, digest(&bytes).as_str()), (200, blob_digest));
+        }
+    }
+}
+
+#[test]
+fn skopeo_copies_lists_mounts_and_deletes() {
+    if !need("skopeo", &["skopeo", "python3", "curl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&dir.path().join("layout"));
+    let reg = |repo: &str| format!("docker://{host}/{repo}");
+
+    // The two-platform index, out and back: same digests, same bytes.
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            &layout.oci(),
+            &reg("skopeo/multi:v1"),
+        ],
+    );
+    let back = dir.path().join("back");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &reg("skopeo/multi:v1"),
+            &format!("oci:{}:v1", back.display()),
+        ],
+    );
+    let back_index = json(&std::fs::read(back.join("index.json")).unwrap());
+    assert_eq!(back_index["manifests"][0]["digest"], layout.index.as_str());
+    for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let copy = std::fs::read(back.join("blobs/sha256").join(entry.file_name())).unwrap();
+        assert_eq!(
+            copy,
+            std::fs::read(entry.path()).unwrap(),
+            "{:?} differs",
+            entry.file_name()
+        );
+    }
+
+    // One platform: the host's.
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &layout.oci(),
+            &reg("skopeo/single:v1"),
+        ],
+    );
+    let (status, raw) = get(&format!("http://{host}/v2/skopeo/single/manifests/v1"));
+    assert_eq!(status, 200);
+    assert_eq!(digest(&raw), layout.platforms["amd64"]);
+
+    // A second image sharing the big layer: only its own blobs travel.
+    let second = Layout::new(&dir.path().join("second"));
+    let mark = server.requests().len();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &second.oci(),
+            &reg("skopeo/single:v2"),
+        ],
+    );
+    let shared = &layout.blobs_of("amd64")[1];
+    assert_eq!(
+        shared,
+        &second.blobs_of("amd64")[1],
+        "the layouts share their first layer"
+    );
+    assert_eq!(
+        uploads(&since(&server, mark)),
+        2,
+        "config and own layer only: {:#?}",
+        since(&server, mark)
+    );
+
+    // Copy between repositories of the same registry: skopeo mounts.
+    let mark = server.requests().len();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &reg("skopeo/multi:v1"),
+            &reg("skopeo/mounted:v1"),
+        ],
+    );
+    let mounted = since(&server, mark)
+        .iter()
+        .filter(|r| r.method == "POST" && r.status == 201)
+        .count();
+    assert!(
+        mounted >= 3,
+        "no cross-repository mount: {:#?}",
+        since(&server, mark)
+    );
+    let (status, bytes) = get(&format!("http://{host}/v2/skopeo/mounted/blobs/{shared}"));
+    assert_eq!((status, digest(&bytes)), (200, shared.clone()));
+
+    let tags = json(
+        run(
+            "skopeo",
+            &["list-tags", "--tls-verify=false", &reg("skopeo/single")],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(tags["Tags"], serde_json::json!(["v1", "v2"]));
+
+    // skopeo deletes by digest; a DELETE by tag removes only the tag.
+    run(
+        "skopeo",
+        &["delete", "--tls-verify=false", &reg("skopeo/single:v2")],
+    );
+    let (status, _) = get(&format!("http://{host}/v2/skopeo/single/manifests/v2"));
+    assert_eq!(status, 404);
+    run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "DELETE",
+            &format!("http://{host}/v2/skopeo/single/manifests/v1"),
+        ],
+    );
+    let tags = json(
+        run(
+            "skopeo",
+            &["list-tags", "--tls-verify=false", &reg("skopeo/single")],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(tags["Tags"], serde_json::json!([]));
+    let (status, _) = get(&format!(
+        "http://{host}/v2/skopeo/single/manifests/{}",
+        layout.platforms["amd64"]
+    ));
+    assert_eq!(status, 200, "the manifest outlives its tag");
+}
+
+#[test]
+fn containerd_pulls_each_platform_and_pushes_back() {
+    if !need(
+        "containerd",
+        &["containerd", "ctr", "skopeo", "python3", "curl"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&dir.path().join("layout"));
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            &layout.oci(),
+            &format!("docker://{host}/ctr/multi:v1"),
+        ],
+    );
+    let (_containerd, socket) = containerd(dir.path());
+    let ctr = |args: &[&str]| run("ctr", &[&["-a", socket.as_str()], args].concat());
+    let image = format!("{host}/ctr/multi:v1");
+
+    // As a kubelet: one platform at a time, every layer of that platform fetched.
+    for arch in ["arm64", "amd64"] {
+        ctr(&[
+            "images",
+            "pull",
+            "--plain-http",
+            "--platform",
+            &format!("linux/{arch}"),
+            &image,
+        ]);
+        for blob in layout.blobs_of(arch) {
+            let content = Command::new("ctr")
+                .args(["-a", &socket, "content", "get", &blob])
+                .output()
+                .unwrap();
+            assert_eq!(
+                digest(&content.stdout),
+                blob,
+                "{arch}: {blob} not fetched intact"
+            );
+        }
+        ctr(&["images", "rm", &image]);
+    }
+
+    // Push the whole index to another repository (containerd mounts what it can).
+    ctr(&["images", "pull", "--plain-http", "--all-platforms", &image]);
+    let pushed = format!("{host}/ctr/pushed:v1");
+    ctr(&["images", "tag", &image, &pushed]);
+    let mark = server.requests().len();
+    ctr(&["images", "push", "--plain-http", &pushed]);
+    let mounts = since(&server, mark)
+        .iter()
+        .filter(|r| r.method == "POST" && r.status == 201)
+        .count();
+    assert!(
+        mounts >= 1,
+        "containerd did not mount: {:#?}",
+        since(&server, mark)
+    );
+    let (status, raw) = get(&format!("http://{host}/v2/ctr/pushed/manifests/v1"));
+    assert_eq!((status, digest(&raw)), (200, layout.index.clone()));
+
+    // A single platform push.
+    let single = format!("{host}/ctr/single:v1");
+    ctr(&["images", "tag", &image, &single]);
+    ctr(&[
+        "images",
+        "push",
+        "--plain-http",
+        "--platform",
+        "linux/arm64",
+        &single,
+    ]);
+    let (status, raw) = get(&format!("http://{host}/v2/ctr/single/manifests/v1"));
+    assert_eq!(status, 200);
+    let children = json(&raw)["manifests"].as_array().map_or(0, Vec::len);
+    assert!(
+        digest(&raw) == layout.platforms["arm64"] || children >= 1,
+        "unexpected {}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+#[test]
+fn docker_pushes_pulls_and_shares_layers() {
+    if !need(
+        "docker",
+        &[
+            "dockerd",
+            "docker",
+            "containerd",
+            "ctr",
+            "skopeo",
+            "python3",
+            "curl",
+        ],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&dir.path().join("layout"));
+    let (_containerd, containerd_socket) = containerd(&dir.path().join("c"));
+    let docker_socket = format!("unix://{}", dir.path().join("docker.sock").display());
+    let d = dir.path();
+    let _dockerd = Daemon::start(
+        "dockerd",
+        &[
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--storage-driver=vfs",
+            "--data-root",
+            d.join("docker-data").to_str().unwrap(),
+            "--exec-root",
+            d.join("docker-exec").to_str().unwrap(),
+            "--pidfile",
+            d.join("docker.pid").to_str().unwrap(),
+            "-H",
+            &docker_socket,
+            "--containerd",
+            &containerd_socket,
+        ],
+        &d.join("dockerd.log"),
+        || succeeds("docker", &["-H", &docker_socket, "version"]),
+    );
+    let docker = |args: &[&str]| run("docker", &[&["-H", docker_socket.as_str()], args].concat());
+    // docker gets its images from archives that skopeo writes.
+    let load = |layout: &Layout, arch: &str, name: &str| {
+        let archive = d.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--override-arch",
+                arch,
+                &layout.oci(),
+                &format!("docker-archive:{}:{name}", archive.display()),
+            ],
+        );
+        docker(&["load", "-i", archive.to_str().unwrap()]);
+    };
+
+    let app = format!("{host}/docker/app:v1");
+    load(&layout, "amd64", &app);
+    let out = docker(&["push", &app]);
+    let pushed = out
+        .split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (status, raw) = get(&format!("http://{host}/v2/docker/app/manifests/v1"));
+    assert_eq!((status, digest(&raw)), (200, pushed.clone()));
+    for layer in json(&raw)["layers"].as_array().unwrap() {
+        let (status, bytes) = get(&format!(
+            "http://{host}/v2/docker/app/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ));
+        assert_eq!(
+            (status, digest(&bytes)),
+            (200, layer["digest"].as_str().unwrap().to_owned())
+        );
+    }
+    docker(&["rmi", &app]);
+    docker(&["pull", &app]);
+    let repo_digests = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &app,
+    ]);
+    assert!(repo_digests.contains(&pushed), "{repo_digests}");
+
+    // A second image sharing a layer: docker says "Layer already exists".
+    let second = Layout::new(&d.join("second"));
+    let v2 = format!("{host}/docker/app:v2");
+    load(&second, "amd64", &v2);
+    let mark = server.requests().len();
+    docker(&["push", &v2]);
+    assert_eq!(
+        uploads(&since(&server, mark)),
+        2,
+        "shared layer uploaded again: {:#?}",
+        since(&server, mark)
+    );
+
+    // A two-platform list made by `docker manifest`, which mounts across repositories.
+    let arm = format!("{host}/docker/arm:v1");
+    load(&layout, "arm64", &arm);
+    docker(&["push", &arm]);
+    let multi = format!("{host}/docker/multi:v1");
+    docker(&["manifest", "create", "--insecure", &multi, &app, &arm]);
+    docker(&["manifest", "push", "--insecure", &multi]);
+    let (status, raw) = get(&format!("http://{host}/v2/docker/multi/manifests/v1"));
+    assert_eq!(status, 200);
+    let list = json(&raw);
+    let archs: Vec<&str> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    let inspected = json(docker(&["manifest", "inspect", "--insecure", &multi]).as_bytes());
+    assert_eq!(inspected["manifests"][0]["digest"], pushed.as_str());
+}
+
+#[test]
+fn podman_and_buildah_push_images_and_indexes() {
+    if !need(
+        "podman/buildah",
+        &["podman", "buildah", "skopeo", "python3", "curl"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&dir.path().join("layout"));
+    let store = |tool: &str| {
+        vec![
+            "--root".to_owned(),
+            dir.path()
+                .join(format!("{tool}-root"))
+                .display()
+                .to_string(),
+            "--runroot".to_owned(),
+            dir.path().join(format!("{tool}-run")).display().to_string(),
+            "--storage-driver".to_owned(),
+            "vfs".to_owned(),
+        ]
+    };
+    let tool = |name: &str, args: &[&str]| {
+        let mut all = store(name);
+        all.extend(args.iter().map(|a| a.to_string()));
+        run(name, &all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // podman: a loaded image, then a two-platform list with `manifest push --all`.
+    // (`podman pull oci:DIR` would name the image after the temp folder's path.)
+    let archive = dir.path().join("app.tar");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &layout.oci(),
+            &format!("docker-archive:{}:localhost/app:v1", archive.display()),
+        ],
+    );
+    tool("podman", &["load", "-q", "-i", archive.to_str().unwrap()]);
+    tool(
+        "podman",
+        &[
+            "push",
+            "--tls-verify=false",
+            "localhost/app:v1",
+            &format!("docker://{host}/podman/app:v1"),
+        ],
+    );
+    tool("podman", &["rmi", "-a", "-f"]);
+    tool(
+        "podman",
+        &[
+            "pull",
+            "--tls-verify=false",
+            &format!("{host}/podman/app:v1"),
+        ],
+    );
+    let (status, raw) = get(&format!("http://{host}/v2/podman/app/manifests/v1"));
+    assert_eq!(status, 200);
+    let pulled = tool(
+        "podman",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("{host}/podman/app:v1"),
+        ],
+    );
+    assert_eq!(pulled.trim(), digest(&raw));
+    tool("podman", &["manifest", "create", "plist"]);
+    tool(
+        "podman",
+        &["manifest", "add", "--all", "plist", &layout.oci()],
+    );
+    tool(
+        "podman",
+        &[
+            "manifest",
+            "push",
+            "--all",
+            "--tls-verify=false",
+            "plist",
+            &format!("docker://{host}/podman/multi:v1"),
+        ],
+    );
+    assert_two_platforms(&host, "podman/multi");
+    let tags = json(&get(&format!("http://{host}/v2/podman/app/tags/list")).1);
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+
+    // buildah: from scratch, then a two-platform build of a FROM scratch Containerfile.
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello from buildah\n").unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    let container = tool("buildah", &["from", "scratch"]).trim().to_owned();
+    tool(
+        "buildah",
+        &[
+            "copy",
+            &container,
+            ctx.join("hello.txt").to_str().unwrap(),
+            "/hello.txt",
+        ],
+    );
+    tool("buildah", &["commit", "-q", &container, "bimage"]);
+    tool(
+        "buildah",
+        &[
+            "push",
+            "--tls-verify=false",
+            "bimage",
+            &format!("docker://{host}/buildah/app:v1"),
+        ],
+    );
+    let (status, raw) = get(&format!("http://{host}/v2/buildah/app/manifests/v1"));
+    assert_eq!(status, 200);
+    let layer = json(&raw)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, bytes) = get(&format!("http://{host}/v2/buildah/app/blobs/{layer}"));
+    assert_eq!((status, digest(&bytes)), (200, layer));
+
+    tool(
+        "buildah",
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--manifest",
+            "blist",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    tool(
+        "buildah",
+        &[
+            "manifest",
+            "push",
+            "--all",
+            "--tls-verify=false",
+            "blist",
+            &format!("docker://{host}/buildah/multi:v1"),
+        ],
+    );
+    assert_two_platforms(&host, "buildah/multi");
+    tool("buildah", &["rmi", "-a", "-f"]);
+    tool(
+        "buildah",
+        &[
+            "pull",
+            "--tls-verify=false",
+            &format!("{host}/buildah/app:v1"),
+        ],
+    );
+}
+
+#[test]
+fn oras_pushes_artifacts_found_through_referrers() {
+    if !need("oras", &["python3", "skopeo", "curl"]) {
+        return;
+    }
+    if !succeeds("python3", &["-c", "import oras.client"]) {
+        if std::env::var_os("CI").is_some() {
+            panic!("the oras Python SDK is not installed, but .ci/run installs it");
+        }
+        eprintln!("SKIPPED oras: the oras Python SDK is not installed (pip install oras)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&dir.path().join("layout"));
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &layout.oci(),
+            &format!("docker://{host}/oras/app:v1"),
+        ],
+    );
+    let subject = layout.platforms["amd64"].clone();
+    let size = layout.blob(&subject).len().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/oras_push.py");
+    let work = dir.path().to_str().unwrap();
+    run(
+        "python3",
+        &[
+            script,
+            work,
+            &host,
+            "oras/app:sbom",
+            "application/vnd.berth.test.sbom",
+            &subject,
+            &size,
+        ],
+    );
+    run(
+        "python3",
+        &[
+            script,
+            work,
+            &host,
+            "oras/notes:v1",
+            "application/vnd.berth.test.notes",
+            "",
+            "",
+        ],
+    );
+
+    let (status, raw) = get(&format!("http://{host}/v2/oras/app/referrers/{subject}"));
+    assert_eq!(status, 200);
+    let referrers = json(&raw);
+    assert_eq!(referrers["mediaType"], INDEX);
+    let found = referrers["manifests"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{referrers}");
+    assert_eq!(found[0]["artifactType"], "application/vnd.berth.test.sbom");
+    let (status, sbom) = get(&format!("http://{host}/v2/oras/app/manifests/sbom"));
+    assert_eq!(
+        (status, digest(&sbom)),
+        (200, found[0]["digest"].as_str().unwrap().to_owned())
+    );
+    let (status, notes) = get(&format!("http://{host}/v2/oras/notes/manifests/v1"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&notes)["config"]["mediaType"],
+        "application/vnd.berth.test.notes"
+    );
+}
