@@ -1,9 +1,18 @@
-//! `GET /v2/`: tells clients this is a Distribution API v2 registry.
+//! `GET /v2/`: tells clients this is a Distribution API v2 registry, and tells
+//! `docker login` whether its credentials work.
 
+use super::auth::{Auth, Identity, challenge};
 use super::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-pub fn version(_head: bool) -> Response {
-    json(StatusCode::OK, "application/json", &serde_json::json!({}))
+pub async fn version(auth: Auth, who: Identity) -> Result<Response, warp::Rejection> {
+    if who == Identity::Anonymous && !auth.open_to_anonymous() {
+        return Err(challenge("authentication required").into());
+    }
+    Ok(json(
+        StatusCode::OK,
+        "application/json",
+        &serde_json::json!({}),
+    ))
 }

@@ -1,5 +1,7 @@
-//! `GET /v2/_catalog`: repositories, from the store's in-memory index.
+//! `GET /v2/_catalog`: repositories, from the store's in-memory index, as far as
+//! the caller may see them.
 
+use super::auth::{Auth, Identity, Right, challenge};
 use super::pagination::Page;
 use super::routes::Query;
 use super::{json, set_header};
@@ -7,9 +9,19 @@ use crate::storage::Store;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
 
-pub async fn list(store: Store, query: Query) -> Result<Response, warp::Rejection> {
+/// Lists only the repositories the caller may pull from.
+pub async fn list(
+    who: Identity,
+    auth: Auth,
+    store: Store,
+    query: Query,
+) -> Result<Response, warp::Rejection> {
+    if who == Identity::Anonymous && !auth.open_to_anonymous() {
+        return Err(challenge("authentication required").into());
+    }
     let page = Page::from_query(&query)?;
-    let all = store.repositories();
+    let mut all = store.repositories();
+    all.retain(|repo| auth.allows(&who, repo, Right::Pull));
     let (repositories, more) = page.apply(all.iter().map(|r| r.as_str()));
     let mut response = json(
         StatusCode::OK,

@@ -3,6 +3,7 @@
 //! the default; with nothing set, the registry listens on 0.0.0.0:5000 and stores
 //! in ./berth-data.
 
+use super::auth::AuthConfig;
 use anyhow::Context;
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -25,6 +26,31 @@ pub struct ServeArgs {
     /// Refuse uploads when less than this is free on the data folder's disk (e.g. 256MiB)
     #[arg(long, env = "BERTH_MIN_FREE", value_name = "SIZE")]
     pub min_free: Option<ByteSize>,
+    /// htpasswd file of bcrypt users (`htpasswd -B`); without it the registry is open
+    #[arg(long, env = "BERTH_HTPASSWD", value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// YAML file of per-repository rights (needs --htpasswd)
+    #[arg(long, env = "BERTH_ACCESS", value_name = "FILE")]
+    pub access: Option<PathBuf>,
+    /// Let anyone pull; pushing and deleting still need a login
+    #[arg(long, env = "BERTH_ANONYMOUS_PULL", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub anonymous_pull: Option<bool>,
+    /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1) instead of HTTP
+    #[arg(
+        long,
+        env = "BERTH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "BERTH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// YAML file with any of the settings above (flags and variables win)
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -37,6 +63,11 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     root: Option<PathBuf>,
     min_free: Option<ByteSize>,
+    htpasswd: Option<PathBuf>,
+    access: Option<PathBuf>,
+    anonymous_pull: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// The settings the server runs with.
@@ -45,6 +76,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub root: PathBuf,
     pub min_free: ByteSize,
+    pub auth: AuthConfig,
+    /// Certificate and key, when serving TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServeArgs {
@@ -63,6 +97,21 @@ impl ServeArgs {
                 .or(file.root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             min_free: self.min_free.or(file.min_free).unwrap_or(DEFAULT_MIN_FREE),
+            auth: AuthConfig {
+                htpasswd: self.htpasswd.or(file.htpasswd),
+                access: self.access.or(file.access),
+                anonymous_pull: self.anonymous_pull.or(file.anonymous_pull).unwrap_or(false),
+            },
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    anyhow::bail!("TLS needs both a certificate (--tls-cert) and a key (--tls-key)")
+                }
+            },
         })
     }
 }
@@ -82,6 +131,11 @@ mod tests {
             listen: listen.map(|l| l.parse().unwrap()),
             root: None,
             min_free: None,
+            htpasswd: None,
+            access: None,
+            anonymous_pull: None,
+            tls_cert: None,
+            tls_key: None,
             config,
         }
     }
@@ -99,12 +153,14 @@ mod tests {
         let file = dir.path().join("berth.yaml");
         std::fs::write(
             &file,
-            "listen: 127.0.0.1:6000\nroot: /data\nminFree: 1GiB\n",
+            "listen: 127.0.0.1:6000\nroot: /data\nminFree: 1GiB\nhtpasswd: /etc/htpasswd\nanonymousPull: true\n",
         )
         .unwrap();
         let c = args(None, Some(file.clone())).resolve().unwrap();
         assert_eq!((c.listen.port(), c.root), (6000, PathBuf::from("/data")));
         assert_eq!(c.min_free, ByteSize::gib(1));
+        assert_eq!(c.auth.htpasswd, Some(PathBuf::from("/etc/htpasswd")));
+        assert!(c.auth.anonymous_pull);
         let c = args(Some("127.0.0.1:7000"), Some(file)).resolve().unwrap();
         assert_eq!(c.listen.port(), 7000);
     }

@@ -3,6 +3,7 @@
 //! `routes.rs` lists every endpoint; each resource has its handler file; every
 //! error leaves through `errors.rs` as OCI error JSON.
 
+pub mod auth;
 mod base;
 mod blobs;
 mod catalog;
@@ -28,6 +29,11 @@ pub use config::{ServeArgs, ServeConfig};
 
 /// Runs the registry until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let auth = auth::Auth::load(&config.auth)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
+        None => None,
+    };
     let store = Store::open(&config.root, config.min_free.as_u64())
         .await
         .map_err(|e| {
@@ -37,10 +43,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(root = %config.root.display(), "listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}");
     server::run(
         listener,
-        routes::routes(store),
+        routes::routes(store, auth),
+        tls,
         server::Limits::default(),
         shutdown_signal(),
     )

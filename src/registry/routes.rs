@@ -5,7 +5,9 @@
 //! `/manifests/`. The name is validated before any handler runs; a bad one is a
 //! NAME_INVALID rejection and never reaches the store.
 
+use super::auth::{Auth, Identity, Right};
 use super::errors::{ApiError, Code, recover};
+use super::server::ClientAddr;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
 use crate::oci::RepoName;
 use crate::storage::{Body, Store};
@@ -92,6 +94,10 @@ fn with_store(store: Store) -> BoxedFilter<(Store,)> {
     warp::any().map(move || store.clone()).boxed()
 }
 
+fn with_auth(auth: Auth) -> BoxedFilter<(Auth,)> {
+    warp::any().map(move || auth.clone()).boxed()
+}
+
 fn query() -> BoxedFilter<(Query,)> {
     warp::query::<Query>().boxed()
 }
@@ -100,17 +106,71 @@ fn headers() -> BoxedFilter<(HeaderMap,)> {
     warp::header::headers_cloned().boxed()
 }
 
-fn head_flag() -> BoxedFilter<(bool,)> {
-    warp::get()
-        .map(|| false)
-        .or(warp::head().map(|| true))
-        .unify()
+/// A constant for handlers that serve two methods (GET and HEAD).
+fn flag(value: bool) -> BoxedFilter<(bool,)> {
+    warp::any().map(move || value).boxed()
+}
+
+/// The caller, from the Authorization header; wrong credentials are a 401 here.
+fn identity(auth: &Auth) -> BoxedFilter<(Identity,)> {
+    let auth = auth.clone();
+    warp::header::optional::<String>("authorization")
+        .and(warp::ext::optional::<ClientAddr>())
+        .and_then(
+            move |authorization: Option<String>, client: Option<ClientAddr>| {
+                let auth = auth.clone();
+                async move {
+                    auth.identify(authorization.as_deref(), client.map(|c| c.0.ip()))
+                        .await
+                        .map_err(Rejection::from)
+                }
+            },
+        )
+        .boxed()
+}
+
+/// `/v2/<name>/<endpoint>` with `method`, for a caller holding `right` on
+/// `<name>`. Path and method come first, so only the one route a request is
+/// for checks its credentials.
+fn allowed_as(
+    method: BoxedFilter<()>,
+    endpoint: Endpoint,
+    right: Right,
+    auth: &Auth,
+) -> BoxedFilter<(RepoName, String, Identity)> {
+    let check = auth.clone();
+    repo_path(endpoint)
+        .and(method)
+        .and(identity(auth))
+        .and_then(move |name: RepoName, param: String, who: Identity| {
+            let check = check.clone();
+            async move {
+                check.require(&who, &name, right)?;
+                Ok::<_, Rejection>((name, param, who))
+            }
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// [`allowed_as`] for handlers that need not know who called.
+fn allowed(
+    method: BoxedFilter<()>,
+    endpoint: Endpoint,
+    right: Right,
+    auth: &Auth,
+) -> BoxedFilter<(RepoName, String)> {
+    allowed_as(method, endpoint, right, auth)
+        .map(|name, param, _| (name, param))
+        .untuple_one()
         .boxed()
 }
 
 /// The whole HTTP API: health probes, then the OCI endpoints.
-pub fn routes(store: Store) -> BoxedFilter<(Response,)> {
+pub fn routes(store: Store, auth: Auth) -> BoxedFilter<(Response,)> {
     let s = || with_store(store.clone());
+    let get = || warp::get().boxed();
+    let head = || warp::head().boxed();
 
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
@@ -118,84 +178,99 @@ pub fn routes(store: Store) -> BoxedFilter<(Response,)> {
         .and(s())
         .then(health::readyz);
 
-    // GET /v2/  — API version check
+    // GET|HEAD /v2/  — API version check (and login check)
+    let a = auth.clone();
     let base = warp::path("v2")
         .and(warp::path::end())
-        .and(head_flag())
-        .map(base::version);
+        .and(warp::get().or(warp::head()).unify())
+        .and(identity(&auth))
+        .and_then(move |who| base::version(a.clone(), who));
     // GET /v2/_catalog
     let catalog = warp::path!("v2" / "_catalog")
         .and(warp::get())
+        .and(identity(&auth))
+        .and(with_auth(auth.clone()))
         .and(s())
         .and(query())
         .and_then(catalog::list);
 
     // GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>
-    let manifest_get = repo_path(Endpoint::Manifest)
-        .and(head_flag())
+    let manifest_get = allowed(get(), Endpoint::Manifest, Right::Pull, &auth)
+        .and(flag(false))
         .and(s())
         .and(headers())
         .and_then(manifests::get);
-    let manifest_put = repo_path(Endpoint::Manifest)
-        .and(warp::put())
+    let manifest_head = allowed(head(), Endpoint::Manifest, Right::Pull, &auth)
+        .and(flag(true))
+        .and(s())
+        .and(headers())
+        .and_then(manifests::get);
+    let manifest_put = allowed(warp::put().boxed(), Endpoint::Manifest, Right::Push, &auth)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(manifests::put);
-    let manifest_delete = repo_path(Endpoint::Manifest)
-        .and(warp::delete())
-        .and(s())
-        .and_then(manifests::delete);
+    let manifest_delete = allowed(
+        warp::delete().boxed(),
+        Endpoint::Manifest,
+        Right::Delete,
+        &auth,
+    )
+    .and(s())
+    .and_then(manifests::delete);
 
     // GET|HEAD|DELETE /v2/<name>/blobs/<digest>
-    let blob_get = repo_path(Endpoint::Blob)
-        .and(head_flag())
+    let blob_get = allowed(get(), Endpoint::Blob, Right::Pull, &auth)
+        .and(flag(false))
         .and(s())
         .and(headers())
         .and_then(blobs::get);
-    let blob_delete = repo_path(Endpoint::Blob)
-        .and(warp::delete())
+    let blob_head = allowed(head(), Endpoint::Blob, Right::Pull, &auth)
+        .and(flag(true))
+        .and(s())
+        .and(headers())
+        .and_then(blobs::get);
+    let blob_delete = allowed(warp::delete().boxed(), Endpoint::Blob, Right::Delete, &auth)
         .and(s())
         .and_then(blobs::delete);
 
     // POST /v2/<name>/blobs/uploads/[?digest=|?mount=&from=]
-    let upload_start = repo_path(Endpoint::UploadStart)
-        .and(warp::post())
-        .and(s())
-        .and(query())
-        .and(body())
-        .and_then(uploads::start);
+    let upload_start = allowed_as(
+        warp::post().boxed(),
+        Endpoint::UploadStart,
+        Right::Push,
+        &auth,
+    )
+    .and(with_auth(auth.clone()))
+    .and(s())
+    .and(query())
+    .and(body())
+    .and_then(uploads::start);
     // GET|PATCH|PUT|DELETE /v2/<name>/blobs/uploads/<id>
-    let upload_status = repo_path(Endpoint::Upload)
-        .and(warp::get())
+    let upload_status = allowed(get(), Endpoint::Upload, Right::Push, &auth)
         .and(s())
         .and_then(uploads::status);
-    let upload_patch = repo_path(Endpoint::Upload)
-        .and(warp::patch())
+    let upload_patch = allowed(warp::patch().boxed(), Endpoint::Upload, Right::Push, &auth)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(uploads::patch);
-    let upload_put = repo_path(Endpoint::Upload)
-        .and(warp::put())
+    let upload_put = allowed(warp::put().boxed(), Endpoint::Upload, Right::Push, &auth)
         .and(s())
         .and(query())
         .and(body())
         .and_then(uploads::finish);
-    let upload_delete = repo_path(Endpoint::Upload)
-        .and(warp::delete())
+    let upload_delete = allowed(warp::delete().boxed(), Endpoint::Upload, Right::Push, &auth)
         .and(s())
         .and_then(uploads::cancel);
 
     // GET /v2/<name>/tags/list[?n=&last=]
-    let tags = repo_path(Endpoint::Tags)
-        .and(warp::get())
+    let tags = allowed(get(), Endpoint::Tags, Right::Pull, &auth)
         .and(s())
         .and(query())
         .and_then(tags::list);
     // GET /v2/<name>/referrers/<digest>[?artifactType=]
-    let referrers = repo_path(Endpoint::Referrers)
-        .and(warp::get())
+    let referrers = allowed(get(), Endpoint::Referrers, Right::Pull, &auth)
         .and(s())
         .and(query())
         .and_then(referrers::list);
@@ -205,11 +280,15 @@ pub fn routes(store: Store) -> BoxedFilter<(Response,)> {
         .unify()
         .or(manifest_get)
         .unify()
+        .or(manifest_head)
+        .unify()
         .or(manifest_put)
         .unify()
         .or(manifest_delete)
         .unify()
         .or(blob_get)
+        .unify()
+        .or(blob_head)
         .unify()
         .or(blob_delete)
         .unify()

@@ -1,6 +1,7 @@
 //! `POST /v2/<name>/blobs/uploads/` and `GET|PATCH|PUT|DELETE …/uploads/<id>`:
 //! monolithic, chunked and resumable blob uploads, and cross-repository mounts.
 
+use super::auth::{Auth, Identity, Right};
 use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
 use super::headers::parse_content_range;
@@ -52,15 +53,19 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 pub async fn start(
     name: RepoName,
     _: String,
+    who: Identity,
+    auth: Auth,
     store: Store,
     query: Query,
     body: Body,
 ) -> Result<Response, Rejection> {
     if let Some(mount) = query.get("mount") {
         let digest = parse_digest(mount)?;
-        // A mount from a repository we cannot name falls back to a normal upload,
-        // as the spec asks when a mount cannot be done.
+        // A mount that cannot be done (a source we cannot name, may not pull
+        // from, or that lacks the blob) falls back to a normal upload, as the
+        // spec asks; it never tells whether the blob exists there.
         if let Some(from) = query.get("from").and_then(|f| f.parse::<RepoName>().ok())
+            && auth.allows(&who, &from, Right::Pull)
             && store.mount_blob(&name, &from, &digest).await?.is_some()
         {
             return Ok(created(&name, &digest));
