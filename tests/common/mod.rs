@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 pub struct Server {
     child: Option<Child>,
     addr: String,
+    scheme: &'static str,
     /// Every line the server logged, for tests that read the request log.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -30,6 +31,11 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start berth serve");
+        let scheme = if args.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
@@ -38,8 +44,9 @@ impl Server {
                 .expect("berth serve exited before listening")
                 .unwrap();
             log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap();
+                break url.split("://").nth(1).unwrap().to_owned();
             }
         };
         let sink = log.clone();
@@ -51,13 +58,14 @@ impl Server {
         Server {
             child: Some(child),
             addr,
+            scheme,
             log,
         }
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
+    /// `http://127.0.0.1:PORT` (or https) followed by `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     pub fn addr(&self) -> &str {
