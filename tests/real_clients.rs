@@ -264,6 +264,37 @@ fn assert_two_platforms(host: &str, repo: &str) {
     }
 }
 
+/// A private dockerd (vfs storage, no iptables, no bridge) on its own containerd.
+/// Returns the daemons, to drop at the end, and dockerd's socket.
+fn dockerd(dir: &Path) -> ((Daemon, Daemon), String) {
+    let (containerd, containerd_socket) = containerd(&dir.join("containerd"));
+    let socket = format!("unix://{}", dir.join("docker.sock").display());
+    let path = |name: &str| dir.join(name).display().to_string();
+    let dockerd = Daemon::start(
+        "dockerd",
+        &[
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--storage-driver=vfs",
+            "--data-root",
+            &path("docker-data"),
+            "--exec-root",
+            &path("docker-exec"),
+            "--pidfile",
+            &path("docker.pid"),
+            "-H",
+            &socket,
+            "--containerd",
+            &containerd_socket,
+        ],
+        &dir.join("dockerd.log"),
+        || succeeds("docker", &["-H", &socket, "version"]),
+    );
+    // Drop order: dockerd before its containerd.
+    ((dockerd, containerd), socket)
+}
+
 #[test]
 fn skopeo_copies_lists_mounts_and_deletes() {
     if !need("skopeo", &["skopeo", "python3", "curl"]) {
@@ -523,30 +554,8 @@ fn docker_pushes_pulls_and_shares_layers() {
     let server = Server::start(&dir.path().join("data"));
     let host = server.addr().to_owned();
     let layout = Layout::new(&dir.path().join("layout"));
-    let (_containerd, containerd_socket) = containerd(&dir.path().join("c"));
-    let docker_socket = format!("unix://{}", dir.path().join("docker.sock").display());
     let d = dir.path();
-    let _dockerd = Daemon::start(
-        "dockerd",
-        &[
-            "--iptables=false",
-            "--ip6tables=false",
-            "--bridge=none",
-            "--storage-driver=vfs",
-            "--data-root",
-            d.join("docker-data").to_str().unwrap(),
-            "--exec-root",
-            d.join("docker-exec").to_str().unwrap(),
-            "--pidfile",
-            d.join("docker.pid").to_str().unwrap(),
-            "-H",
-            &docker_socket,
-            "--containerd",
-            &containerd_socket,
-        ],
-        &d.join("dockerd.log"),
-        || succeeds("docker", &["-H", &docker_socket, "version"]),
-    );
+    let (_daemons, docker_socket) = dockerd(d);
     let docker = |args: &[&str]| run("docker", &[&["-H", docker_socket.as_str()], args].concat());
     // docker gets its images from archives that skopeo writes.
     let load = |layout: &Layout, arch: &str, name: &str| {
@@ -869,4 +878,205 @@ fn oras_pushes_artifacts_found_through_referrers() {
         json(&notes)["config"]["mediaType"],
         "application/vnd.berth.test.notes"
     );
+}
+
+#[test]
+fn clients_log_in_to_a_protected_registry() {
+    if !need(
+        "login",
+        &[
+            "skopeo",
+            "podman",
+            "dockerd",
+            "docker",
+            "containerd",
+            "ctr",
+            "python3",
+            "curl",
+        ],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hash = bcrypt::hash_with_result("s3cret", 5)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(d.join("htpasswd"), format!("alice:{hash}\n")).unwrap();
+    let server = Server::start_with(
+        &d.join("data"),
+        &["--htpasswd", d.join("htpasswd").to_str().unwrap()],
+    );
+    let host = server.addr().to_owned();
+    let layout = Layout::new(&d.join("layout"));
+    let target = format!("docker://{host}/private/app:v1");
+
+    // skopeo: refused without credentials, accepted with them.
+    let anonymous = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", &layout.oci(), &target])
+        .output()
+        .unwrap();
+    assert!(
+        !anonymous.status.success(),
+        "an anonymous push went through"
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret",
+            &layout.oci(),
+            &target,
+        ],
+    );
+    let wrong = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:wrong",
+            &target,
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password was accepted");
+
+    // containerd pulls with --user, as a kubelet with an image pull secret does.
+    let (_containerd, socket) = containerd(&d.join("ctr"));
+    let image = format!("{host}/private/app:v1");
+    assert!(!succeeds(
+        "ctr",
+        &["-a", &socket, "images", "pull", "--plain-http", &image]
+    ));
+    run(
+        "ctr",
+        &[
+            "-a",
+            &socket,
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            "alice:s3cret",
+            &image,
+        ],
+    );
+
+    // podman logs in with its own auth file, then pushes.
+    let authfile = d.join("podman-auth.json");
+    let podman = |args: &[&str]| {
+        let store = [
+            "--root",
+            &d.join("podman-root").display().to_string(),
+            "--runroot",
+            &d.join("podman-run").display().to_string(),
+            "--storage-driver",
+            "vfs",
+        ]
+        .map(str::to_owned);
+        let all: Vec<String> = store
+            .into_iter()
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect();
+        run(
+            "podman",
+            &all.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let archive = d.join("app.tar");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &layout.oci(),
+            &format!("docker-archive:{}:localhost/app:v1", archive.display()),
+        ],
+    );
+    podman(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    podman(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        &host,
+    ]);
+    podman(&[
+        "push",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "localhost/app:v1",
+        &format!("docker://{host}/private/podman:v1"),
+    ]);
+
+    // docker logs in (its config in a temp folder), pushes, logs out, is refused.
+    let (_daemons, docker_socket) = dockerd(&d.join("docker"));
+    let docker_config = d.join("docker-config");
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_CONFIG", &docker_config)
+            .args(["-H", &docker_socket])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let archive = d.join("docker.tar");
+    let pushed = format!("{host}/private/docker:v1");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &layout.oci(),
+            &format!("docker-archive:{}:{pushed}", archive.display()),
+        ],
+    );
+    assert!(
+        docker(&["load", "-i", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(
+        !docker(&["push", &pushed]).status.success(),
+        "docker pushed without logging in"
+    );
+    let login = Command::new("docker")
+        .env("DOCKER_CONFIG", &docker_config)
+        .args([
+            "-H",
+            &docker_socket,
+            "login",
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"s3cret")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let push = docker(&["push", &pushed]);
+    assert!(
+        push.status.success(),
+        "docker push after login: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let (status, _) = get(&format!("http://{host}/v2/private/docker/manifests/v1"));
+    assert_eq!(status, 401, "the registry answered an anonymous read");
 }
