@@ -1,7 +1,8 @@
 //! berth: a private OCI registry for Kubernetes clusters, and the operator that
-//! runs it. One binary, several roles (`serve`, and later `operator`, `gc`, …);
+//! runs it. One binary, several roles (`serve`, `gc`, and later `operator`, …);
 //! `main.rs` is only the command line, and each role is an entry point here.
 
+pub mod gc;
 pub mod oci;
 pub mod registry;
 pub mod storage;

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the OCI registry (default: 0.0.0.0:5000, data in ./berth-data)
     Serve(berth::registry::ServeArgs),
+    /// Collect garbage: ask a running registry (--url), or a stopped one's data folder (--root)
+    Gc(berth::gc::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(berth::registry::serve(args.resolve()?)),
+        Command::Gc(args) => runtime.block_on(berth::gc::run(args)),
     }
 }

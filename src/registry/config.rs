@@ -4,11 +4,13 @@
 //! in ./berth-data.
 
 use super::auth::AuthConfig;
+use crate::storage::{GcOptions, RetentionRule};
 use anyhow::Context;
 use bytesize::ByteSize;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_ROOT: &str = "berth-data";
@@ -51,11 +53,48 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
-    /// YAML file with any of the settings above (flags and variables win)
+    /// File holding the bearer token of the admin API (/berth/v1/, e.g. POST /berth/v1/gc)
+    #[arg(long, env = "BERTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Garbage collection purges upload sessions idle for longer than this (e.g. 24h)
+    #[arg(long, env = "BERTH_UPLOAD_MAX_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub upload_max_age: Option<Duration>,
+    /// YAML file with any of the settings above (flags and variables win), and
+    /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
+/// A retention rule as written in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RetentionEntry {
+    #[serde(with = "super::auth::access::pattern")]
+    repositories: glob::Pattern,
+    keep_last: Option<usize>,
+    keep_within: Option<String>,
+}
+
+impl RetentionEntry {
+    fn resolve(self) -> anyhow::Result<RetentionRule> {
+        let keep_within = self
+            .keep_within
+            .map(|text| humantime::parse_duration(&text))
+            .transpose()
+            .with_context(|| format!("retention rule for {}: keepWithin", self.repositories))?;
+        if self.keep_last.is_none() && keep_within.is_none() {
+            anyhow::bail!(
+                "retention rule for {} keeps nothing: give keepLast, keepWithin or both",
+                self.repositories
+            );
+        }
+        Ok(RetentionRule {
+            repositories: self.repositories,
+            keep_last: self.keep_last,
+            keep_within,
+        })
+    }
+}
 /// The YAML file; unknown keys are an error, so a typo is not silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -68,6 +107,10 @@ struct FileConfig {
     anonymous_pull: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    upload_max_age: Option<String>,
+    #[serde(default)]
+    retention: Vec<RetentionEntry>,
 }
 
 /// The settings the server runs with.
@@ -79,6 +122,9 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Certificate and key, when serving TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub admin_token_file: Option<PathBuf>,
+    /// What a collection does unless its request says otherwise.
+    pub gc: GcOptions,
 }
 
 impl ServeArgs {
@@ -102,6 +148,12 @@ impl ServeArgs {
                 access: self.access.or(file.access),
                 anonymous_pull: self.anonymous_pull.or(file.anonymous_pull).unwrap_or(false),
             },
+            admin_token_file: self.admin_token_file.or(file.admin_token_file),
+            gc: {
+                let mut gc = gc_options(file.upload_max_age, file.retention)?;
+                gc.upload_max_age = self.upload_max_age.unwrap_or(gc.upload_max_age);
+                gc
+            },
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -114,6 +166,32 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// The collection settings of a config file, for `berth gc --root`.
+pub fn gc_options_from_file(path: &Path) -> anyhow::Result<GcOptions> {
+    let file = read_file(path)?;
+    gc_options(file.upload_max_age, file.retention)
+}
+
+fn gc_options(
+    upload_max_age: Option<String>,
+    retention: Vec<RetentionEntry>,
+) -> anyhow::Result<GcOptions> {
+    let defaults = GcOptions::default();
+    Ok(GcOptions {
+        upload_max_age: match upload_max_age {
+            Some(text) => {
+                humantime::parse_duration(&text).with_context(|| format!("uploadMaxAge: {text}"))?
+            }
+            None => defaults.upload_max_age,
+        },
+        retention: retention
+            .into_iter()
+            .map(RetentionEntry::resolve)
+            .collect::<anyhow::Result<_>>()?,
+        ..defaults
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -136,6 +214,8 @@ mod tests {
             anonymous_pull: None,
             tls_cert: None,
             tls_key: None,
+            admin_token_file: None,
+            upload_max_age: None,
             config,
         }
     }
@@ -163,6 +243,26 @@ mod tests {
         assert!(c.auth.anonymous_pull);
         let c = args(Some("127.0.0.1:7000"), Some(file)).resolve().unwrap();
         assert_eq!(c.listen.port(), 7000);
+    }
+
+    #[test]
+    fn retention_rules_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.yaml");
+        std::fs::write(
+            &file,
+            "uploadMaxAge: 2h\nretention:\n  - repositories: \"ci/*\"\n    keepLast: 3\n    keepWithin: 7d\n",
+        )
+        .unwrap();
+        let c = args(None, Some(file.clone())).resolve().unwrap();
+        assert_eq!(c.gc.upload_max_age, Duration::from_secs(7200));
+        let rule = &c.gc.retention[0];
+        assert!(rule.repositories.matches("ci/app") && !rule.repositories.matches("prod/app"));
+        assert_eq!(rule.keep_last, Some(3));
+        assert_eq!(rule.keep_within, Some(Duration::from_secs(7 * 86400)));
+        std::fs::write(&file, "retention:\n  - repositories: \"*\"\n").unwrap();
+        let err = format!("{:#}", args(None, Some(file)).resolve().unwrap_err());
+        assert!(err.contains("keeps nothing"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Code {
     PaginationNumberInvalid,
     /// Not in the spec: the disk is full (507), said plainly rather than as UNKNOWN.
     StorageFull,
+    /// Not in the spec, admin API only: a collection is already running (409).
+    GcRunning,
     Unknown,
 }
 
@@ -50,6 +52,7 @@ impl Code {
             Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Code::StorageFull => "STORAGE_FULL",
+            Code::GcRunning => "GC_RUNNING",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -73,6 +76,7 @@ impl Code {
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            Code::GcRunning => StatusCode::CONFLICT,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -166,6 +170,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
             StoreError::InsufficientSpace { .. } => ApiError::new(Code::StorageFull, message),
+            StoreError::GcRunning => ApiError::new(Code::GcRunning, message),
             StoreError::Io(e)
                 if matches!(
                     e.kind(),

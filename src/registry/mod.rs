@@ -3,6 +3,7 @@
 //! `routes.rs` lists every endpoint; each resource has its handler file; every
 //! error leaves through `errors.rs` as OCI error JSON.
 
+pub mod admin;
 pub mod auth;
 mod base;
 mod blobs;
@@ -30,6 +31,7 @@ pub use config::{ServeArgs, ServeConfig};
 /// Runs the registry until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let auth = auth::Auth::load(&config.auth)?;
+    let admin = admin::AdminToken::load(config.admin_token_file.as_deref())?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
         None => None,
@@ -47,7 +49,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}");
     server::run(
         listener,
-        routes::routes(store, auth),
+        routes::routes(store, auth, admin, config.gc.clone()),
         tls,
         server::Limits::default(),
         shutdown_signal(),

@@ -5,12 +5,13 @@
 //! `/manifests/`. The name is validated before any handler runs; a bad one is a
 //! NAME_INVALID rejection and never reaches the store.
 
+use super::admin::{self, AdminToken};
 use super::auth::{Auth, Identity, Right};
 use super::errors::{ApiError, Code, recover};
 use super::server::ClientAddr;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
 use crate::oci::RepoName;
-use crate::storage::{Body, Store};
+use crate::storage::{Body, GcOptions, Store};
 use bytes::Buf;
 use futures_util::TryStreamExt;
 use std::collections::HashMap;
@@ -166,8 +167,45 @@ fn allowed(
         .boxed()
 }
 
+/// Admin requests are a few options, never data.
+const ADMIN_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The body of an admin request, refused when its announced length is too big
+/// (a request without a body has no Content-Length at all).
+fn admin_body() -> BoxedFilter<(bytes::Bytes,)> {
+    warp::header::optional::<u64>("content-length")
+        .and_then(|length: Option<u64>| async move {
+            match length {
+                Some(length) if length > ADMIN_BODY_LIMIT => Err(Rejection::from(
+                    ApiError::new(Code::SizeInvalid, "admin request body too large")
+                        .with_status(warp::http::StatusCode::PAYLOAD_TOO_LARGE),
+                )),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::bytes())
+        .boxed()
+}
+
+/// Passes only requests that carry the admin bearer token.
+fn admin(token: AdminToken) -> BoxedFilter<()> {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |authorization: Option<String>| {
+            let check = token.check(authorization.as_deref());
+            async move { check.map_err(Rejection::from) }
+        })
+        .untuple_one()
+        .boxed()
+}
+
 /// The whole HTTP API: health probes, then the OCI endpoints.
-pub fn routes(store: Store, auth: Auth) -> BoxedFilter<(Response,)> {
+pub fn routes(
+    store: Store,
+    auth: Auth,
+    admin_token: AdminToken,
+    gc_defaults: GcOptions,
+) -> BoxedFilter<(Response,)> {
     let s = || with_store(store.clone());
     let get = || warp::get().boxed();
     let head = || warp::head().boxed();
@@ -275,6 +313,16 @@ pub fn routes(store: Store, auth: Auth) -> BoxedFilter<(Response,)> {
         .and(query())
         .and_then(referrers::list);
 
+    // POST /berth/v1/gc  — admin API, bearer token only
+    let gc = warp::path!("berth" / "v1" / "gc")
+        .and(warp::post())
+        .and(admin(admin_token))
+        .map(move || gc_defaults.clone())
+        .and(s())
+        .and(query())
+        .and(admin_body())
+        .and_then(admin::gc);
+
     let api = base
         .or(catalog)
         .unify()
@@ -310,6 +358,8 @@ pub fn routes(store: Store, auth: Auth) -> BoxedFilter<(Response,)> {
 
     healthz
         .or(readyz)
+        .unify()
+        .or(gc)
         .unify()
         .or(api)
         .unify()

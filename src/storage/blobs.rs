@@ -29,6 +29,15 @@ impl Store {
         }
     }
 
+    /// Gives a stored blob a fresh modification time (see gc.rs: grace period).
+    pub(super) fn touch_blob(&self, digest: &Digest) -> Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.paths().blob(digest))?;
+        file.set_modified(std::time::SystemTime::now())?;
+        Ok(())
+    }
+
     /// Links `digest` into `name`, making it readable there.
     pub(super) fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         if !self.blob_link_valid(name, digest)? {
@@ -98,14 +107,28 @@ impl Store {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let (name, from, digest) = (name.clone(), from.clone(), digest.clone());
-        self.blocking(move |s| match s.stat_blob_sync(&from, &digest) {
+        self.blocking(move |s| {
+            let _commit = s.commit_guard();
+            s.mount_blob_sync(&name, &from, &digest)
+        })
+        .await
+    }
+
+    fn mount_blob_sync(
+        &self,
+        name: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        match self.stat_blob_sync(from, digest) {
             Ok(size) => {
-                s.link_blob(&name, &digest)?;
+                // A fresh time puts a mounted blob back under the GC's grace period.
+                self.touch_blob(digest)?;
+                self.link_blob(name, digest)?;
                 Ok(Some(size))
             }
             Err(StoreError::BlobUnknown) => Ok(None),
             Err(e) => Err(e),
-        })
-        .await
+        }
     }
 }

@@ -58,7 +58,15 @@ impl Store {
             }
             Reference::Tag(_) => Digest::sha256(body),
         };
+        // Held until the manifest is committed, so that a collection cannot sweep
+        // a blob between our check and our commit (see gc.rs).
+        let _commit = self.commit_guard();
         self.check_references(name, manifest)?;
+        self.pin(
+            std::iter::once(digest.clone())
+                .chain(manifest.blobs.iter().map(|b| b.digest.clone()))
+                .chain(manifest.manifests.iter().map(|m| m.digest.clone())),
+        );
 
         let paths = self.paths();
         let tmp = paths.tmp_dir();
@@ -135,7 +143,7 @@ impl Store {
         .await
     }
 
-    fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Digest> {
+    pub(super) fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Digest> {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }
@@ -145,7 +153,7 @@ impl Store {
     }
 
     /// Reads a manifest of `name`, refusing bytes that no longer match their digest.
-    fn read_manifest(&self, name: &RepoName, digest: &Digest) -> Result<StoredManifest> {
+    pub(super) fn read_manifest(&self, name: &RepoName, digest: &Digest) -> Result<StoredManifest> {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }
@@ -182,22 +190,24 @@ impl Store {
     /// entry in the referrers index of its subject.
     pub async fn delete_manifest(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         let (name, digest) = (name.clone(), digest.clone());
-        self.blocking(move |s| {
-            let stored = s.read_manifest(&name, &digest)?;
-            for tag in s.tags_sync(&name)? {
-                if s.resolve_tag(&name, &tag).ok().as_ref() == Some(&digest) {
-                    durable::remove(&s.paths().tag(&name, &tag))?;
-                }
+        self.blocking(move |s| s.delete_manifest_sync(&name, &digest))
+            .await
+    }
+
+    pub(super) fn delete_manifest_sync(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        let stored = self.read_manifest(name, digest)?;
+        for tag in self.tags_sync(name)? {
+            if self.resolve_tag(name, &tag).ok().as_ref() == Some(digest) {
+                durable::remove(&self.paths().tag(name, &tag))?;
             }
-            if let Ok(manifest) = Manifest::parse(Some(&stored.media_type), &stored.body)
-                && let Some(subject) = manifest.subject
-            {
-                durable::remove(&s.paths().referrer(&name, &subject.digest, &digest))?;
-            }
-            durable::remove(&s.paths().manifest_link(&name, &digest))?;
-            Ok(())
-        })
-        .await
+        }
+        if let Ok(manifest) = Manifest::parse(Some(&stored.media_type), &stored.body)
+            && let Some(subject) = manifest.subject
+        {
+            durable::remove(&self.paths().referrer(name, &subject.digest, digest))?;
+        }
+        durable::remove(&self.paths().manifest_link(name, digest))?;
+        Ok(())
     }
 
     /// The tags of `name`, sorted.
@@ -206,7 +216,7 @@ impl Store {
         self.blocking(move |s| s.tags_sync(&name)).await
     }
 
-    fn tags_sync(&self, name: &RepoName) -> Result<Vec<Tag>> {
+    pub(super) fn tags_sync(&self, name: &RepoName) -> Result<Vec<Tag>> {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }

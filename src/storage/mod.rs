@@ -23,10 +23,12 @@
 
 mod blobs;
 pub mod durable;
+mod gc;
 mod manifests;
 pub mod paths;
 mod uploads;
 
+pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use manifests::StoredManifest;
 pub use uploads::Body;
 
@@ -35,6 +37,7 @@ use paths::{Paths, REPO_MARKERS};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 
@@ -64,6 +67,8 @@ pub enum StoreError {
         bytesize::ByteSize::b(*reserve)
     )]
     InsufficientSpace { available: u64, reserve: u64 },
+    #[error("a garbage collection is already running")]
+    GcRunning,
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("storage: {0}")]
@@ -87,6 +92,11 @@ struct Inner {
     catalog: RwLock<BTreeSet<RepoName>>,
     /// Upload sessions touched since start-up (the rest are loaded on demand).
     sessions: Mutex<HashMap<Uuid, Arc<uploads::Session>>>,
+    /// Held for reading by a manifest commit, for writing by each GC deletion.
+    commit_lock: RwLock<()>,
+    /// Digests referred to by manifests committed while a collection runs.
+    pins: Mutex<gc::Pins>,
+    gc_running: AtomicBool,
 }
 
 impl Store {
@@ -124,6 +134,9 @@ impl Store {
                 min_free,
                 catalog: RwLock::new(catalog),
                 sessions: Mutex::new(HashMap::new()),
+                commit_lock: RwLock::new(()),
+                pins: Mutex::new(None),
+                gc_running: AtomicBool::new(false),
             }),
         })
     }

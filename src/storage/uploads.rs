@@ -291,11 +291,29 @@ impl Store {
     /// Makes verified upload data the blob `digest` and links it into `name`.
     fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
         let target = self.paths().blob(digest);
-        if self.blob_size(digest)?.is_none() {
+        // The slow fsync comes before the commit lock, so a collection waits for
+        // the rename and link, not for the data to reach the disk.
+        let fresh = self.blob_size(digest)?.is_none();
+        if fresh {
             File::open(data)?.sync_all()?;
+        }
+        let _commit = self.commit_guard();
+        if self.blob_size(digest)?.is_none() {
+            if !fresh {
+                // Swept since we looked: our data is now the only copy.
+                File::open(data)?.sync_all()?;
+            }
             durable::publish(data, &target)?;
+        } else {
+            // Pushed again: a fresh time puts it back under the GC's grace period.
+            self.touch_blob(digest)?;
         }
         self.link_blob(name, digest)
+    }
+
+    /// Drops the in-memory state of a session whose files are gone.
+    pub(super) fn forget_session(&self, id: Uuid) {
+        self.sessions().remove(&id);
     }
 }
 

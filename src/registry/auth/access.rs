@@ -49,7 +49,8 @@ struct Rule {
     rights: Vec<Right>,
 }
 
-mod pattern {
+/// Repository globs in YAML files (also used by the GC's retention rules).
+pub(crate) mod pattern {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<glob::Pattern, D::Error> {

@@ -1,0 +1,201 @@
+//! The admin API under `/berth/v1/`, apart from the OCI API: only a caller that
+//! sends `Authorization: Bearer <token>` with the token of `--admin-token-file`
+//! gets in. Without that file the admin API is closed to everyone.
+//!
+//! `POST /berth/v1/gc` runs a garbage collection (see `storage/gc.rs`) and
+//! answers its report; options come from the query string or a JSON body:
+//! `dryRun`, `deleteUntagged`, `grace` and `uploadMaxAge` (durations like `1h`).
+
+use super::errors::{ApiError, Code};
+use crate::storage::{GcOptions, Store};
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+/// The admin token, kept as its sha256 so that comparing takes the same time
+/// whatever the length or content of what a caller sends.
+#[derive(Clone)]
+pub struct AdminToken(Option<[u8; 32]>);
+
+impl AdminToken {
+    /// Reads the token file (surrounding whitespace ignored); `None` closes the API.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<AdminToken> {
+        let Some(path) = path else {
+            return Ok(AdminToken(None));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display())
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            anyhow::bail!("the admin token file {} is empty", path.display());
+        }
+        Ok(AdminToken(Some(Sha256::digest(token.as_bytes()).into())))
+    }
+
+    /// Lets the request through only with the right bearer token.
+    pub fn check(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let Some(expected) = &self.0 else {
+            return Err(ApiError::new(
+                Code::Denied,
+                "the admin API is disabled: start the registry with --admin-token-file",
+            ));
+        };
+        let presented = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(|token| Sha256::digest(token.trim().as_bytes()));
+        match presented {
+            Some(hash) if bool::from(hash.as_slice().ct_eq(expected)) => Ok(()),
+            _ => Err(
+                ApiError::new(Code::Unauthorized, "admin bearer token required").with_header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"berth-admin\""),
+                ),
+            ),
+        }
+    }
+}
+
+/// Options of a GC request; any left out take the registry's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GcRequest {
+    dry_run: Option<bool>,
+    delete_untagged: Option<bool>,
+    #[serde(default, with = "humantime_serde_opt")]
+    grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    upload_max_age: Option<Duration>,
+}
+
+/// Durations written as humans do (`90s`, `1h`, `7d`).
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| humantime::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+impl GcRequest {
+    /// From the query string, then the JSON body (which wins where both speak).
+    fn parse(query: &HashMap<String, String>, body: &[u8]) -> Result<GcRequest, ApiError> {
+        let invalid = |message: String| {
+            ApiError::new(Code::Unsupported, message).with_status(StatusCode::BAD_REQUEST)
+        };
+        let mut request = GcRequest::default();
+        for (key, value) in query {
+            let flag = || match value.as_str() {
+                "" | "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(invalid(format!("{key}: not a boolean: {other}"))),
+            };
+            let duration = || {
+                humantime::parse_duration(value)
+                    .map_err(|e| invalid(format!("{key}: not a duration ({e}): {value}")))
+            };
+            match key.as_str() {
+                "dryRun" => request.dry_run = Some(flag()?),
+                "deleteUntagged" => request.delete_untagged = Some(flag()?),
+                "grace" => request.grace = Some(duration()?),
+                "uploadMaxAge" => request.upload_max_age = Some(duration()?),
+                other => return Err(invalid(format!("unknown GC option: {other}"))),
+            }
+        }
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let from_body: GcRequest = serde_json::from_slice(body)
+                .map_err(|e| invalid(format!("invalid GC request body: {e}")))?;
+            request.dry_run = from_body.dry_run.or(request.dry_run);
+            request.delete_untagged = from_body.delete_untagged.or(request.delete_untagged);
+            request.grace = from_body.grace.or(request.grace);
+            request.upload_max_age = from_body.upload_max_age.or(request.upload_max_age);
+        }
+        Ok(request)
+    }
+
+    fn options(self, defaults: &GcOptions) -> GcOptions {
+        GcOptions {
+            dry_run: self.dry_run.unwrap_or(defaults.dry_run),
+            delete_untagged: self.delete_untagged.unwrap_or(defaults.delete_untagged),
+            grace: self.grace.unwrap_or(defaults.grace),
+            upload_max_age: self.upload_max_age.unwrap_or(defaults.upload_max_age),
+            retention: defaults.retention.clone(),
+        }
+    }
+}
+
+/// `POST /berth/v1/gc`
+pub async fn gc(
+    defaults: GcOptions,
+    store: Store,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, warp::Rejection> {
+    let options = GcRequest::parse(&query, &body)?.options(&defaults);
+    let report = store.collect(options).await?;
+    let body = serde_json::to_value(&report)
+        .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("report: {e}"))))?;
+    Ok(super::json(StatusCode::OK, "application/json", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> AdminToken {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, text).unwrap();
+        AdminToken::load(Some(&path)).unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_passes() {
+        let t = token("s3cret\n");
+        assert!(t.check(Some("Bearer s3cret")).is_ok());
+        for wrong in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("Basic s3cret"),
+            Some("s3cret"),
+        ] {
+            assert!(t.check(wrong).is_err(), "{wrong:?}");
+        }
+        assert!(AdminToken(None).check(Some("Bearer s3cret")).is_err());
+    }
+
+    #[test]
+    fn empty_token_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, " \n").unwrap();
+        assert!(AdminToken::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn options_from_query_and_body() {
+        let query: HashMap<String, String> = [
+            ("dryRun".into(), "true".into()),
+            ("grace".into(), "10m".into()),
+        ]
+        .into();
+        let r = GcRequest::parse(&query, br#"{"grace":"30s","deleteUntagged":true}"#).unwrap();
+        let o = r.options(&GcOptions::default());
+        assert!(o.dry_run && o.delete_untagged);
+        assert_eq!(o.grace, Duration::from_secs(30));
+        assert_eq!(o.upload_max_age, GcOptions::default().upload_max_age);
+        let bad: HashMap<String, String> = [("grace".into(), "soon".into())].into();
+        assert!(GcRequest::parse(&bad, b"").is_err());
+        assert!(GcRequest::parse(&HashMap::new(), b"{\"gracee\":\"1s\"}").is_err());
+    }
+}

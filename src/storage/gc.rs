@@ -1,0 +1,521 @@
+//! Online garbage collection: apply retention rules, optionally drop untagged
+//! manifests, mark every blob a manifest refers to, sweep the rest, purge
+//! abandoned uploads. It runs while pushes and pulls go on: there is no
+//! read-only window.
+//!
+//! # Why a push can never lose a blob to a collection
+//!
+//! * **Grace period.** Only blobs, manifests and tags older than the grace period
+//!   (1 h by default) are deleted. A blob uploaded for a push in progress, whose
+//!   manifest is not there yet, is young. Finishing an upload or a mount of a blob
+//!   that is already stored refreshes its time, so re-pushing an old unreferenced
+//!   layer protects it again.
+//! * **Commit lock and pins.** Committing a blob (upload or mount) or a manifest
+//!   holds the store's commit lock for reading; a manifest PUT checks that its
+//!   blobs exist and commits under it, and while a collection runs it also pins
+//!   every digest it refers to. The collection starts its pin set under the lock
+//!   for writing, so a commit in flight finishes before the mark reads the
+//!   manifests, and every later one is pinned. Each deletion takes the lock for
+//!   writing and looks again, under it, at the pins and at the file's age. So for
+//!   any manifest PUT either its check came first (its blobs are marked or pinned
+//!   and stay) or the deletion did (the check fails with MANIFEST_BLOB_UNKNOWN
+//!   and the client uploads again): an accepted manifest never points at a swept
+//!   blob.
+//! * **Marking is lenient.** Every string under a `"digest"` key anywhere in a
+//!   stored manifest counts as a reference, whether or not today's parser accepts
+//!   the manifest; a storage error while marking stops the run before anything
+//!   is swept.
+//! * **Restarts.** A collection lives in the process: a restart ends it, and the
+//!   pins with it, which is safe because no deletion runs without them. Each
+//!   deletion is a few unlinks, repository links before the blob, so a run cut
+//!   short leaves at worst a link to a blob that is gone, which reads as "blob
+//!   unknown", is never served, and makes a push upload the blob again. The next
+//!   run finishes the work.
+
+use super::{Result, Store, StoreError, durable};
+use crate::oci::manifest::Kind;
+use crate::oci::{Algorithm, Digest, Manifest, RepoName, Tag};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What a collection may do.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Count what would go, delete nothing.
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (directly, as an index's child or as
+    /// the subject of a reached manifest), once older than the grace period.
+    pub delete_untagged: bool,
+    /// Blobs, manifests and tags younger than this are kept whatever happens.
+    pub grace: Duration,
+    /// Upload sessions idle longer than this are purged.
+    pub upload_max_age: Duration,
+    /// Tag retention, per repository pattern; the first matching rule applies.
+    pub retention: Vec<RetentionRule>,
+}
+
+impl Default for GcOptions {
+    fn default() -> GcOptions {
+        GcOptions {
+            dry_run: false,
+            delete_untagged: false,
+            grace: Duration::from_secs(3600),
+            upload_max_age: Duration::from_secs(24 * 3600),
+            retention: Vec::new(),
+        }
+    }
+}
+
+/// In repositories matching `repositories`, a tag is deleted when it is neither
+/// among the `keep_last` newest nor younger than `keep_within` (a limit that is
+/// not set keeps nothing by itself). A repository under a rule also loses the
+/// manifests its deleted tags left unreachable, as with `delete_untagged`.
+#[derive(Clone, Debug)]
+pub struct RetentionRule {
+    pub repositories: glob::Pattern,
+    pub keep_last: Option<usize>,
+    pub keep_within: Option<Duration>,
+}
+
+/// What a collection did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub blobs_deleted: u64,
+    pub bytes_freed: u64,
+    pub manifests_deleted: u64,
+    pub tags_deleted: u64,
+    pub uploads_purged: u64,
+    pub duration_ms: u64,
+}
+
+/// Digests that manifests committed during a collection refer to (`None` when
+/// no collection runs).
+pub(super) type Pins = Option<HashSet<Digest>>;
+
+/// Tags and manifests a dry run would have deleted, which the rest of the run
+/// treats as gone (a real run deletes them, so it needs no such list).
+#[derive(Default)]
+struct Doomed {
+    tags: HashSet<(RepoName, Tag)>,
+    manifests: HashSet<(RepoName, Digest)>,
+}
+
+/// Ends a collection (and its pins) however it ends.
+struct Running<'a>(&'a Store);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *self.0.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.0.inner.gc_running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How long ago `path` was last modified; `None` when it is gone.
+fn age(path: &Path, now: SystemTime) -> Option<Duration> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(now.duration_since(modified).unwrap_or_default())
+}
+
+fn older_than(path: &Path, now: SystemTime, limit: Duration) -> bool {
+    age(path, now).is_some_and(|a| a >= limit)
+}
+
+/// Every string under a `"digest"` key, at any depth of a JSON document.
+fn referenced_digests(value: &serde_json::Value, out: &mut HashSet<Digest>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match v {
+                    serde_json::Value::String(s) if key == "digest" => {
+                        if let Ok(digest) = s.parse() {
+                            out.insert(digest);
+                        }
+                    }
+                    _ => referenced_digests(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                referenced_digests(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses the file names of a folder of `<hex>` entries as digests of `algorithm`.
+fn digests_in(dir: &Path, algorithm: Algorithm) -> Result<Vec<(Digest, std::fs::DirEntry)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let parsed = entry
+            .file_name()
+            .to_str()
+            .and_then(|hex| format!("{}:{hex}", algorithm.as_str()).parse().ok());
+        if let Some(digest) = parsed {
+            found.push((digest, entry));
+        }
+    }
+    Ok(found)
+}
+
+impl Store {
+    /// Runs one collection; `Err(GcRunning)` if one is already under way.
+    pub async fn collect(&self, options: GcOptions) -> Result<GcReport> {
+        if self.inner.gc_running.swap(true, Ordering::SeqCst) {
+            return Err(StoreError::GcRunning);
+        }
+        self.blocking(move |s| {
+            let _running = Running(s);
+            {
+                // Under the commit lock: a commit in flight finishes first, so the
+                // mark sees it; every later commit pins what it refers to.
+                let _lock = s.commit_lock();
+                *s.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashSet::new());
+            }
+            s.collect_sync(&options)
+        })
+        .await
+    }
+
+    fn collect_sync(&self, options: &GcOptions) -> Result<GcReport> {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        let repositories = self.repositories();
+        // A dry run counts the blobs its deletions would free.
+        let mut doomed = Doomed::default();
+        for repo in &repositories {
+            let rule = options
+                .retention
+                .iter()
+                .find(|r| r.repositories.matches(repo.as_str()));
+            if let Some(rule) = rule {
+                report.tags_deleted +=
+                    self.apply_retention(repo, rule, options, now, &mut doomed)?;
+            }
+            if options.delete_untagged || rule.is_some() {
+                report.manifests_deleted +=
+                    self.delete_untagged(repo, options, now, &mut doomed)?;
+            }
+        }
+        let marked = self.mark(&repositories, &doomed)?;
+        self.sweep(&repositories, &marked, options, now, &mut report)?;
+        report.uploads_purged = self.purge_uploads(options, now)?;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(?report, "garbage collection done");
+        Ok(report)
+    }
+
+    /// Held for reading while a blob or manifest is committed (see the module doc).
+    pub(super) fn commit_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.inner
+            .commit_lock
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held for writing by each deletion a collection makes.
+    fn commit_lock(&self) -> RwLockWriteGuard<'_, ()> {
+        self.inner
+            .commit_lock
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pins what a manifest being committed refers to, if a collection runs.
+    pub(super) fn pin(&self, digests: impl IntoIterator<Item = Digest>) {
+        let mut pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pins) = pins.as_mut() {
+            pins.extend(digests);
+        }
+    }
+
+    fn pinned(&self, digest: &Digest) -> bool {
+        let pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
+        pins.as_ref().is_some_and(|p| p.contains(digest))
+    }
+
+    /// The manifests of `repo`: digest and stored bytes, `None` for one whose
+    /// bytes are missing or corrupt. Any other storage error stops the run.
+    fn manifests_of(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Vec<(Digest, Option<super::StoredManifest>)>> {
+        let mut found = Vec::new();
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self
+                .paths()
+                .repo(repo)
+                .join("_manifests")
+                .join(algorithm.as_str());
+            for (digest, _) in digests_in(&dir, algorithm)? {
+                let stored = match self.read_manifest(repo, &digest) {
+                    Ok(stored) => Some(stored),
+                    Err(StoreError::ManifestUnknown | StoreError::NameUnknown) => None,
+                    Err(e) => return Err(e),
+                };
+                found.push((digest, stored));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every digest a manifest of any repository is or refers to.
+    fn mark(&self, repositories: &[RepoName], doomed: &Doomed) -> Result<HashSet<Digest>> {
+        let mut marked = HashSet::new();
+        for repo in repositories {
+            for (digest, stored) in self.manifests_of(repo)? {
+                if doomed.manifests.contains(&(repo.clone(), digest.clone())) {
+                    continue;
+                }
+                if let Some(json) = stored.and_then(|m| serde_json::from_slice(&m.body).ok()) {
+                    referenced_digests(&json, &mut marked);
+                }
+                marked.insert(digest);
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Deletes the tags of `repo` that `rule` does not keep; returns how many.
+    fn apply_retention(
+        &self,
+        repo: &RepoName,
+        rule: &RetentionRule,
+        options: &GcOptions,
+        now: SystemTime,
+        doomed: &mut Doomed,
+    ) -> Result<u64> {
+        let mut tags: Vec<(Tag, Duration)> = self
+            .tags_sync(repo)?
+            .into_iter()
+            .filter_map(|tag| {
+                let age = age(&self.paths().tag(repo, &tag), now)?;
+                Some((tag, age))
+            })
+            .collect();
+        tags.sort_by_key(|(_, age)| *age);
+        let mut deleted = 0;
+        for (rank, (tag, tag_age)) in tags.iter().enumerate() {
+            let kept = rule.keep_last.is_some_and(|n| rank < n)
+                || rule.keep_within.is_some_and(|d| *tag_age < d)
+                || *tag_age < options.grace;
+            if kept {
+                continue;
+            }
+            if options.dry_run {
+                doomed.tags.insert((repo.clone(), tag.clone()));
+                deleted += 1;
+                continue;
+            }
+            let path = self.paths().tag(repo, tag);
+            let _lock = self.commit_lock();
+            // A tag pushed again since we looked is young again.
+            if older_than(&path, now, *tag_age) && durable::remove(&path)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the manifests of `repo` that nothing tagged reaches; returns how many.
+    fn delete_untagged(
+        &self,
+        repo: &RepoName,
+        options: &GcOptions,
+        now: SystemTime,
+        doomed: &mut Doomed,
+    ) -> Result<u64> {
+        let manifests: HashMap<Digest, Option<Manifest>> = self
+            .manifests_of(repo)?
+            .into_iter()
+            .map(|(digest, stored)| {
+                let parsed =
+                    stored.and_then(|m| Manifest::parse(Some(&m.media_type), &m.body).ok());
+                (digest, parsed)
+            })
+            .collect();
+        let mut kept: HashSet<Digest> = HashSet::new();
+        for tag in self.tags_sync(repo)? {
+            if doomed.tags.contains(&(repo.clone(), tag.clone())) {
+                continue;
+            }
+            if let Ok(digest) = self.resolve_tag(repo, &tag) {
+                kept.insert(digest);
+            }
+        }
+        // Close over index children and referrers of kept manifests; one that
+        // cannot be parsed is kept, since what it reaches is unknown.
+        loop {
+            let before = kept.len();
+            for (digest, manifest) in &manifests {
+                let Some(m) = manifest else {
+                    kept.insert(digest.clone());
+                    continue;
+                };
+                if kept.contains(digest) && m.kind == Kind::Index {
+                    kept.extend(m.manifests.iter().map(|c| c.digest.clone()));
+                }
+                if m.subject.as_ref().is_some_and(|s| kept.contains(&s.digest)) {
+                    kept.insert(digest.clone());
+                }
+            }
+            if kept.len() == before {
+                break;
+            }
+        }
+        let mut deleted = 0;
+        for digest in manifests.keys().filter(|d| !kept.contains(d)) {
+            let link = self.paths().manifest_link(repo, digest);
+            if !older_than(&link, now, options.grace) {
+                continue;
+            }
+            if options.dry_run {
+                doomed.manifests.insert((repo.clone(), digest.clone()));
+                deleted += 1;
+                continue;
+            }
+            let _lock = self.commit_lock();
+            if !self.pinned(digest) {
+                self.delete_manifest_sync(repo, digest)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the blobs nothing marked refers to, with their repository links.
+    fn sweep(
+        &self,
+        repositories: &[RepoName],
+        marked: &HashSet<Digest>,
+        options: &GcOptions,
+        now: SystemTime,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.paths().blobs_dir().join(algorithm.as_str());
+            let prefixes = match std::fs::read_dir(&dir) {
+                Ok(prefixes) => prefixes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for prefix in prefixes {
+                for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
+                    let path = entry.path();
+                    if marked.contains(&digest) || !older_than(&path, now, options.grace) {
+                        continue;
+                    }
+                    let size = entry.metadata()?.len();
+                    if options.dry_run {
+                        report.blobs_deleted += 1;
+                        report.bytes_freed += size;
+                        continue;
+                    }
+                    let _lock = self.commit_lock();
+                    // Looked at again under the lock: an upload or mount may have
+                    // refreshed the blob since, or a commit pinned it.
+                    if self.pinned(&digest) || !older_than(&path, now, options.grace) {
+                        continue;
+                    }
+                    for repo in repositories {
+                        durable::remove(&self.paths().blob_link(repo, &digest))?;
+                    }
+                    if durable::remove(&path)? {
+                        report.blobs_deleted += 1;
+                        report.bytes_freed += size;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes upload sessions whose data has not changed for `upload_max_age`.
+    fn purge_uploads(&self, options: &GcOptions, now: SystemTime) -> Result<u64> {
+        let mut purged = 0;
+        for entry in std::fs::read_dir(self.paths().uploads_dir())? {
+            let dir = entry?.path();
+            let idle = age(&dir.join("data"), now)
+                .or_else(|| age(&dir, now))
+                .unwrap_or_default();
+            if idle < options.upload_max_age {
+                continue;
+            }
+            purged += 1;
+            if !options.dry_run {
+                let id = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse().ok());
+                if let Some(id) = id {
+                    self.forget_session(id);
+                }
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    // The guard is held across awaits on purpose: it stands for a commit in flight.
+    #[allow(clippy::await_holding_lock)]
+    async fn a_second_collection_is_refused_while_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 0).await.unwrap();
+        // A commit in flight holds the first collection at its start.
+        let commit = store.commit_guard();
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.collect(GcOptions::default()).await }
+        });
+        while !store.inner.gc_running.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let second = store.collect(GcOptions::default()).await;
+        assert!(matches!(second, Err(StoreError::GcRunning)), "{second:?}");
+        drop(commit);
+        first.await.unwrap().unwrap();
+        // Once it is over, the next one runs.
+        store.collect(GcOptions::default()).await.unwrap();
+    }
+
+    #[test]
+    fn every_digest_key_counts_as_a_reference() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let c = format!("sha256:{}", "c".repeat(64));
+        let doc = serde_json::json!({
+            "config": {"digest": a},
+            "layers": [{"digest": b, "annotations": {"x": "y"}}],
+            "future": {"nested": [{"digest": c}]},
+            "digest": "not-a-digest",
+        });
+        let mut out = HashSet::new();
+        referenced_digests(&doc, &mut out);
+        let expected: HashSet<Digest> = [a, b, c].iter().map(|d| d.parse().unwrap()).collect();
+        assert_eq!(out, expected);
+    }
+}
