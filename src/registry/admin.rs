@@ -7,13 +7,16 @@
 //! `dryRun`, `deleteUntagged`, `grace` and `uploadMaxAge` (durations like `1h`).
 
 use super::errors::{ApiError, Code};
-use crate::storage::{GcOptions, Store};
+use super::metrics::Metrics;
+use crate::storage::{GcOptions, Store, StoreError};
 use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
@@ -136,12 +139,21 @@ impl GcRequest {
 /// `POST /berth/v1/gc`
 pub async fn gc(
     defaults: GcOptions,
+    metrics: Arc<Metrics>,
     store: Store,
     query: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, warp::Rejection> {
     let options = GcRequest::parse(&query, &body)?.options(&defaults);
-    let report = store.collect(options).await?;
+    let started = Instant::now();
+    let report = store.collect(options).await;
+    match &report {
+        Ok(report) => metrics.gc(Ok(report), started.elapsed()),
+        // A refused second run is not a collection.
+        Err(StoreError::GcRunning) => {}
+        Err(_) => metrics.gc(Err(()), started.elapsed()),
+    }
+    let report = report?;
     let body = serde_json::to_value(&report)
         .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("report: {e}"))))?;
     Ok(super::json(StatusCode::OK, "application/json", &body))

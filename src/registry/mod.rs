@@ -13,6 +13,7 @@ pub mod errors;
 pub mod headers;
 mod health;
 mod manifests;
+pub mod metrics;
 mod pagination;
 mod referrers;
 pub mod routes;
@@ -47,9 +48,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}");
+    let metrics = std::sync::Arc::new(metrics::Metrics::default());
     server::run(
         listener,
-        routes::routes(store, auth, admin, config.gc.clone()),
+        routes::routes(store, auth, admin, config.gc.clone(), metrics.clone()),
+        metrics,
         tls,
         server::Limits::default(),
         shutdown_signal(),

@@ -8,6 +8,7 @@
 use super::admin::{self, AdminToken};
 use super::auth::{Auth, Identity, Right};
 use super::errors::{ApiError, Code, recover};
+use super::metrics::Metrics;
 use super::server::ClientAddr;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
 use crate::oci::RepoName;
@@ -15,6 +16,7 @@ use crate::storage::{Body, GcOptions, Store};
 use bytes::Buf;
 use futures_util::TryStreamExt;
 use std::collections::HashMap;
+use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::reply::Response;
@@ -57,6 +59,40 @@ fn match_endpoint(tail: &str, endpoint: Endpoint) -> Option<(&str, &str)> {
             .map(|name| (name, "")),
         Endpoint::Tags => tail.strip_suffix("/tags/list").map(|name| (name, "")),
     }
+}
+
+/// Route templates: the `route` label of the request metrics.
+pub const MANIFEST_ROUTE: &str = "/v2/<name>/manifests/<reference>";
+pub const BLOB_ROUTE: &str = "/v2/<name>/blobs/<digest>";
+pub const UPLOAD_START_ROUTE: &str = "/v2/<name>/blobs/uploads/";
+pub const UPLOAD_ROUTE: &str = "/v2/<name>/blobs/uploads/<uuid>";
+
+/// The template of the route a path is for, e.g. [`MANIFEST_ROUTE`]; `other`
+/// for paths no endpoint serves.
+pub fn route_template(path: &str) -> &'static str {
+    match path {
+        "/v2" | "/v2/" => return "/v2/",
+        "/v2/_catalog" => return "/v2/_catalog",
+        "/healthz" => return "/healthz",
+        "/readyz" => return "/readyz",
+        "/metrics" => return "/metrics",
+        "/berth/v1/gc" => return "/berth/v1/gc",
+        _ => {}
+    }
+    let Some(tail) = path.strip_prefix("/v2/") else {
+        return "other";
+    };
+    [
+        (Endpoint::Upload, UPLOAD_ROUTE),
+        (Endpoint::UploadStart, UPLOAD_START_ROUTE),
+        (Endpoint::Blob, BLOB_ROUTE),
+        (Endpoint::Manifest, MANIFEST_ROUTE),
+        (Endpoint::Tags, "/v2/<name>/tags/list"),
+        (Endpoint::Referrers, "/v2/<name>/referrers/<digest>"),
+    ]
+    .into_iter()
+    .find(|(endpoint, _)| match_endpoint(tail, *endpoint).is_some())
+    .map_or("other", |(_, route)| route)
 }
 
 /// Matches `/v2/<name>/<endpoint path>` and extracts the validated name and the
@@ -205,6 +241,7 @@ pub fn routes(
     auth: Auth,
     admin_token: AdminToken,
     gc_defaults: GcOptions,
+    metrics: Arc<Metrics>,
 ) -> BoxedFilter<(Response,)> {
     let s = || with_store(store.clone());
     let get = || warp::get().boxed();
@@ -215,6 +252,18 @@ pub fn routes(
         .and(warp::get())
         .and(s())
         .then(health::readyz);
+    let m = metrics.clone();
+    let metrics_text = warp::path!("metrics")
+        .and(warp::get())
+        .and(s())
+        .map(move |store: Store| {
+            let mut response = Response::new(m.encode(store.usage()).into());
+            response.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        });
 
     // GET|HEAD /v2/  — API version check (and login check)
     let a = auth.clone();
@@ -317,7 +366,8 @@ pub fn routes(
     let gc = warp::path!("berth" / "v1" / "gc")
         .and(warp::post())
         .and(admin(admin_token))
-        .map(move || gc_defaults.clone())
+        .map(move || (gc_defaults.clone(), metrics.clone()))
+        .untuple_one()
         .and(s())
         .and(query())
         .and(admin_body())
@@ -358,6 +408,8 @@ pub fn routes(
 
     healthz
         .or(readyz)
+        .unify()
+        .or(metrics_text)
         .unify()
         .or(gc)
         .unify()
@@ -421,5 +473,25 @@ mod tests {
             Some(("a", "sha256:z"))
         );
         assert_eq!(m("a/manifests/", Endpoint::Manifest), None);
+    }
+
+    #[test]
+    fn route_templates_never_carry_names_or_digests() {
+        let t = route_template;
+        assert_eq!(t("/v2/"), "/v2/");
+        assert_eq!(t("/v2/team/app/manifests/latest"), MANIFEST_ROUTE);
+        assert_eq!(t("/v2/app/blobs/sha256:abc"), BLOB_ROUTE);
+        assert_eq!(t("/v2/app/blobs/uploads/"), UPLOAD_START_ROUTE);
+        assert_eq!(t("/v2/app/blobs/uploads/0b1c"), UPLOAD_ROUTE);
+        assert_eq!(t("/v2/app/tags/list"), "/v2/<name>/tags/list");
+        assert_eq!(
+            t("/v2/app/referrers/sha256:abc"),
+            "/v2/<name>/referrers/<digest>"
+        );
+        assert_eq!(t("/v2/_catalog"), "/v2/_catalog");
+        assert_eq!(t("/metrics"), "/metrics");
+        assert_eq!(t("/berth/v1/gc"), "/berth/v1/gc");
+        assert_eq!(t("/v2/app/what"), "other");
+        assert_eq!(t("/etc/passwd"), "other");
     }
 }

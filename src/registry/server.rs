@@ -4,6 +4,8 @@
 //! header size limit. warp's own `serve` offers none of these knobs, nor TLS, so
 //! we run hyper here and give it our routes as a service.
 
+use super::metrics::Metrics;
+use super::routes::route_template;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -12,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -21,6 +23,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use warp::filters::BoxedFilter;
+use warp::http::header;
 use warp::reply::Response;
 
 /// The peer of a connection, handed to the routes as a request extension.
@@ -85,6 +88,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 pub async fn run(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
+    metrics: Arc<Metrics>,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -124,6 +128,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             routes: routes.clone(),
+            metrics: metrics.clone(),
             builder: builder.clone(),
             watcher: graceful.watcher(),
             peer,
@@ -153,6 +158,7 @@ pub async fn run(
 /// One accepted connection and what serving it needs.
 struct Connection {
     routes: BoxedFilter<(Response,)>,
+    metrics: Arc<Metrics>,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
     peer: SocketAddr,
@@ -165,10 +171,22 @@ impl Connection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (routes, peer) = (self.routes, self.peer);
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let (routes, metrics, peer) = (self.routes, self.metrics, self.peer);
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let started = Instant::now();
+            let method = request.method().clone();
+            let route = route_template(request.uri().path());
+            let had_credentials = request.headers().contains_key(header::AUTHORIZATION);
+            let mut request = request.map(|body| metrics.count_received(body));
             request.extensions_mut().insert(ClientAddr(peer));
-            tower_service::Service::call(&mut warp::service(routes.clone()), request)
+            let answer = tower_service::Service::call(&mut warp::service(routes.clone()), request);
+            let metrics = metrics.clone();
+            async move {
+                let response = answer.await?;
+                let elapsed = started.elapsed();
+                metrics.request(&method, route, response.status(), had_credentials, elapsed);
+                Ok::<_, std::convert::Infallible>(response.map(|body| metrics.count_sent(body)))
+            }
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service);
         if let Err(e) = self.watcher.watch(connection).await {

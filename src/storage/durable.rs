@@ -45,16 +45,60 @@ pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
     sync_dir(parent)
 }
 
-/// Writes `bytes` to `path` atomically and durably, staging them in `tmp_dir`
-/// (which must be on the same file system).
-pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// [`publish`] for content-addressed files: never replaces an existing `to`
+/// (whose content is the same), and says whether `from` became `to`; if not,
+/// `from` is removed. This keeps the count of stored blobs exact when two
+/// uploads of one digest finish together.
+pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
+    let parent = to.parent().expect("store paths always have a parent");
+    ensure_dir(parent)?;
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => {
+            fs::remove_file(from)?;
+            return Ok(false);
+        }
+        // A file system without RENAME_NOREPLACE: a plain rename is still correct.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => fs::rename(from, to)?,
+        Err(e) => return Err(e.into()),
+    }
+    sync_dir(parent)?;
+    Ok(true)
+}
+
+/// [`write_atomic`] for content-addressed files, with [`publish_new`]'s answer.
+pub fn write_atomic_new(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let tmp = stage(tmp_dir, bytes)?;
+    let result = publish_new(&tmp, path);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `bytes` to a new synced file in `tmp_dir`.
+fn stage(tmp_dir: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
     let tmp = tmp_dir.join(Uuid::new_v4().simple().to_string());
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        publish(&tmp, path)
+        file.sync_all()
     })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably, staging them in `tmp_dir`
+/// (which must be on the same file system).
+pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = stage(tmp_dir, bytes)?;
+    let result = publish(&tmp, path);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -112,5 +156,21 @@ mod tests {
         assert!(remove(&target).unwrap());
         assert!(!remove(&target).unwrap());
         assert_eq!(read_optional(&target).unwrap(), None);
+    }
+
+    #[test]
+    fn write_atomic_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        let target = dir.path().join("x/blob");
+        assert!(write_atomic_new(&tmp, &target, b"first").unwrap());
+        assert!(!write_atomic_new(&tmp, &target, b"second").unwrap());
+        assert_eq!(fs::read(&target).unwrap(), b"first");
+        assert_eq!(
+            fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temp files left behind"
+        );
     }
 }

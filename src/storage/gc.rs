@@ -439,6 +439,7 @@ impl Store {
                         durable::remove(&self.paths().blob_link(repo, &digest))?;
                     }
                     if durable::remove(&path)? {
+                        self.inner.usage.blob_removed(size);
                         report.blobs_deleted += 1;
                         report.bytes_freed += size;
                     }
@@ -469,6 +470,7 @@ impl Store {
                     self.forget_session(id);
                 }
                 std::fs::remove_dir_all(&dir)?;
+                self.inner.usage.upload_closed();
             }
         }
         Ok(purged)

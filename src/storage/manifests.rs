@@ -70,8 +70,20 @@ impl Store {
 
         let paths = self.paths();
         let tmp = paths.tmp_dir();
-        if self.blob_size(&digest)? != Some(body.len() as u64) {
-            durable::write_atomic(&tmp, &paths.blob(&digest), body)?;
+        let size = body.len() as u64;
+        match self.blob_size(&digest)? {
+            Some(stored) if stored == size => {}
+            // A damaged copy (its digest says what the bytes must be): replace it.
+            Some(stored) => {
+                durable::write_atomic(&tmp, &paths.blob(&digest), body)?;
+                self.inner.usage.blob_removed(stored);
+                self.inner.usage.blob_added(size);
+            }
+            None => {
+                if durable::write_atomic_new(&tmp, &paths.blob(&digest), body)? {
+                    self.inner.usage.blob_added(size);
+                }
+            }
         }
         let link = ManifestLink {
             media_type: manifest.media_type.clone(),

@@ -27,10 +27,12 @@ mod gc;
 mod manifests;
 pub mod paths;
 mod uploads;
+mod usage;
 
 pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use manifests::StoredManifest;
 pub use uploads::Body;
+pub use usage::UsageSnapshot;
 
 use crate::oci::{Digest, RepoName};
 use paths::{Paths, REPO_MARKERS};
@@ -97,6 +99,7 @@ struct Inner {
     /// Digests referred to by manifests committed while a collection runs.
     pins: Mutex<gc::Pins>,
     gc_running: AtomicBool,
+    usage: usage::Usage,
 }
 
 impl Store {
@@ -105,7 +108,7 @@ impl Store {
     /// while less than `min_free` bytes are free.
     pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
         let paths = Paths::new(root);
-        let (paths, catalog) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let (paths, catalog, usage) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             for dir in [
                 paths.blobs_dir(),
                 paths.repositories_dir(),
@@ -124,7 +127,8 @@ impl Store {
             }
             let mut catalog = BTreeSet::new();
             index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
-            Ok((paths, catalog))
+            let usage = usage::Usage::scan(&paths)?;
+            Ok((paths, catalog, usage))
         })
         .await
         .map_err(io::Error::other)??;
@@ -137,8 +141,14 @@ impl Store {
                 commit_lock: RwLock::new(()),
                 pins: Mutex::new(None),
                 gc_running: AtomicBool::new(false),
+                usage,
             }),
         })
+    }
+
+    /// Blob count and bytes, and open upload sessions, as of now.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.inner.usage.snapshot()
     }
 
     pub fn root(&self) -> &Path {

@@ -69,6 +69,7 @@ impl Store {
             };
             let info = serde_json::to_vec(&info).map_err(io::Error::other)?;
             durable::write_atomic(&s.paths().tmp_dir(), &s.paths().upload_info(&id), &info)?;
+            s.inner.usage.upload_opened();
             let session = Arc::new(Session {
                 name,
                 state: tokio::sync::Mutex::new(State {
@@ -238,6 +239,7 @@ impl Store {
                 })
             };
             std::fs::remove_dir_all(s.paths().upload_dir(&id))?;
+            s.inner.usage.upload_closed();
             result.map(|()| size)
         })
         .await
@@ -252,8 +254,12 @@ impl Store {
         }
         state.closed = true;
         self.sessions().remove(&id);
-        self.blocking(move |s| Ok(std::fs::remove_dir_all(s.paths().upload_dir(&id))?))
-            .await
+        self.blocking(move |s| {
+            std::fs::remove_dir_all(s.paths().upload_dir(&id))?;
+            s.inner.usage.upload_closed();
+            Ok(())
+        })
+        .await
     }
 
     /// A whole blob in one request (`POST ?digest=`): streamed into a private
@@ -303,7 +309,10 @@ impl Store {
                 // Swept since we looked: our data is now the only copy.
                 File::open(data)?.sync_all()?;
             }
-            durable::publish(data, &target)?;
+            let size = std::fs::metadata(data)?.len();
+            if durable::publish_new(data, &target)? {
+                self.inner.usage.blob_added(size);
+            }
         } else {
             // Pushed again: a fresh time puts it back under the GC's grace period.
             self.touch_blob(digest)?;

@@ -1,0 +1,321 @@
+//! Prometheus metrics of the registry, served at `GET /metrics` in the text
+//! format.
+//!
+//! Requests are counted where they enter and leave the server (`server.rs`), by
+//! method, route template and status: a label never holds a repository name or
+//! a digest, so the number of series stays bounded whatever clients send. Body
+//! bytes are counted as they stream, both ways. Storage figures come from the
+//! store's running counts, never from a walk of the disk.
+
+use crate::storage::{GcReport, UsageSnapshot};
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use warp::http::{Method, StatusCode};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily<RouteLabels>,
+    received: Counter,
+    sent: Counter,
+    pulls: Family<KindLabels, Counter>,
+    pushes: Family<KindLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
+    uploads_in_progress: Gauge,
+    storage_bytes: Gauge,
+    storage_blobs: Gauge,
+    gc_runs: Family<ResultLabels, Counter>,
+    gc_duration: Histogram,
+    gc_bytes_freed: Counter,
+    gc_blobs_deleted: Counter,
+    gc_uploads_purged: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("berth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            requests.clone(),
+        );
+        let duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its response headers",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let received = Counter::default();
+        registry.register_with_unit(
+            "http_received",
+            "Request body bytes received",
+            Unit::Bytes,
+            received.clone(),
+        );
+        let sent = Counter::default();
+        registry.register_with_unit(
+            "http_sent",
+            "Response body bytes sent",
+            Unit::Bytes,
+            sent.clone(),
+        );
+        let pulls = Family::<KindLabels, Counter>::default();
+        registry.register("pulls", "Manifests and blobs served (GET)", pulls.clone());
+        let pushes = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "pushes",
+            "Manifests and blobs stored or mounted",
+            pushes.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Refused requests: bad_credentials (401 with credentials), denied (403), throttled (429)",
+            auth_failures.clone(),
+        );
+        let uploads_in_progress = Gauge::default();
+        registry.register(
+            "uploads_in_progress",
+            "Upload sessions started and not yet finished, cancelled or purged",
+            uploads_in_progress.clone(),
+        );
+        let storage_bytes = Gauge::default();
+        registry.register_with_unit(
+            "storage",
+            "Bytes of all stored blobs, each counted once",
+            Unit::Bytes,
+            storage_bytes.clone(),
+        );
+        let storage_blobs = Gauge::default();
+        registry.register("storage_blobs", "Stored blobs", storage_blobs.clone());
+        let gc_runs = Family::<ResultLabels, Counter>::default();
+        registry.register("gc_runs", "Garbage collections by result", gc_runs.clone());
+        let gc_duration = latency_histogram();
+        registry.register_with_unit(
+            "gc_duration",
+            "Duration of garbage collections",
+            Unit::Seconds,
+            gc_duration.clone(),
+        );
+        let gc_bytes_freed = Counter::default();
+        registry.register_with_unit(
+            "gc_freed",
+            "Bytes freed by garbage collection",
+            Unit::Bytes,
+            gc_bytes_freed.clone(),
+        );
+        let gc_blobs_deleted = Counter::default();
+        registry.register(
+            "gc_blobs_deleted",
+            "Blobs deleted by garbage collection",
+            gc_blobs_deleted.clone(),
+        );
+        let gc_uploads_purged = Counter::default();
+        registry.register(
+            "gc_uploads_purged",
+            "Idle upload sessions purged by garbage collection",
+            gc_uploads_purged.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            received,
+            sent,
+            pulls,
+            pushes,
+            auth_failures,
+            uploads_in_progress,
+            storage_bytes,
+            storage_blobs,
+            gc_runs,
+            gc_duration,
+            gc_bytes_freed,
+            gc_blobs_deleted,
+            gc_uploads_purged,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a request once its response headers are ready.
+    pub fn request(
+        &self,
+        method: &Method,
+        route: &'static str,
+        status: StatusCode,
+        had_credentials: bool,
+        elapsed: Duration,
+    ) {
+        let code = status.as_u16();
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_owned(),
+                status: code,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabels {
+                method: method.to_string(),
+                route: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let is =
+            |m: &Method, r: &str, codes: &[u16]| method == m && route == r && codes.contains(&code);
+        if is(&Method::GET, super::routes::MANIFEST_ROUTE, &[200]) {
+            self.pulls
+                .get_or_create(&KindLabels { kind: "manifest" })
+                .inc();
+        } else if is(&Method::GET, super::routes::BLOB_ROUTE, &[200, 206]) {
+            self.pulls.get_or_create(&KindLabels { kind: "blob" }).inc();
+        } else if is(&Method::PUT, super::routes::MANIFEST_ROUTE, &[201]) {
+            self.pushes
+                .get_or_create(&KindLabels { kind: "manifest" })
+                .inc();
+        } else if is(&Method::POST, super::routes::UPLOAD_START_ROUTE, &[201])
+            || is(&Method::PUT, super::routes::UPLOAD_ROUTE, &[201])
+        {
+            self.pushes
+                .get_or_create(&KindLabels { kind: "blob" })
+                .inc();
+        }
+        let reason = match code {
+            401 if had_credentials => Some("bad_credentials"),
+            403 => Some("denied"),
+            429 => Some("throttled"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.auth_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+    }
+
+    /// Records a garbage collection (a dry run frees nothing, so it counts no bytes).
+    pub fn gc(&self, result: Result<&GcReport, ()>, elapsed: Duration) {
+        self.gc_duration.observe(elapsed.as_secs_f64());
+        let label = match result {
+            Ok(report) if report.dry_run => "dry_run",
+            Ok(report) => {
+                self.gc_bytes_freed.inc_by(report.bytes_freed);
+                self.gc_blobs_deleted.inc_by(report.blobs_deleted);
+                self.gc_uploads_purged.inc_by(report.uploads_purged);
+                "ok"
+            }
+            Err(()) => "error",
+        };
+        self.gc_runs
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+    }
+
+    /// The text exposition, with the store's current figures.
+    pub fn encode(&self, usage: UsageSnapshot) -> String {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.storage_bytes.set(gauge(usage.blob_bytes));
+        self.storage_blobs.set(gauge(usage.blobs));
+        self.uploads_in_progress.set(gauge(usage.uploads));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Wraps a body so that its bytes are added to `received` as they arrive.
+    pub fn count_received<B>(&self, body: B) -> Counted<B> {
+        Counted {
+            inner: body,
+            counter: self.received.clone(),
+        }
+    }
+
+    /// Wraps a body so that its bytes are added to `sent` as they leave.
+    pub fn count_sent<B>(&self, body: B) -> Counted<B> {
+        Counted {
+            inner: body,
+            counter: self.sent.clone(),
+        }
+    }
+}
+
+/// A body that adds the bytes of each data frame to a counter.
+pub struct Counted<B> {
+    inner: B,
+    counter: Counter,
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.remaining() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,77 @@
+//! What the store holds, counted as it changes, so that `/metrics` never walks
+//! the disk: one walk of `blobs/` and `uploads/` when the store opens, then each
+//! blob created or swept and each upload session opened or closed adjusts the
+//! counts.
+
+use super::paths::Paths;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(super) struct Usage {
+    blob_bytes: AtomicU64,
+    blobs: AtomicU64,
+    uploads: AtomicU64,
+}
+
+/// The counts at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSnapshot {
+    /// Bytes of all blobs (layers, configs and manifests), each stored once.
+    pub blob_bytes: u64,
+    pub blobs: u64,
+    /// Upload sessions started and neither finished, cancelled nor purged.
+    pub uploads: u64,
+}
+
+impl Usage {
+    /// Counts what is on disk under `paths`.
+    pub(super) fn scan(paths: &Paths) -> io::Result<Usage> {
+        let usage = Usage::default();
+        for algorithm in read_dir_optional(&paths.blobs_dir())? {
+            for prefix in read_dir_optional(&algorithm)? {
+                for blob in read_dir_optional(&prefix)? {
+                    usage.blob_added(std::fs::metadata(&blob)?.len());
+                }
+            }
+        }
+        let uploads = read_dir_optional(&paths.uploads_dir())?.len();
+        usage.uploads.store(uploads as u64, Ordering::Relaxed);
+        Ok(usage)
+    }
+
+    pub(super) fn blob_added(&self, size: u64) {
+        self.blob_bytes.fetch_add(size, Ordering::Relaxed);
+        self.blobs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn blob_removed(&self, size: u64) {
+        self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
+        self.blobs.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn upload_opened(&self) {
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn upload_closed(&self) {
+        self.uploads.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            blob_bytes: self.blob_bytes.load(Ordering::Relaxed),
+            blobs: self.blobs.load(Ordering::Relaxed),
+            uploads: self.uploads.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn read_dir_optional(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
