@@ -1,7 +1,8 @@
 //! berth: a private OCI registry for Kubernetes clusters, and the operator that
-//! runs it. One binary, several roles (`serve`, and later `operator`, `gc`, …);
+//! runs it. One binary, several roles (`serve`, `operator`, `crd`, `render`, …);
 //! `main.rs` is only the command line, and each role is an entry point here.
 
 pub mod oci;
+pub mod operator;
 pub mod registry;
 pub mod storage;
