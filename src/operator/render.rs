@@ -31,10 +31,16 @@ pub enum RenderError {
     Parse(String),
     #[error("not Secrets: {0}")]
     Secrets(String),
+    // Not `#[from]`: that would also make it the source, and the reason would be
+    // printed twice.
     #[error("the operator would not act on this Registry: {0}")]
-    Invalid(#[from] Invalid),
+    Invalid(Invalid),
+    #[error(
+        "no image: set spec.image, or pass --image (or BERTH_IMAGE) as the operator's own image"
+    )]
+    NoImage,
     #[error("cannot hash the passwords: {0}")]
-    Hash(#[from] bcrypt::BcryptError),
+    Hash(String),
     #[error("cannot write YAML: {0}")]
     Yaml(String),
 }
@@ -52,8 +58,8 @@ pub fn render(
     if registry.metadata.namespace.is_none() {
         registry.metadata.namespace = Some("default".into());
     }
-    validate::check(&registry)?;
-    let image = validate::image(&registry, image)?;
+    validate::check(&registry).map_err(RenderError::Invalid)?;
+    let image = validate::image(&registry, image).map_err(|_| RenderError::NoImage)?;
 
     let mut secrets = BTreeMap::new();
     for text in secrets_yaml {
@@ -160,7 +166,9 @@ fn htpasswd(
         }
     }
     let uid = registry.metadata.uid.clone().unwrap_or_default();
-    let mut file = LineCache::default().file(&uid, &credentials)?;
+    let mut file = LineCache::default()
+        .file(&uid, &credentials)
+        .map_err(|e| RenderError::Hash(e.to_string()))?;
     if missing.is_empty() {
         return Ok((file, None));
     }
@@ -258,10 +266,7 @@ spec: {}
     fn the_image_comes_from_the_spec_or_the_flag_and_is_required() {
         assert!(matches!(
             render(PLAIN, None, &[]),
-            Err(RenderError::Invalid(Invalid {
-                reason: "NoImage",
-                ..
-            }))
+            Err(RenderError::NoImage)
         ));
         let own = PLAIN.replace("spec: {}", "spec: {image: 'mine:2'}");
         let out = render(&own, None, &[]).unwrap();
