@@ -48,8 +48,9 @@ pub struct Cluster {
     pub log: Vec<String>,
     /// Reasons of the events posted.
     pub events: Vec<String>,
-    /// Requests to paths starting with this are refused with 403 Forbidden.
-    pub forbidden: Option<String>,
+    /// Requests to paths starting with the prefix are refused with the status
+    /// (403 as without RBAC, 422 as for an object the server will not accept).
+    pub refuse: Option<(String, StatusCode)>,
     next_resource_version: u64,
 }
 
@@ -198,15 +199,17 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
 
     let mut c = cluster.lock().unwrap();
     c.log.push(format!("{method} {full_path}"));
-    if c.forbidden
+    if let Some((_, code)) = c
+        .refuse
         .as_ref()
-        .is_some_and(|p| full_path.starts_with(p))
+        .filter(|(prefix, _)| full_path.starts_with(prefix))
     {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("{full_path} is forbidden"),
-        );
+        let reason = if *code == StatusCode::FORBIDDEN {
+            "Forbidden"
+        } else {
+            "Invalid"
+        };
+        return failure(*code, reason, format!("{full_path} is refused"));
     }
     let (path, status_subresource) = match full_path.strip_suffix("/status") {
         Some(object) => (object.to_string(), true),

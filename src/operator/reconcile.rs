@@ -1113,9 +1113,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_child_the_api_server_refuses_gives_degraded_not_a_retry_loop() {
+        let (ctx, cluster, registry) = fresh();
+        cluster.lock().unwrap().refuse = Some((
+            "/apis/batch/v1".into(),
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+        assert_eq!(pass(&ctx, registry).await, Action::requeue(INVALID_RETRY));
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "Rejected")
+        );
+        assert!(
+            degraded.message.contains("cronjobs"),
+            "{}",
+            degraded.message
+        );
+    }
+
+    #[tokio::test]
     async fn an_api_failure_is_retried_and_counted() {
         let (ctx, cluster, registry) = fresh();
-        cluster.lock().unwrap().forbidden = Some("/apis/apps/v1".into());
+        cluster.lock().unwrap().refuse =
+            Some(("/apis/apps/v1".into(), http::StatusCode::FORBIDDEN));
         let error = reconcile(registry.clone(), ctx.clone()).await.unwrap_err();
         assert_eq!(error.kind(), "api");
         assert_eq!(
