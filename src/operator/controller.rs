@@ -1,0 +1,224 @@
+//! `berth operator`: connects to the cluster (in-cluster config, or KUBECONFIG),
+//! checks that the Registry CRD is installed, serves /healthz and /metrics on a
+//! small port, and runs the kube-rs Controller: it watches Registries and every
+//! kind of child, so a deleted or edited child brings its Registry back to a pass.
+
+use super::crd::Registry;
+use super::htpasswd::LineCache;
+use super::metrics::Metrics;
+use super::reconcile::{Context, error_policy, reconcile};
+use super::resources::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+use warp::Filter;
+
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:8080";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Address of the /healthz and /metrics endpoints
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: SocketAddr,
+    /// Image of the registries whose spec.image is empty (the chart sets it to the
+    /// operator's own image)
+    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}")]
+    Connect(#[source] kube::Error),
+    #[error(
+        "the Registry CRD ({0}) is not installed; install it with `kubectl apply -f crds/registry.yaml` (or `berth crd | kubectl apply -f -`), or install the berth Helm chart"
+    )]
+    CrdMissing(String),
+    #[error("cannot check that the Registry CRD is installed: {0}")]
+    CrdCheck(#[source] kube::Error),
+    #[error("cannot listen on {0} for /healthz and /metrics: {1}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+}
+
+pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    let client = Client::try_default()
+        .await
+        .map_err(OperatorError::Connect)?;
+    check_crd(&client).await?;
+    if args.image.is_none() {
+        warn!("BERTH_IMAGE is not set: a Registry without spec.image will be Degraded (NoImage)");
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| OperatorError::Listen(args.metrics_listen, e))?;
+    info!(listen = %args.metrics_listen, "serving /healthz and /metrics");
+    tokio::spawn(
+        warp::serve(routes(metrics.clone()))
+            .incoming(listener)
+            .run(),
+    );
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from(super::FIELD_MANAGER)),
+        metrics,
+        operator_image: args.image,
+        htpasswd_lines: Arc::new(LineCache::default()),
+    });
+
+    // Children carry the managed-by label; watching only those keeps the
+    // operator's caches small in a cluster full of other objects.
+    let children =
+        || watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let controller = Controller::new(
+        Api::<Registry>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let registries = controller.store();
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), children())
+        .owns(Api::<Service>::all(client.clone()), children())
+        // The claim has no owner reference unless deletePolicy is Delete, so it is
+        // matched to its Registry by the instance label instead.
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            children(),
+            |claim| registry_of_labels(&claim),
+        )
+        .owns(Api::<Ingress>::all(client.clone()), children())
+        .owns(Api::<CronJob>::all(client.clone()), children())
+        // Secrets: the ones a Registry owns, and the password Secrets it only
+        // refers to, so a password change is applied at once.
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret| registries_of_secret(&registries, &secret),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((registry, _)) => info!(registry = %registry.name, namespace = registry.namespace.as_deref().unwrap_or_default(), "reconciled"),
+                Err(error) => warn!(%error, "reconcile"),
+            }
+        })
+        .await;
+    info!("operator stopped");
+    Ok(())
+}
+
+async fn check_crd(client: &Client) -> Result<(), OperatorError> {
+    let name = Registry::crd_name();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt(name).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            error!("the Registry CRD is not installed");
+            Err(OperatorError::CrdMissing(name.to_string()))
+        }
+        Err(e) => Err(OperatorError::CrdCheck(e)),
+    }
+}
+
+/// The Registries a Secret matters to: its owner, and those whose auth names it.
+fn registries_of_secret(registries: &Store<Registry>, secret: &Secret) -> Vec<ObjectRef<Registry>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    let mut refs: Vec<ObjectRef<Registry>> = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == super::crd::KIND && o.api_version == super::crd::API_VERSION)
+        .map(|o| ObjectRef::new(&o.name).within(namespace.as_deref().unwrap_or_default()))
+        .collect();
+    refs.extend(
+        registries
+            .state()
+            .iter()
+            .filter(|r| r.namespace() == namespace && refers_to(r, &name))
+            .map(|r| ObjectRef::from_obj(r.as_ref())),
+    );
+    refs
+}
+
+/// The Registry named by a child's instance label, in the child's namespace.
+fn registry_of_labels(child: &PersistentVolumeClaim) -> Option<ObjectRef<Registry>> {
+    let name = child.labels().get(LABEL_INSTANCE)?;
+    Some(ObjectRef::new(name).within(child.namespace().as_deref()?))
+}
+
+/// Whether the Registry's auth reads the Secret `name`.
+pub fn refers_to(registry: &Registry, name: &str) -> bool {
+    let auth = &registry.spec.auth;
+    auth.existing_secret.as_deref() == Some(name)
+        || auth
+            .users
+            .iter()
+            .any(|u| u.password_secret_ref.name == name)
+}
+
+/// `/healthz` (the process is alive) and `/metrics` (Prometheus text).
+fn routes(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let healthz = warp::path!("healthz").and(warp::get()).map(|| "ok\n");
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(
+            metrics.encode(),
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    });
+    healthz.or(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+
+    #[tokio::test]
+    async fn healthz_and_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        drop(metrics.pass());
+        let routes = routes(metrics);
+        let health = warp::test::request().path("/healthz").reply(&routes).await;
+        assert_eq!(health.status(), 200);
+        let text = warp::test::request().path("/metrics").reply(&routes).await;
+        assert_eq!(text.status(), 200);
+        let body = String::from_utf8(text.body().to_vec()).unwrap();
+        assert!(body.contains("berth_operator_reconciles_total 1"), "{body}");
+        let missing = warp::test::request().path("/nothing").reply(&routes).await;
+        assert_eq!(missing.status(), 404);
+    }
+
+    #[test]
+    fn a_password_secret_maps_to_the_registries_using_it() {
+        let mut spec = RegistrySpec::default();
+        spec.auth.users = vec![User {
+            name: "alice".into(),
+            password_secret_ref: SecretKeyRef {
+                name: "alice-pw".into(),
+                key: "password".into(),
+            },
+        }];
+        let registry = Registry::new("cache", spec);
+        assert!(refers_to(&registry, "alice-pw"));
+        assert!(!refers_to(&registry, "other"));
+        let mut existing = RegistrySpec::default();
+        existing.auth.existing_secret = Some("file".into());
+        assert!(refers_to(&Registry::new("c", existing), "file"));
+    }
+}

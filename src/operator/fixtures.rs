@@ -1,0 +1,405 @@
+//! Test fixtures for the reconcile loop, after kube-rs/controller-rs: a mock API
+//! server on a tower-test service, and named scenarios that set up what the
+//! cluster holds before a pass.
+//!
+//! The mock is a small in-memory API server rather than a script of expected
+//! requests: it answers GET, server-side apply, merge patch, DELETE and event
+//! POSTs on the paths kube builds, logs every request, and plays the controllers
+//! a pass waits for (a Deployment's pods become ready, a claim gets bound). Tests
+//! then assert on what the cluster holds, which does not break when a pass reads
+//! one more object.
+
+use super::crd::{Registry, RegistrySpec};
+use super::htpasswd::LineCache;
+use super::metrics::Metrics;
+use super::reconcile::Context;
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub const NAMESPACE: &str = "dev";
+pub const NAME: &str = "cache";
+pub const UID: &str = "0b6f1c1a-0000-4000-8000-00000000cafe";
+
+/// The path of an object, as kube requests it.
+pub fn path(api: &str, plural: &str, name: &str) -> String {
+    let prefix = if api == "v1" {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{api}")
+    };
+    format!("{prefix}/namespaces/{NAMESPACE}/{plural}/{name}")
+}
+
+pub fn registry_path() -> String {
+    path("berth.dev/v1alpha1", "registries", NAME)
+}
+
+/// The state the mock API server holds, shared with the test.
+#[derive(Default)]
+pub struct Cluster {
+    /// Objects by path.
+    pub objects: BTreeMap<String, Value>,
+    /// `METHOD path` of every request, in order.
+    pub log: Vec<String>,
+    /// Reasons of the events posted.
+    pub events: Vec<String>,
+    /// Requests to paths starting with the prefix are refused with the status
+    /// (403 as without RBAC, 422 as for an object the server will not accept).
+    pub refuse: Option<(String, StatusCode)>,
+    next_resource_version: u64,
+}
+
+impl Cluster {
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        self.objects.get(path)
+    }
+
+    pub fn insert(&mut self, path: String, mut object: Value) {
+        self.next_resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.next_resource_version.to_string());
+        if object["metadata"]["generation"].is_null() {
+            object["metadata"]["generation"] = json!(1);
+        }
+        self.objects.insert(path, object);
+    }
+
+    /// Whether a request with this method reached this path.
+    pub fn requested(&self, method: &str, path: &str) -> bool {
+        self.log.iter().any(|l| *l == format!("{method} {path}"))
+    }
+
+    pub fn registry(&self) -> Registry {
+        serde_json::from_value(self.objects[&registry_path()].clone()).expect("a Registry")
+    }
+}
+
+/// Named starting points of the reconcile tests.
+pub enum Scenario {
+    /// A new Registry (with its finalizer already on) and nothing else.
+    Fresh(RegistrySpec),
+    /// A Registry whose children a first pass made, with the claim at `size`.
+    Existing {
+        spec: RegistrySpec,
+        claim_size: String,
+    },
+}
+
+/// A Registry as the API server hands it to the controller.
+pub fn registry(spec: RegistrySpec) -> Registry {
+    let mut registry = Registry::new(NAME, spec);
+    registry.metadata.namespace = Some(NAMESPACE.into());
+    registry.metadata.uid = Some(UID.into());
+    registry.metadata.generation = Some(1);
+    registry.metadata.resource_version = Some("1".into());
+    registry.metadata.finalizers = Some(vec![super::reconcile::FINALIZER.into()]);
+    registry
+}
+
+/// A test context on the mock API server, and the cluster behind it; the
+/// operator runs with BERTH_IMAGE set.
+pub fn context(scenario: Scenario) -> (Arc<Context>, Arc<Mutex<Cluster>>) {
+    context_with_image(scenario, Some("ghcr.io/berth/berth:test"))
+}
+
+pub fn context_with_image(
+    scenario: Scenario,
+    operator_image: Option<&str>,
+) -> (Arc<Context>, Arc<Mutex<Cluster>>) {
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    {
+        let mut c = cluster.lock().unwrap();
+        let (spec, claim_size) = match scenario {
+            Scenario::Fresh(spec) => (spec, None),
+            Scenario::Existing { spec, claim_size } => (spec, Some(claim_size)),
+        };
+        c.insert(
+            registry_path(),
+            serde_json::to_value(registry(spec)).unwrap(),
+        );
+        c.insert(
+            "/apis/storage.k8s.io/v1/storageclasses/standard".into(),
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                   "metadata": {"name": "standard"}, "provisioner": "test",
+                   "allowVolumeExpansion": false}),
+        );
+        if let Some(size) = claim_size {
+            c.insert(
+                path("v1", "persistentvolumeclaims", "cache-data"),
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "metadata": {"name": "cache-data", "namespace": NAMESPACE},
+                       "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                                "resources": {"requests": {"storage": size}}},
+                       "status": {"phase": "Bound", "capacity": {"storage": size}}}),
+            );
+        }
+    }
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let server = cluster.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let response = serve(&server, request).await;
+            respond.send_response(response);
+        }
+    });
+    let ctx = Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "berth-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        client,
+        metrics: Arc::new(Metrics::default()),
+        operator_image: operator_image.map(String::from),
+        htpasswd_lines: Arc::new(LineCache::default()),
+    };
+    (Arc::new(ctx), cluster)
+}
+
+fn reply(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).expect("JSON")))
+        .expect("a response")
+}
+
+fn failure(code: StatusCode, reason: &str, message: String) -> Response<Body> {
+    reply(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "reason": reason, "message": message, "code": code.as_u16()}),
+    )
+}
+
+async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Body> {
+    let method = request.method().clone();
+    let full_path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = request.into_body().collect_bytes().await.expect("a body");
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).expect("a JSON body")
+    };
+
+    let mut c = cluster.lock().unwrap();
+    c.log.push(format!("{method} {full_path}"));
+    if let Some((_, code)) = c
+        .refuse
+        .as_ref()
+        .filter(|(prefix, _)| full_path.starts_with(prefix))
+    {
+        let reason = if *code == StatusCode::FORBIDDEN {
+            "Forbidden"
+        } else {
+            "Invalid"
+        };
+        return failure(*code, reason, format!("{full_path} is refused"));
+    }
+    let (path, status_subresource) = match full_path.strip_suffix("/status") {
+        Some(object) => (object.to_string(), true),
+        None => (full_path.clone(), false),
+    };
+
+    if full_path.ends_with("/events") && method == Method::POST {
+        c.events
+            .push(body["reason"].as_str().unwrap_or_default().to_string());
+        return reply(StatusCode::CREATED, &body);
+    }
+    // The Recorder patches a repeated event into a series instead of posting it
+    // again; that is one more occurrence too.
+    if full_path.contains("/events/") {
+        c.events
+            .push(body["reason"].as_str().unwrap_or_default().to_string());
+        return reply(StatusCode::OK, &body);
+    }
+
+    let not_found = || {
+        failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{path} not found"),
+        )
+    };
+    match method {
+        Method::GET => match c.get(&path) {
+            Some(object) => reply(StatusCode::OK, object),
+            None => not_found(),
+        },
+        Method::DELETE => match c.objects.remove(&path) {
+            Some(object) => reply(StatusCode::OK, &object),
+            None => not_found(),
+        },
+        Method::PATCH if content_type.starts_with("application/apply-patch") => {
+            // The contract: every apply by the operator's field manager, forced.
+            if !(query.contains("fieldManager=berth-operator") && query.contains("force=true")) {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("apply without the berth-operator field manager and force: {query}"),
+                );
+            }
+            let existing = c.get(&path).cloned();
+            let object = match (existing, status_subresource) {
+                (Some(mut existing), true) => {
+                    existing["status"] = body["status"].clone();
+                    existing
+                }
+                (None, true) => return not_found(),
+                (existing, false) => applied(existing, body),
+            };
+            let object = play_controllers(object);
+            c.insert(path.clone(), object);
+            reply(StatusCode::OK, &c.objects[&path])
+        }
+        Method::PATCH if content_type.starts_with("application/merge-patch") => {
+            let Some(mut existing) = c.get(&path).cloned() else {
+                return not_found();
+            };
+            let wanted_version = &body["metadata"]["resourceVersion"];
+            if !wanted_version.is_null()
+                && *wanted_version != existing["metadata"]["resourceVersion"]
+            {
+                return failure(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object changed".into(),
+                );
+            }
+            merge(&mut existing, &body);
+            c.insert(path.clone(), existing);
+            reply(StatusCode::OK, &c.objects[&path])
+        }
+        _ => failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the mock does not serve {method} {content_type}"),
+        ),
+    }
+}
+
+/// A server-side apply, simplified: the applied object replaces the old one's
+/// fields, and what the server owns (uid, status) stays. The generation grows
+/// when the spec changes.
+fn applied(existing: Option<Value>, mut body: Value) -> Value {
+    let Some(existing) = existing else {
+        body["metadata"]["uid"] = json!(format!(
+            "uid-{}",
+            body["metadata"]["name"].as_str().unwrap_or("x")
+        ));
+        body["metadata"]["generation"] = json!(1);
+        return body;
+    };
+    for key in ["uid", "generation"] {
+        body["metadata"][key] = existing["metadata"][key].clone();
+    }
+    if body.get("spec") != existing.get("spec") {
+        let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);
+        body["metadata"]["generation"] = json!(generation + 1);
+    }
+    if let Some(status) = existing.get("status") {
+        body["status"] = status.clone();
+    }
+    body
+}
+
+/// What the cluster's controllers would do soon after: pods become ready, a
+/// claim is bound at its request.
+fn play_controllers(mut object: Value) -> Value {
+    match object["kind"].as_str() {
+        Some("Deployment") => {
+            let replicas = object["spec"]["replicas"].clone();
+            object["status"] = json!({
+                "observedGeneration": object["metadata"]["generation"],
+                "replicas": replicas, "readyReplicas": replicas,
+                "updatedReplicas": replicas, "availableReplicas": replicas,
+            });
+        }
+        Some("PersistentVolumeClaim") => {
+            let request = object["spec"]["resources"]["requests"]["storage"].clone();
+            object["status"] = json!({"phase": "Bound", "capacity": {"storage": request}});
+        }
+        _ => {}
+    }
+    object
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in fields {
+        if value.is_null() {
+            target.as_object_mut().map(|t| t.remove(key));
+        } else {
+            merge(&mut target[key], value);
+        }
+    }
+}
+
+/// The condition of this type in a Registry's status.
+pub fn condition<'a>(
+    registry: &'a Registry,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    registry
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Changes the stored Registry's spec as `kubectl edit` would (the generation
+/// grows).
+pub fn edit(cluster: &Mutex<Cluster>, change: impl FnOnce(&mut RegistrySpec)) {
+    let mut c = cluster.lock().unwrap();
+    let mut registry = c.registry();
+    change(&mut registry.spec);
+    registry.metadata.generation = registry.metadata.generation.map(|g| g + 1);
+    c.insert(registry_path(), serde_json::to_value(registry).unwrap());
+}
+
+/// The Registry as the cluster holds it now, for the next pass.
+pub fn current(cluster: &Mutex<Cluster>) -> Arc<Registry> {
+    Arc::new(cluster.lock().unwrap().registry())
+}
+
+/// Paths of every child of the test Registry the operator applies by default.
+pub fn default_children() -> Vec<String> {
+    vec![
+        path("v1", "secrets", "cache-htpasswd"),
+        path("v1", "secrets", "cache-admin"),
+        path("v1", "persistentvolumeclaims", "cache-data"),
+        path("v1", "services", "cache"),
+        path("v1", "services", "cache-nodeport"),
+        path("apps/v1", "deployments", "cache"),
+        path("batch/v1", "cronjobs", "cache-gc"),
+        "/api/v1/namespaces/kube-public/configmaps/local-registry-hosting".into(),
+    ]
+}
+
+/// The uid of an object's first owner reference.
+pub fn owner_uid(object: &Value) -> Option<&str> {
+    object["metadata"]["ownerReferences"][0]["uid"].as_str()
+}

@@ -1,0 +1,1166 @@
+//! One reconcile pass over a Registry, and the error policy beside it.
+//!
+//! A pass reads only what the builders cannot know (the users' passwords, the
+//! admin token already issued, the volume claim as it is), builds every child
+//! with the pure builders of resources/, applies each with server-side apply
+//! (field manager `berth-operator`, forced, so a hand edit is undone), deletes the
+//! optional children the spec turned off, and writes the status through the
+//! status subresource, also with server-side apply.
+//!
+//! A spec the operator cannot act on is not an error to retry: it becomes
+//! Degraded with the reason, a Warning event, and a slow requeue. Errors are for
+//! the API server failing us; the controller retries them after a pause.
+
+use super::crd::{API_VERSION, KIND, Registry, RegistryStatus};
+use super::htpasswd::{Credential, LineCache, password_from_secret};
+use super::metrics::Metrics;
+use super::resources::configmap::{self, published_by};
+use super::resources::{
+    HTPASSWD_KEY, Settings, TOKEN_KEY, cluster_address, cronjob, deployment, ingress, names, pvc,
+    secret, service,
+};
+use super::status::{self, DEGRADED, PROGRESSING, READY, STORAGE_READY, Wanted, wanted};
+use super::storage::{self, Change, Plan};
+use super::validate::{self, Invalid};
+use super::{Error, FIELD_MANAGER};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The finalizer a Registry carries while it publishes the kube-public ConfigMap,
+/// which no owner reference can clean up.
+pub const FINALIZER: &str = "berth.dev/local-registry-hosting";
+
+/// A healthy Registry is looked at again this often even without a change, to
+/// catch what no watch reports (a StorageClass that now allows expansion).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// A spec that cannot be acted on waits for a change, or this long.
+pub const INVALID_RETRY: Duration = Duration::from_secs(600);
+/// A pass that failed on the API is tried again after this.
+pub const ERROR_RETRY: Duration = Duration::from_secs(30);
+
+/// What every pass shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// `BERTH_IMAGE`: the image to deploy when `spec.image` is not set.
+    pub operator_image: Option<String>,
+    pub htpasswd_lines: Arc<LineCache>,
+}
+
+pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.pass();
+    let pass = Pass::new(&registry, &ctx)?;
+    let result = pass.run().await;
+    if let Err(error) = &result {
+        // Best effort: the error itself is what the controller acts on.
+        pass.event(EventType::Warning, "ReconcileFailed", error.to_string())
+            .await;
+    }
+    result
+}
+
+pub fn error_policy(registry: Arc<Registry>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(
+        registry = %registry.name_any(),
+        namespace = registry.namespace().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying in {}s",
+        ERROR_RETRY.as_secs()
+    );
+    ctx.metrics.failure(error.kind());
+    Action::requeue(ERROR_RETRY)
+}
+
+/// Why a pass stopped before the end.
+enum Stop {
+    Invalid(Invalid),
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Self {
+        // The API server refusing what we built means the spec leads to an object
+        // it will never accept: no retry changes that, the spec must.
+        if let Error::Kube(kube::Error::Api(status)) = &error
+            && (status.is_invalid() || status.code == 400)
+        {
+            return Stop::Invalid(Invalid {
+                reason: "Rejected",
+                message: format!("the API server refused a child: {}", status.message),
+            });
+        }
+        Stop::Failed(error)
+    }
+}
+
+impl From<kube::Error> for Stop {
+    fn from(error: kube::Error) -> Self {
+        Stop::from(Error::Kube(error))
+    }
+}
+
+impl From<Invalid> for Stop {
+    fn from(invalid: Invalid) -> Self {
+        Stop::Invalid(invalid)
+    }
+}
+
+/// What the children pass learned, for the status.
+struct Outcome {
+    settings: Settings,
+    claim: Option<PersistentVolumeClaim>,
+    storage: Plan,
+    rollout: status::Rollout,
+}
+
+struct Pass<'a> {
+    registry: &'a Registry,
+    ctx: &'a Context,
+    name: String,
+    namespace: String,
+    uid: String,
+    /// Children that did not exist before this pass, for one Created event.
+    created: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(registry: &'a Registry, ctx: &'a Context) -> Result<Self, Error> {
+        Ok(Pass {
+            registry,
+            ctx,
+            name: registry
+                .metadata
+                .name
+                .clone()
+                .ok_or(Error::MissingField("name"))?,
+            namespace: registry
+                .metadata
+                .namespace
+                .clone()
+                .ok_or(Error::MissingField("namespace"))?,
+            uid: registry
+                .metadata
+                .uid
+                .clone()
+                .ok_or(Error::MissingField("uid"))?,
+            created: std::sync::Mutex::default(),
+        })
+    }
+
+    async fn run(&self) -> Result<Action, Error> {
+        if self.registry.metadata.deletion_timestamp.is_some() {
+            return self.clean_up().await;
+        }
+        self.sync_finalizer().await?;
+
+        let outcome = async {
+            validate::check(self.registry)?;
+            let image = validate::image(self.registry, self.ctx.operator_image.as_deref())?;
+            self.apply_children(image).await
+        }
+        .await;
+        match outcome {
+            Ok(outcome) => {
+                self.write_status(&outcome).await?;
+                self.announce().await;
+                Ok(Action::requeue(RESYNC))
+            }
+            Err(Stop::Invalid(invalid)) => {
+                info!(registry = %self.name, namespace = %self.namespace, %invalid, "cannot act on the spec");
+                self.write_invalid(&invalid).await?;
+                Ok(Action::requeue(INVALID_RETRY))
+            }
+            Err(Stop::Failed(error)) => Err(error),
+        }
+    }
+
+    async fn apply_children(&self, image: String) -> Result<Outcome, Stop> {
+        let registry = self.registry;
+        let settings = Settings {
+            image,
+            htpasswd: self.htpasswd().await?,
+            admin_token: self.admin_token().await?,
+        };
+
+        // Secrets first: the pods mount them.
+        self.apply(secret::htpasswd_secret(registry, &settings))
+            .await?;
+        self.apply(secret::admin_secret(registry, &settings))
+            .await?;
+
+        let (claim, storage) = self.apply_claim().await?;
+
+        self.apply(service::cluster_service(registry)).await?;
+        match service::node_port_service(registry) {
+            Some(node_port) => {
+                self.apply(node_port).await?;
+            }
+            None => {
+                self.delete_owned::<k8s_openapi::api::core::v1::Service>(&names::node_port_service(
+                    registry,
+                ))
+                .await?
+            }
+        }
+        let deployment = self
+            .apply(deployment::deployment(registry, &settings))
+            .await?;
+        match ingress::ingress(registry) {
+            Some(ingress) => {
+                self.apply(ingress).await?;
+            }
+            None => {
+                self.delete_owned::<k8s_openapi::api::networking::v1::Ingress>(&names::ingress(
+                    registry,
+                ))
+                .await?
+            }
+        }
+        match cronjob::cronjob(registry, &settings) {
+            Some(cronjob) => {
+                self.apply(cronjob).await?;
+            }
+            None => {
+                self.delete_owned::<k8s_openapi::api::batch::v1::CronJob>(&names::gc(registry))
+                    .await?
+            }
+        }
+        if let Some(hosting) = configmap::configmap(registry) {
+            self.publish_hosting(hosting).await?;
+        }
+
+        Ok(Outcome {
+            rollout: status::rollout(&deployment, registry.spec.replicas),
+            settings,
+            claim,
+            storage,
+        })
+    }
+
+    /// The htpasswd file: the existing Secret's copy, or lines made from the
+    /// users' password Secrets (empty without auth).
+    async fn htpasswd(&self) -> Result<String, Stop> {
+        let auth = &self.registry.spec.auth;
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        if let Some(name) = &auth.existing_secret {
+            let secret = secrets.get_opt(name).await?;
+            return secret
+                .as_ref()
+                .and_then(|s| secret::value(s, HTPASSWD_KEY))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Stop::Invalid(Invalid {
+                        reason: "AuthSecretMissing",
+                        message: format!(
+                            "spec.auth.existingSecret: Secret {name} with a key {HTPASSWD_KEY} is not in namespace {}",
+                            self.namespace
+                        ),
+                    })
+                });
+        }
+        let mut credentials = Vec::with_capacity(auth.users.len());
+        for user in &auth.users {
+            let reference = &user.password_secret_ref;
+            let password = secrets
+                .get_opt(&reference.name)
+                .await?
+                .and_then(|s| s.data?.remove(&reference.key))
+                .ok_or_else(|| {
+                    Stop::Invalid(Invalid {
+                        reason: "AuthSecretMissing",
+                        message: format!(
+                            "user {}: Secret {} with a key {} is not in namespace {}",
+                            user.name, reference.name, reference.key, self.namespace
+                        ),
+                    })
+                })?;
+            credentials.push(Credential {
+                user: user.name.clone(),
+                password: password_from_secret(&password.0),
+            });
+        }
+        if credentials.is_empty() {
+            return Ok(String::new());
+        }
+        let lines = self.ctx.htpasswd_lines.clone();
+        let uid = self.uid.clone();
+        // bcrypt is slow on purpose; keep it off the runtime's worker threads.
+        tokio::task::spawn_blocking(move || lines.file(&uid, &credentials))
+            .await
+            .map_err(|e| Stop::Failed(Error::Hash(e.to_string())))?
+            .map_err(|e| Stop::Failed(Error::Hash(e.to_string())))
+    }
+
+    /// The admin token already issued, or a new random one.
+    async fn admin_token(&self) -> Result<String, Stop> {
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let existing = secrets.get_opt(&names::admin(self.registry)).await?;
+        if let Some(token) = existing
+            .as_ref()
+            .and_then(|s| secret::value(s, TOKEN_KEY))
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(token.to_string());
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Stop::Failed(Error::Random(e.to_string())))?;
+        Ok(hex::encode(bytes))
+    }
+
+    /// Applies the claim unless the spec asks for what cannot be done; returns
+    /// the claim as it is and the plan followed.
+    async fn apply_claim(&self) -> Result<(Option<PersistentVolumeClaim>, Plan), Stop> {
+        let desired = pvc::pvc(self.registry);
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let existing = claims.get_opt(&names::data(self.registry)).await?;
+        let plan = match storage::change(&desired, existing.as_ref()) {
+            Change::Settled(plan) => plan,
+            Change::Grow { from, class } => {
+                let found = match &class {
+                    Some(name) => {
+                        Api::<StorageClass>::all(self.ctx.client.clone())
+                            .get_opt(name)
+                            .await?
+                    }
+                    None => None,
+                };
+                storage::decide_growth(
+                    from,
+                    class.as_deref(),
+                    found.as_ref(),
+                    &self.registry.spec.storage.size.0,
+                )
+            }
+        };
+        match &plan {
+            Plan::Apply { grow_from } => {
+                let claim = self.apply(desired).await?;
+                if let Some(from) = grow_from {
+                    self.event(
+                        EventType::Normal,
+                        "Resizing",
+                        format!(
+                            "growing PersistentVolumeClaim {} from {from} to {}",
+                            names::data(self.registry),
+                            self.registry.spec.storage.size.0
+                        ),
+                    )
+                    .await;
+                }
+                Ok((Some(claim), plan))
+            }
+            Plan::Refuse { .. } => Ok((existing, plan)),
+        }
+    }
+
+    /// Publishes the KEP-1755 ConfigMap, unless another Registry (or another
+    /// tool) already did: there is one per cluster, and taking it over would make
+    /// two owners fight.
+    async fn publish_hosting(&self, hosting: ConfigMap) -> Result<(), Stop> {
+        let configmaps: Api<ConfigMap> =
+            Api::namespaced(self.ctx.client.clone(), configmap::NAMESPACE);
+        if let Some(existing) = configmaps.get_opt(configmap::NAME).await?
+            && !published_by(&existing, self.registry)
+        {
+            let holder = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(configmap::PUBLISHER_ANNOTATION))
+                .map_or("another tool".to_string(), |p| format!("Registry {p}"));
+            self.event(
+                EventType::Warning,
+                "LocalRegistryHostingTaken",
+                format!(
+                    "{}/{} is published by {holder}; this Registry is not advertised there",
+                    configmap::NAMESPACE,
+                    configmap::NAME
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        self.apply(hosting).await?;
+        Ok(())
+    }
+
+    /// Server-side apply of one child; remembers it when it is new.
+    async fn apply<K>(&self, object: K) -> Result<K, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let name = object
+            .meta()
+            .name
+            .clone()
+            .ok_or(Error::MissingField("child name"))?;
+        let namespace = object
+            .meta()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.namespace.clone());
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let existed = api.get_metadata_opt(&name).await?.is_some();
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+        if !existed {
+            self.created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{} {name}", K::kind(&())));
+        }
+        Ok(applied)
+    }
+
+    /// Deletes a child the spec turned off, if it is there and ours.
+    async fn delete_owned<K>(&self, name: &str) -> Result<(), Stop>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let Some(existing) = api.get_metadata_opt(name).await? else {
+            return Ok(());
+        };
+        let ours = existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == self.uid);
+        if ours {
+            api.delete(name, &DeleteParams::default()).await?;
+            self.event(
+                EventType::Normal,
+                "Deleted",
+                format!("deleted {} {name}, which the spec turned off", K::kind(&())),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Adds the finalizer while the Registry publishes the kube-public ConfigMap;
+    /// when it stops, removes the ConfigMap and then the finalizer.
+    async fn sync_finalizer(&self) -> Result<(), Error> {
+        let has = self.registry.finalizers().iter().any(|f| f == FINALIZER);
+        let wants = self.registry.spec.local_registry_hosting;
+        if wants && !has {
+            let mut finalizers = self.registry.finalizers().to_vec();
+            finalizers.push(FINALIZER.into());
+            self.set_finalizers(finalizers).await?;
+        } else if !wants && has {
+            self.unpublish_hosting().await?;
+            self.drop_finalizer().await?;
+        }
+        Ok(())
+    }
+
+    async fn clean_up(&self) -> Result<Action, Error> {
+        if self.registry.finalizers().iter().any(|f| f == FINALIZER) {
+            self.unpublish_hosting().await?;
+            self.drop_finalizer().await?;
+        }
+        Ok(Action::await_change())
+    }
+
+    async fn drop_finalizer(&self) -> Result<(), Error> {
+        let finalizers = self
+            .registry
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        self.set_finalizers(finalizers).await
+    }
+
+    /// A merge patch with the resourceVersion: if someone else changed the list
+    /// meanwhile, the API server answers Conflict and the pass is retried on the
+    /// fresh object, instead of dropping their finalizer.
+    async fn set_finalizers(&self, finalizers: Vec<String>) -> Result<(), Error> {
+        let registries: Api<Registry> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let patch = json!({
+            "metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": self.registry.resource_version(),
+            }
+        });
+        registries
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn unpublish_hosting(&self) -> Result<(), Error> {
+        let configmaps: Api<ConfigMap> =
+            Api::namespaced(self.ctx.client.clone(), configmap::NAMESPACE);
+        if let Some(existing) = configmaps.get_opt(configmap::NAME).await?
+            && published_by(&existing, self.registry)
+        {
+            configmaps
+                .delete(configmap::NAME, &DeleteParams::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn old_status(&self) -> RegistryStatus {
+        self.registry.status.clone().unwrap_or_default()
+    }
+
+    async fn write_status(&self, outcome: &Outcome) -> Result<(), Error> {
+        let registry = self.registry;
+        let old = self.old_status();
+        let generation = registry.metadata.generation;
+
+        let (storage_condition, storage_trouble) = match (&outcome.storage, &outcome.claim) {
+            (Plan::Refuse { reason, message }, _) => (
+                wanted(STORAGE_READY, false, *reason, message.clone()),
+                Some((reason.to_string(), message.clone())),
+            ),
+            (Plan::Apply { .. }, Some(claim)) => {
+                let (ready, reason, message) = storage::readiness(claim);
+                (wanted(STORAGE_READY, ready, reason, message), None)
+            }
+            (Plan::Apply { .. }, None) => (
+                wanted(
+                    STORAGE_READY,
+                    false,
+                    "Pending",
+                    "the claim is being created",
+                ),
+                None,
+            ),
+        };
+        let rollout = &outcome.rollout;
+        let degraded = match (&storage_trouble, &rollout.failure) {
+            (Some((reason, message)), _) | (None, Some((reason, message))) => {
+                wanted(DEGRADED, true, reason.clone(), message.clone())
+            }
+            (None, None) => wanted(
+                DEGRADED,
+                false,
+                "AsExpected",
+                "every child is as the spec asks",
+            ),
+        };
+        let wanted_conditions = vec![
+            rollout.ready.clone(),
+            rollout.progressing.clone(),
+            degraded,
+            storage_condition,
+        ];
+        self.publish_degradation(&old, &wanted_conditions).await;
+
+        let spec = &registry.spec;
+        let status = RegistryStatus {
+            observed_generation: generation,
+            conditions: status::merge(&old.conditions, wanted_conditions, generation, &now()),
+            ready_replicas: rollout.ready_replicas,
+            endpoints: super::crd::Endpoints {
+                cluster_network: Some(cluster_address(registry)),
+                node: spec.service.node_port.map(|p| format!("localhost:{p}")),
+                external: ingress::ingress(registry).and_then(|_| spec.ingress.host.clone()),
+            },
+            storage_size: outcome.claim.as_ref().and_then(|c| {
+                storage::capacity(c).or_else(|| pvc::requested_size(c).map(String::from))
+            }),
+            image: Some(outcome.settings.image.clone()),
+        };
+        self.patch_status(status).await
+    }
+
+    /// Degraded with the reason; the rest of the status stays as it was, since
+    /// the children were left as they were.
+    async fn write_invalid(&self, invalid: &Invalid) -> Result<(), Error> {
+        let old = self.old_status();
+        let generation = self.registry.metadata.generation;
+        let mut wanted_conditions = vec![
+            wanted(DEGRADED, true, invalid.reason, invalid.message.clone()),
+            wanted(
+                PROGRESSING,
+                false,
+                invalid.reason,
+                "the operator waits for a spec it can act on",
+            ),
+        ];
+        if !old.conditions.iter().any(|c| c.type_ == READY) {
+            wanted_conditions.push(wanted(
+                READY,
+                false,
+                invalid.reason,
+                invalid.message.clone(),
+            ));
+        }
+        self.publish_degradation(&old, &wanted_conditions).await;
+        let status = RegistryStatus {
+            observed_generation: generation,
+            conditions: status::merge(&old.conditions, wanted_conditions, generation, &now()),
+            ..old
+        };
+        self.patch_status(status).await
+    }
+
+    /// A Warning event when Degraded turns true or its reason changes; repeating
+    /// it every pass would only bury the other events.
+    async fn publish_degradation(&self, old: &RegistryStatus, wanted_conditions: &[Wanted]) {
+        let Some(degraded) = wanted_conditions
+            .iter()
+            .find(|w| w.type_ == DEGRADED && w.status)
+        else {
+            return;
+        };
+        let unchanged = old
+            .conditions
+            .iter()
+            .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == degraded.reason);
+        if !unchanged {
+            self.event(
+                EventType::Warning,
+                &degraded.reason,
+                degraded.message.clone(),
+            )
+            .await;
+        }
+    }
+
+    async fn patch_status(&self, status: RegistryStatus) -> Result<(), Error> {
+        let registries: Api<Registry> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let patch = json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "status": status,
+        });
+        registries
+            .patch_status(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One Created event listing the children this pass made.
+    async fn announce(&self) {
+        let created = std::mem::take(&mut *self.created.lock().unwrap_or_else(|p| p.into_inner()));
+        if !created.is_empty() {
+            self.event(
+                EventType::Normal,
+                "Created",
+                format!("created {}", created.join(", ")),
+            )
+            .await;
+        }
+    }
+
+    /// Publishes an event on the Registry. Events are advice: a failure to
+    /// publish one is logged and does not fail the pass.
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1024)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.registry.object_ref(&()))
+            .await
+        {
+            warn!(registry = %self.name, namespace = %self.namespace, %error, "cannot publish an event");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// An event note may hold at most 1 kB.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile loop against the mock API server of fixtures.rs, one named
+    //! scenario per test.
+
+    use super::*;
+    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use crate::operator::fixtures::{
+        self, Scenario, condition, context, current, default_children, edit, owner_uid, path,
+    };
+    use crate::operator::resources::deployment::HTPASSWD_HASH_ANNOTATION;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use serde_json::Value;
+
+    async fn pass(ctx: &Arc<Context>, registry: Arc<Registry>) -> Action {
+        reconcile(registry, ctx.clone()).await.expect("a pass")
+    }
+
+    fn fresh() -> (
+        Arc<Context>,
+        Arc<std::sync::Mutex<fixtures::Cluster>>,
+        Arc<Registry>,
+    ) {
+        let (ctx, cluster) = context(Scenario::Fresh(RegistrySpec::default()));
+        let registry = current(&cluster);
+        (ctx, cluster, registry)
+    }
+
+    fn status_of(cluster: &std::sync::Mutex<fixtures::Cluster>) -> Registry {
+        cluster.lock().unwrap().registry()
+    }
+
+    fn get(cluster: &std::sync::Mutex<fixtures::Cluster>, path: &str) -> Option<Value> {
+        cluster.lock().unwrap().get(path).cloned()
+    }
+
+    #[tokio::test]
+    async fn first_apply_creates_every_child() {
+        let (ctx, cluster, registry) = fresh();
+        assert_eq!(pass(&ctx, registry).await, Action::requeue(RESYNC));
+
+        for child in default_children() {
+            let object = get(&cluster, &child).unwrap_or_else(|| panic!("{child} missing"));
+            let labels = &object["metadata"]["labels"];
+            assert_eq!(labels["app.kubernetes.io/instance"], "cache", "{child}");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "berth-operator");
+            let owned = !child.contains("persistentvolumeclaims") && !child.contains("kube-public");
+            assert_eq!(owner_uid(&object) == Some(fixtures::UID), owned, "{child}");
+        }
+        let events = cluster.lock().unwrap().events.clone();
+        assert!(events.contains(&"Created".to_string()), "{events:?}");
+
+        let admin = get(&cluster, &path("v1", "secrets", "cache-admin")).unwrap();
+        let token = admin["data"]["token"].as_str().unwrap();
+        assert_eq!(token.len(), 88, "64 hex characters, base64-encoded");
+
+        let registry = status_of(&cluster);
+        let status = registry.status.clone().unwrap();
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.ready_replicas, 1);
+        assert_eq!(
+            status.endpoints.cluster_network.as_deref(),
+            Some("cache.dev.svc:5000")
+        );
+        assert_eq!(status.endpoints.node.as_deref(), Some("localhost:32000"));
+        assert_eq!(status.endpoints.external, None);
+        assert_eq!(status.storage_size.as_deref(), Some("20Gi"));
+        assert_eq!(status.image.as_deref(), Some("ghcr.io/berth/berth:test"));
+        for (type_, want) in [
+            (READY, "True"),
+            (PROGRESSING, "False"),
+            (DEGRADED, "False"),
+            (STORAGE_READY, "True"),
+        ] {
+            assert_eq!(condition(&registry, type_).unwrap().status, want, "{type_}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_pass_changes_nothing() {
+        let (ctx, cluster, registry) = fresh();
+        pass(&ctx, registry).await;
+        let before = cluster.lock().unwrap().objects.clone();
+        let events_before = cluster.lock().unwrap().events.len();
+        pass(&ctx, current(&cluster)).await;
+        let c = cluster.lock().unwrap();
+        for child in default_children() {
+            let (old, new) = (&before[&child], &c.objects[&child]);
+            assert_eq!(old["data"], new["data"], "{child}");
+            assert_eq!(old["spec"], new["spec"], "{child}");
+        }
+        let old_ready = &before[&fixtures::registry_path()]["status"]["conditions"];
+        let new_ready = &c.objects[&fixtures::registry_path()]["status"]["conditions"];
+        assert_eq!(
+            old_ready, new_ready,
+            "the same conditions, with the same times"
+        );
+        assert_eq!(c.events.len(), events_before, "no event: nothing happened");
+    }
+
+    #[tokio::test]
+    async fn a_shrink_is_refused_in_the_status() {
+        let spec = RegistrySpec::default(); // 20Gi, while the claim has 50Gi
+        let (ctx, cluster) = context(Scenario::Existing {
+            spec,
+            claim_size: "50Gi".into(),
+        });
+        pass(&ctx, current(&cluster)).await;
+
+        let claim_path = path("v1", "persistentvolumeclaims", "cache-data");
+        {
+            let c = cluster.lock().unwrap();
+            assert!(
+                !c.requested("PATCH", &claim_path),
+                "the claim was left alone"
+            );
+            assert_eq!(
+                c.objects[&claim_path]["spec"]["resources"]["requests"]["storage"],
+                "50Gi"
+            );
+            assert!(c.events.contains(&"ShrinkNotSupported".to_string()));
+            assert!(
+                c.objects
+                    .contains_key(&path("apps/v1", "deployments", "cache")),
+                "the rest is applied"
+            );
+        }
+
+        let registry = status_of(&cluster);
+        let storage = condition(&registry, STORAGE_READY).unwrap();
+        assert_eq!(
+            (storage.status.as_str(), storage.reason.as_str()),
+            ("False", "ShrinkNotSupported")
+        );
+        assert!(storage.message.contains("20Gi") && storage.message.contains("50Gi"));
+        assert_eq!(condition(&registry, DEGRADED).unwrap().status, "True");
+        assert_eq!(
+            registry.status.unwrap().storage_size.as_deref(),
+            Some("50Gi")
+        );
+    }
+
+    #[tokio::test]
+    async fn growth_needs_a_storage_class_that_expands() {
+        let mut spec = RegistrySpec::default();
+        spec.storage.size = Quantity("40Gi".into());
+        let (ctx, cluster) = context(Scenario::Existing {
+            spec,
+            claim_size: "20Gi".into(),
+        });
+        pass(&ctx, current(&cluster)).await;
+        let registry = status_of(&cluster);
+        let storage = condition(&registry, STORAGE_READY).unwrap();
+        assert_eq!(storage.reason, "ExpansionNotSupported");
+        assert!(
+            storage.message.contains("StorageClass standard"),
+            "{}",
+            storage.message
+        );
+
+        // Once the class allows it, the claim grows and a Resizing event says so.
+        cluster
+            .lock()
+            .unwrap()
+            .objects
+            .get_mut("/apis/storage.k8s.io/v1/storageclasses/standard")
+            .unwrap()["allowVolumeExpansion"] = true.into();
+        pass(&ctx, current(&cluster)).await;
+        let c = cluster.lock().unwrap();
+        let claim = &c.objects[&path("v1", "persistentvolumeclaims", "cache-data")];
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "40Gi");
+        assert!(c.events.contains(&"Resizing".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_child_is_applied_again() {
+        let (ctx, cluster, registry) = fresh();
+        pass(&ctx, registry).await;
+        let deployment = path("apps/v1", "deployments", "cache");
+        cluster.lock().unwrap().objects.remove(&deployment);
+        let created_before = cluster
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| *e == "Created")
+            .count();
+
+        pass(&ctx, current(&cluster)).await;
+        let c = cluster.lock().unwrap();
+        assert!(
+            c.objects.contains_key(&deployment),
+            "the Deployment is back"
+        );
+        let created_after = c.events.iter().filter(|e| *e == "Created").count();
+        assert_eq!(created_after, created_before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_bad_spec_gives_degraded() {
+        let mut spec = RegistrySpec::default();
+        spec.storage.size = Quantity("lots".into());
+        let (ctx, cluster) = context(Scenario::Fresh(spec));
+        assert_eq!(
+            pass(&ctx, current(&cluster)).await,
+            Action::requeue(INVALID_RETRY)
+        );
+
+        {
+            let c = cluster.lock().unwrap();
+            for child in default_children() {
+                assert!(
+                    !c.objects.contains_key(&child),
+                    "{child} applied for a bad spec"
+                );
+            }
+            assert!(c.events.contains(&"InvalidStorageSize".to_string()));
+        }
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "InvalidStorageSize")
+        );
+        assert!(degraded.message.contains("lots"));
+        assert_eq!(condition(&registry, READY).unwrap().status, "False");
+        assert_eq!(registry.status.unwrap().observed_generation, Some(1));
+
+        // Again: no second event for the same reason.
+        pass(&ctx, current(&cluster)).await;
+        let warnings = cluster
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| *e == "InvalidStorageSize")
+            .count();
+        assert_eq!(warnings, 1);
+
+        // Fixed: the children come, and Degraded clears.
+        edit(&cluster, |s| s.storage.size = Quantity("10Gi".into()));
+        pass(&ctx, current(&cluster)).await;
+        let registry = status_of(&cluster);
+        assert_eq!(condition(&registry, DEGRADED).unwrap().status, "False");
+        assert_eq!(registry.status.unwrap().observed_generation, Some(2));
+    }
+
+    #[tokio::test]
+    async fn no_image_anywhere_gives_degraded() {
+        let (ctx, cluster) =
+            fixtures::context_with_image(Scenario::Fresh(RegistrySpec::default()), None);
+        assert_eq!(
+            pass(&ctx, current(&cluster)).await,
+            Action::requeue(INVALID_RETRY)
+        );
+        let registry = status_of(&cluster);
+        assert_eq!(condition(&registry, DEGRADED).unwrap().reason, "NoImage");
+    }
+
+    #[tokio::test]
+    async fn turned_off_children_are_deleted() {
+        let (ctx, cluster, registry) = fresh();
+        pass(&ctx, registry).await;
+        edit(&cluster, |s| {
+            s.service.node_port = None;
+            s.gc.enabled = false;
+        });
+        pass(&ctx, current(&cluster)).await;
+        {
+            let c = cluster.lock().unwrap();
+            assert!(
+                !c.objects
+                    .contains_key(&path("v1", "services", "cache-nodeport"))
+            );
+            assert!(
+                !c.objects
+                    .contains_key(&path("batch/v1", "cronjobs", "cache-gc"))
+            );
+            assert!(c.objects.contains_key(&path("v1", "services", "cache")));
+            assert!(c.events.contains(&"Deleted".to_string()));
+        }
+        assert_eq!(status_of(&cluster).status.unwrap().endpoints.node, None);
+    }
+
+    fn alice() -> RegistrySpec {
+        let mut spec = RegistrySpec::default();
+        spec.auth.users = vec![User {
+            name: "alice".into(),
+            password_secret_ref: SecretKeyRef {
+                name: "alice-pw".into(),
+                key: "password".into(),
+            },
+        }];
+        spec
+    }
+
+    #[tokio::test]
+    async fn users_become_htpasswd_lines_and_a_pod_annotation() {
+        let (ctx, cluster) = context(Scenario::Fresh(alice()));
+        let registry = current(&cluster);
+
+        // The password Secret is missing: Degraded, nothing applied.
+        pass(&ctx, registry.clone()).await;
+        assert_eq!(
+            condition(&status_of(&cluster), DEGRADED).unwrap().reason,
+            "AuthSecretMissing"
+        );
+
+        cluster.lock().unwrap().insert(
+            path("v1", "secrets", "alice-pw"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "alice-pw", "namespace": "dev"},
+                "data": {"password": "czNjcmV0Cg=="}}), // "s3cret\n"
+        );
+        pass(&ctx, current(&cluster)).await;
+        let secret: Secret = serde_json::from_value(
+            get(&cluster, &path("v1", "secrets", "cache-htpasswd")).unwrap(),
+        )
+        .unwrap();
+        let file = secret::value(&secret, HTPASSWD_KEY).unwrap().to_string();
+        let (user, hash) = file.trim_end().split_once(':').unwrap();
+        assert_eq!(user, "alice");
+        assert!(bcrypt::verify("s3cret", hash).unwrap());
+
+        let deployment = get(&cluster, &path("apps/v1", "deployments", "cache")).unwrap();
+        let annotation =
+            &deployment["spec"]["template"]["metadata"]["annotations"][HTPASSWD_HASH_ANNOTATION];
+        use sha2::Digest;
+        assert_eq!(
+            annotation.as_str().unwrap(),
+            hex::encode(sha2::Sha256::digest(file.as_bytes()))
+        );
+        assert_eq!(
+            condition(&status_of(&cluster), DEGRADED).unwrap().status,
+            "False"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_finalizer_goes_with_local_registry_hosting() {
+        let (ctx, cluster, registry) = fresh();
+        pass(&ctx, registry).await;
+        let hosting = "/api/v1/namespaces/kube-public/configmaps/local-registry-hosting";
+        assert!(get(&cluster, hosting).is_some());
+
+        edit(&cluster, |s| s.local_registry_hosting = false);
+        pass(&ctx, current(&cluster)).await;
+        assert!(get(&cluster, hosting).is_none(), "unpublished");
+        assert!(
+            current(&cluster).finalizers().is_empty(),
+            "finalizer removed"
+        );
+
+        // Turned on again: the finalizer comes back before the ConfigMap.
+        edit(&cluster, |s| s.local_registry_hosting = true);
+        pass(&ctx, current(&cluster)).await;
+        assert_eq!(current(&cluster).finalizers(), [FINALIZER]);
+        assert!(get(&cluster, hosting).is_some());
+    }
+
+    #[tokio::test]
+    async fn deleting_the_registry_unpublishes_it() {
+        let (ctx, cluster, registry) = fresh();
+        pass(&ctx, registry).await;
+        let mut deleting = cluster.lock().unwrap().registry();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(pass(&ctx, Arc::new(deleting)).await, Action::await_change());
+        assert!(
+            get(
+                &cluster,
+                "/api/v1/namespaces/kube-public/configmaps/local-registry-hosting"
+            )
+            .is_none()
+        );
+        assert!(current(&cluster).finalizers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn another_publisher_is_left_alone() {
+        let (ctx, cluster, registry) = fresh();
+        let hosting = "/api/v1/namespaces/kube-public/configmaps/local-registry-hosting";
+        let theirs = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
+            "data": {"localRegistryHosting.v1": "host: localhost:5001\n"}});
+        cluster
+            .lock()
+            .unwrap()
+            .insert(hosting.into(), theirs.clone());
+        pass(&ctx, registry).await;
+        let c = cluster.lock().unwrap();
+        assert_eq!(c.objects[hosting]["data"], theirs["data"]);
+        assert!(c.events.contains(&"LocalRegistryHostingTaken".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_child_the_api_server_refuses_gives_degraded_not_a_retry_loop() {
+        let (ctx, cluster, registry) = fresh();
+        cluster.lock().unwrap().refuse = Some((
+            "/apis/batch/v1".into(),
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+        assert_eq!(pass(&ctx, registry).await, Action::requeue(INVALID_RETRY));
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "Rejected")
+        );
+        assert!(
+            degraded.message.contains("cronjobs"),
+            "{}",
+            degraded.message
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_failure_is_retried_and_counted() {
+        let (ctx, cluster, registry) = fresh();
+        cluster.lock().unwrap().refuse =
+            Some(("/apis/apps/v1".into(), http::StatusCode::FORBIDDEN));
+        let error = reconcile(registry.clone(), ctx.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), "api");
+        assert_eq!(
+            error_policy(registry, &error, ctx.clone()),
+            Action::requeue(ERROR_RETRY)
+        );
+        let metrics = ctx.metrics.encode();
+        assert!(
+            metrics.contains("berth_operator_reconcile_failures_total{error=\"api\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            cluster
+                .lock()
+                .unwrap()
+                .events
+                .contains(&"ReconcileFailed".to_string())
+        );
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("hello".into(), 10), "hello");
+    }
+}

@@ -1,0 +1,448 @@
+//! The Deployment `NAME`: `berth serve` on port 5000 with the volume, the admin
+//! token and (with auth) the htpasswd file mounted, locked down, and restarted
+//! only when the htpasswd content changes.
+
+use super::{
+    ADMIN_DIR, AUTH_DIR, CONTAINER_PORT, DATA_DIR, HTPASSWD_KEY, PORT_NAME, Settings, TOKEN_KEY,
+    container_security_context, labels, metadata, names, pod_security_context, selector_labels,
+};
+use crate::operator::crd::Registry;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Pod-template annotation with the sha256 of the htpasswd file: a new value
+/// rolls the pods, the same value leaves them alone.
+pub const HTPASSWD_HASH_ANNOTATION: &str = "berth.dev/htpasswd-sha256";
+
+/// Secret files readable by the owner and the pod's fsGroup only.
+const SECRET_FILE_MODE: i32 = 0o440;
+
+pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
+    let spec = &registry.spec;
+    let auth = spec.auth.enabled();
+
+    let mut args: Vec<String> = [
+        "serve",
+        "--listen",
+        "0.0.0.0:5000",
+        "--root",
+        DATA_DIR,
+        "--admin-token-file",
+        &format!("{ADMIN_DIR}/{TOKEN_KEY}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    if auth {
+        args.extend(["--htpasswd".into(), format!("{AUTH_DIR}/{HTPASSWD_KEY}")]);
+    }
+    if spec.auth.anonymous_pull {
+        args.push("--anonymous-pull".into());
+    }
+
+    let mut mounts = vec![
+        mount("data", DATA_DIR),
+        mount_read_only("admin", ADMIN_DIR),
+        // With a read-only root, anything that wants a scratch file gets one here.
+        mount("tmp", "/tmp"),
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: names::data(registry),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        secret_volume("admin", names::admin(registry), TOKEN_KEY),
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if auth {
+        mounts.push(mount_read_only("auth", AUTH_DIR));
+        volumes.push(secret_volume(
+            "auth",
+            names::htpasswd(registry),
+            HTPASSWD_KEY,
+        ));
+    }
+
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(PORT_NAME.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+
+    let container = Container {
+        name: "registry".into(),
+        image: Some(settings.image.clone()),
+        // The image's entrypoint is the berth binary; the role is the first argument.
+        args: Some(args),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.into()),
+            container_port: CONTAINER_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: Some(spec.resources.clone()),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    // Two pods cannot hold a single-node volume at once: a rolling update would
+    // wait forever for the new pod's volume, so the old pod goes first.
+    let single_node = spec.storage.access_modes.iter().any(|m| m.is_single_node());
+    let strategy = DeploymentStrategy {
+        type_: Some(
+            if single_node {
+                "Recreate"
+            } else {
+                "RollingUpdate"
+            }
+            .into(),
+        ),
+        ..DeploymentStrategy::default()
+    };
+
+    Deployment {
+        metadata: metadata(registry, names::deployment(registry), true),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(registry)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(strategy),
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(registry)),
+                    annotations: Some(BTreeMap::from([(
+                        HTPASSWD_HASH_ANNOTATION.to_string(),
+                        hex::encode(Sha256::digest(settings.htpasswd.as_bytes())),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    security_context: Some(pod_security_context()),
+                    // The registry never talks to the API server.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    node_selector: spec.node_selector.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    affinity: spec.affinity.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    }
+}
+
+fn mount_read_only(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        read_only: Some(true),
+        ..mount(name, path)
+    }
+}
+
+/// A volume of one key of a Secret, as a file of the same name.
+pub(super) fn secret_volume(name: &str, secret: String, key: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            items: Some(vec![KeyToPath {
+                key: key.into(),
+                path: key.into(),
+                ..KeyToPath::default()
+            }]),
+            default_mode: Some(SECRET_FILE_MODE),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{assert_child_meta, registry, settings};
+    use super::*;
+    use crate::operator::crd::AccessMode;
+    use k8s_openapi::api::core::v1::{Affinity, NodeAffinity, Toleration};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.template.spec.as_ref().unwrap()
+    }
+
+    fn container(d: &Deployment) -> &Container {
+        &pod(d).containers[0]
+    }
+
+    fn args(d: &Deployment) -> Vec<&str> {
+        container(d)
+            .args
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn mounts(d: &Deployment) -> Vec<(&str, &str, bool)> {
+        container(d)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m.name.as_str(),
+                    m.mount_path.as_str(),
+                    m.read_only.unwrap_or(false),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let d = deployment(&registry(|_| {}), &settings());
+        assert_child_meta(&d.metadata, "cache", true);
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("Recreate")
+        );
+        let selector = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(selector.len(), 2);
+        let template_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        for (k, v) in selector {
+            assert_eq!(&template_labels[k], v);
+        }
+        assert_eq!(
+            args(&d),
+            [
+                "serve",
+                "--listen",
+                "0.0.0.0:5000",
+                "--root",
+                "/var/lib/registry",
+                "--admin-token-file",
+                "/etc/berth/admin/token"
+            ]
+        );
+        let c = container(&d);
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/berth/berth:1.0"));
+        let port = &c.ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (port.container_port, port.name.as_deref()),
+            (5000, Some("http"))
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(live.path.as_deref(), Some("/healthz"));
+        assert_eq!(live.port, IntOrString::String("http".into()));
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(ready.path.as_deref(), Some("/readyz"));
+        assert_eq!(
+            mounts(&d),
+            [
+                ("data", "/var/lib/registry", false),
+                ("admin", "/etc/berth/admin", true),
+                ("tmp", "/tmp", false)
+            ]
+        );
+        let volumes = pod(&d).volumes.as_ref().unwrap();
+        assert_eq!(
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "cache-data"
+        );
+        assert_eq!(
+            volumes[1].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("cache-admin")
+        );
+        let resources = c.resources.as_ref().unwrap();
+        assert_eq!(
+            resources.requests.as_ref().unwrap()["cpu"],
+            Quantity("100m".into())
+        );
+        assert_eq!(
+            resources.limits.as_ref().unwrap()["memory"],
+            Quantity("512Mi".into())
+        );
+        assert_eq!(pod(&d).automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn locked_down() {
+        let d = deployment(&registry(|_| {}), &settings());
+        let pod_sc = pod(&d).security_context.as_ref().unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(pod_sc.run_as_user, Some(65532));
+        assert_eq!(pod_sc.fs_group, Some(65532));
+        assert_eq!(
+            pod_sc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        let sc = container(&d).security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
+    }
+
+    #[test]
+    fn auth_mounts_the_htpasswd_file() {
+        let r = registry(|s| {
+            s.auth.existing_secret = Some("users".into());
+            s.auth.anonymous_pull = true;
+        });
+        let d = deployment(&r, &settings());
+        let a = args(&d);
+        assert!(
+            a.windows(2)
+                .any(|w| w == ["--htpasswd", "/etc/berth/auth/htpasswd"])
+        );
+        assert!(a.contains(&"--anonymous-pull"));
+        assert!(mounts(&d).contains(&("auth", "/etc/berth/auth", true)));
+        let auth = pod(&d)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "auth")
+            .unwrap();
+        assert_eq!(
+            auth.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("cache-htpasswd")
+        );
+    }
+
+    #[test]
+    fn the_htpasswd_hash_changes_only_with_the_content() {
+        let r = registry(|s| s.auth.existing_secret = Some("users".into()));
+        let hash = |content: &str| {
+            let s = Settings {
+                htpasswd: content.into(),
+                ..settings()
+            };
+            deployment(&r, &s)
+                .spec
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()[HTPASSWD_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_eq!(hash("a:x\n"), hash("a:x\n"));
+        assert_ne!(hash("a:x\n"), hash("a:y\n"));
+        assert_eq!(
+            hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn spec_fields() {
+        let r = registry(|s| {
+            s.image = Some("ignored-here:0".into());
+            s.replicas = 3;
+            s.storage.access_modes = vec![AccessMode::ReadWriteMany];
+            s.node_selector = Some(BTreeMap::from([("disk".into(), "ssd".into())]));
+            s.tolerations = Some(vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }]);
+            s.affinity = Some(Affinity {
+                node_affinity: Some(NodeAffinity::default()),
+                ..Affinity::default()
+            });
+            s.resources.limits = None;
+        });
+        let d = deployment(&r, &settings());
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("RollingUpdate")
+        );
+        let p = pod(&d);
+        assert_eq!(p.node_selector.as_ref().unwrap()["disk"], "ssd");
+        assert_eq!(
+            p.tolerations.as_ref().unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        assert!(p.affinity.as_ref().unwrap().node_affinity.is_some());
+        assert_eq!(container(&d).resources.as_ref().unwrap().limits, None);
+        // The image comes from the settings, which resolved spec.image already.
+        assert_eq!(
+            container(&d).image.as_deref(),
+            Some("ghcr.io/berth/berth:1.0")
+        );
+    }
+
+    #[test]
+    fn read_write_once_pod_also_recreates() {
+        let r = registry(|s| s.storage.access_modes = vec![AccessMode::ReadWriteOncePod]);
+        let d = deployment(&r, &settings());
+        assert_eq!(d.spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    }
+}

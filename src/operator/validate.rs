@@ -1,0 +1,392 @@
+//! What makes a Registry spec unusable, checked before anything is applied. The
+//! schema lets these through on purpose: some depend on the cluster (the image the
+//! operator runs with), some on rules the API server only checks on the children
+//! (a quantity, a node port, a name length), and a clear condition on the Registry
+//! beats a child the API server refuses on every pass.
+
+use super::crd::{AccessMode, Registry};
+use super::quantity::Amount;
+use std::collections::BTreeSet;
+
+/// Why a spec cannot be acted on: `reason` is the Degraded condition's reason
+/// (CamelCase), `message` says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// The Kubernetes default node port range; a cluster may configure another, and
+/// then the API server still has the last word.
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i32> = 30000..=32767;
+
+/// The longest Registry name whose children all have valid names: a CronJob name
+/// has at most 52 characters (its Jobs add 11), and `NAME-gc` adds 3.
+pub const MAX_NAME_LEN: usize = 49;
+
+/// The image the registry runs: `spec.image`, else the operator's own image. With
+/// neither, the operator refuses rather than guess a tag.
+pub fn image(registry: &Registry, operator_image: Option<&str>) -> Result<String, Invalid> {
+    registry
+        .spec
+        .image
+        .as_deref()
+        .or(operator_image)
+        .filter(|image| !image.trim().is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            invalid(
+                "NoImage",
+                "spec.image is not set and the operator has no BERTH_IMAGE to use instead",
+            )
+        })
+}
+
+/// Every rule on the spec alone.
+pub fn check(registry: &Registry) -> Result<(), Invalid> {
+    let spec = &registry.spec;
+    let name = registry.metadata.name.as_deref().unwrap_or_default();
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            "NameTooLong",
+            format!(
+                "the name {name:?} has {} characters; at most {MAX_NAME_LEN} leave room for the children's names (NAME-gc is a CronJob)",
+                name.len()
+            ),
+        ));
+    }
+
+    let size = Amount::parse(&spec.storage.size.0)
+        .map_err(|e| invalid("InvalidStorageSize", format!("spec.storage.size: {e}")))?;
+    if size.is_zero() {
+        return Err(invalid(
+            "InvalidStorageSize",
+            "spec.storage.size must be more than zero",
+        ));
+    }
+    if spec.storage.access_modes.is_empty() {
+        return Err(invalid(
+            "InvalidAccessModes",
+            "spec.storage.accessModes needs at least one mode",
+        ));
+    }
+    if spec.storage.access_modes == [AccessMode::ReadOnlyMany] {
+        return Err(invalid(
+            "InvalidAccessModes",
+            "the registry writes to its volume; ReadOnlyMany alone cannot work",
+        ));
+    }
+    if spec.replicas > 1 && spec.storage.access_modes.iter().any(|m| m.is_single_node()) {
+        return Err(invalid(
+            "InvalidReplicas",
+            format!(
+                "{} replicas cannot share a {} volume; use ReadWriteMany or one replica",
+                spec.replicas,
+                spec.storage
+                    .access_modes
+                    .iter()
+                    .find(|m| m.is_single_node())
+                    .map_or("single-node", |m| m.as_str())
+            ),
+        ));
+    }
+    if spec.replicas < 0 {
+        return Err(invalid(
+            "InvalidReplicas",
+            "spec.replicas cannot be negative",
+        ));
+    }
+
+    if !(1..=65535).contains(&spec.service.port) {
+        return Err(invalid(
+            "InvalidPort",
+            format!("spec.service.port {} is not a port", spec.service.port),
+        ));
+    }
+    if let Some(node_port) = spec.service.node_port
+        && !NODE_PORT_RANGE.contains(&node_port)
+    {
+        return Err(invalid(
+            "InvalidNodePort",
+            format!(
+                "spec.service.nodePort {node_port} is outside {}-{}; set null to have no NodePort Service",
+                NODE_PORT_RANGE.start(),
+                NODE_PORT_RANGE.end()
+            ),
+        ));
+    }
+
+    check_auth(registry)?;
+    check_ingress(registry)?;
+
+    if spec.gc.enabled && !is_cron_schedule(&spec.gc.schedule) {
+        return Err(invalid(
+            "InvalidSchedule",
+            format!(
+                "spec.gc.schedule {:?} is not a cron schedule (five fields, or @daily, @weekly …)",
+                spec.gc.schedule
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_auth(registry: &Registry) -> Result<(), Invalid> {
+    let auth = &registry.spec.auth;
+    if !auth.users.is_empty() && auth.existing_secret.is_some() {
+        return Err(invalid(
+            "InvalidAuth",
+            "spec.auth has both users and existingSecret; choose one",
+        ));
+    }
+    if auth.existing_secret.as_deref() == Some("") {
+        return Err(invalid("InvalidAuth", "spec.auth.existingSecret is empty"));
+    }
+    let mut seen = BTreeSet::new();
+    for user in &auth.users {
+        // A colon or a line break would split the htpasswd line somewhere else.
+        if user.name.is_empty()
+            || user
+                .name
+                .chars()
+                .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "InvalidAuth",
+                format!(
+                    "user name {:?} must be non-empty, without ':' or spaces",
+                    user.name
+                ),
+            ));
+        }
+        if !seen.insert(user.name.as_str()) {
+            return Err(invalid(
+                "InvalidAuth",
+                format!("user {:?} is listed twice", user.name),
+            ));
+        }
+        if user.password_secret_ref.name.is_empty() || user.password_secret_ref.key.is_empty() {
+            return Err(invalid(
+                "InvalidAuth",
+                format!("user {:?} needs passwordSecretRef.name and .key", user.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_ingress(registry: &Registry) -> Result<(), Invalid> {
+    let ingress = &registry.spec.ingress;
+    if !ingress.enabled {
+        return Ok(());
+    }
+    if ingress.host.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid(
+            "IngressHostMissing",
+            "spec.ingress.enabled needs spec.ingress.host",
+        ));
+    }
+    if let Some(tls) = &ingress.tls
+        && tls.cluster_issuer.is_some()
+        && tls.issuer.is_some()
+    {
+        return Err(invalid(
+            "InvalidIngress",
+            "spec.ingress.tls has both clusterIssuer and issuer; choose one",
+        ));
+    }
+    Ok(())
+}
+
+/// A light check of the CronJob schedule, enough to catch a typo before the API
+/// server refuses the CronJob: five fields of cron characters, or a macro.
+fn is_cron_schedule(schedule: &str) -> bool {
+    const MACROS: [&str; 7] = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    let schedule = schedule.trim();
+    if MACROS.contains(&schedule) {
+        return true;
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    fields.len() == 5
+        && fields.iter().all(|field| {
+            field
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn registry(edit: impl FnOnce(&mut RegistrySpec)) -> Registry {
+        let mut spec = RegistrySpec::default();
+        edit(&mut spec);
+        let mut registry = Registry::new("cache", spec);
+        registry.metadata.namespace = Some("dev".into());
+        registry
+    }
+
+    fn reason(edit: impl FnOnce(&mut RegistrySpec)) -> &'static str {
+        check(&registry(edit)).unwrap_err().reason
+    }
+
+    fn user(name: &str) -> User {
+        User {
+            name: name.into(),
+            password_secret_ref: SecretKeyRef {
+                name: "pw".into(),
+                key: "password".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(check(&registry(|_| {})), Ok(()));
+    }
+
+    #[test]
+    fn the_image_comes_from_the_spec_then_the_operator() {
+        let plain = registry(|_| {});
+        assert_eq!(image(&plain, Some("berth:1")).unwrap(), "berth:1");
+        assert_eq!(image(&plain, None).unwrap_err().reason, "NoImage");
+        let own = registry(|s| s.image = Some("mine:2".into()));
+        assert_eq!(image(&own, Some("berth:1")).unwrap(), "mine:2");
+        assert_eq!(image(&own, None).unwrap(), "mine:2");
+    }
+
+    #[test]
+    fn storage_rules() {
+        assert_eq!(
+            reason(|s| s.storage.size = Quantity("lots".into())),
+            "InvalidStorageSize"
+        );
+        assert_eq!(
+            reason(|s| s.storage.size = Quantity("0Gi".into())),
+            "InvalidStorageSize"
+        );
+        assert_eq!(
+            reason(|s| s.storage.access_modes.clear()),
+            "InvalidAccessModes"
+        );
+        assert_eq!(
+            reason(|s| s.storage.access_modes = vec![AccessMode::ReadOnlyMany]),
+            "InvalidAccessModes"
+        );
+        assert_eq!(reason(|s| s.replicas = 2), "InvalidReplicas");
+        assert_eq!(reason(|s| s.replicas = -1), "InvalidReplicas");
+        let shared = registry(|s| {
+            s.replicas = 3;
+            s.storage.access_modes = vec![AccessMode::ReadWriteMany];
+        });
+        assert_eq!(check(&shared), Ok(()));
+    }
+
+    #[test]
+    fn port_rules() {
+        assert_eq!(
+            reason(|s| s.service.node_port = Some(8080)),
+            "InvalidNodePort"
+        );
+        assert_eq!(
+            reason(|s| s.service.node_port = Some(32768)),
+            "InvalidNodePort"
+        );
+        assert_eq!(reason(|s| s.service.port = 0), "InvalidPort");
+        assert_eq!(check(&registry(|s| s.service.node_port = None)), Ok(()));
+        assert_eq!(
+            check(&registry(|s| s.service.node_port = Some(30000))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn auth_rules() {
+        assert_eq!(
+            reason(|s| {
+                s.auth.users = vec![user("alice")];
+                s.auth.existing_secret = Some("file".into());
+            }),
+            "InvalidAuth"
+        );
+        assert_eq!(
+            reason(|s| s.auth.users = vec![user("alice"), user("alice")]),
+            "InvalidAuth"
+        );
+        assert_eq!(reason(|s| s.auth.users = vec![user("a:b")]), "InvalidAuth");
+        assert_eq!(reason(|s| s.auth.users = vec![user("a\nb")]), "InvalidAuth");
+        let ok = registry(|s| {
+            s.auth.users = vec![user("alice"), user("bob")];
+            s.auth.anonymous_pull = true;
+        });
+        assert_eq!(check(&ok), Ok(()));
+    }
+
+    #[test]
+    fn ingress_rules() {
+        assert_eq!(reason(|s| s.ingress.enabled = true), "IngressHostMissing");
+        assert_eq!(
+            reason(|s| {
+                s.ingress.enabled = true;
+                s.ingress.host = Some("registry.example.com".into());
+                s.ingress.tls = Some(crate::operator::crd::IngressTls {
+                    secret_name: None,
+                    cluster_issuer: Some("le".into()),
+                    issuer: Some("local".into()),
+                });
+            }),
+            "InvalidIngress"
+        );
+        // A host without `enabled` is only kept for later.
+        let off = registry(|s| s.ingress.host = None);
+        assert_eq!(check(&off), Ok(()));
+    }
+
+    #[test]
+    fn schedule_and_name_rules() {
+        assert_eq!(
+            reason(|s| s.gc.schedule = "weekly".into()),
+            "InvalidSchedule"
+        );
+        assert_eq!(
+            reason(|s| s.gc.schedule = "0 3 * *".into()),
+            "InvalidSchedule"
+        );
+        assert_eq!(
+            check(&registry(|s| s.gc.schedule = "@daily".into())),
+            Ok(())
+        );
+        assert_eq!(
+            check(&registry(|s| s.gc.schedule = "*/15 1-5 * * MON".into())),
+            Ok(())
+        );
+        // A bad schedule does not matter while GC is off.
+        let off = registry(|s| {
+            s.gc.enabled = false;
+            s.gc.schedule = "never".into();
+        });
+        assert_eq!(check(&off), Ok(()));
+        let mut long = registry(|_| {});
+        long.metadata.name = Some("r".repeat(MAX_NAME_LEN + 1));
+        assert_eq!(check(&long).unwrap_err().reason, "NameTooLong");
+    }
+}
