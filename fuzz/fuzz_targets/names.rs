@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {
     if let Ok(name) = s.parse::<RepoName>() {
-        assert!(name.as_str().split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+        assert!(
+            name.as_str()
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..")
+        );
     }
     if let Ok(tag) = s.parse::<Tag>() {
         assert!(!tag.as_str().contains('/'));
