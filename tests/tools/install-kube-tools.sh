@@ -31,7 +31,13 @@ wanted=()
     wanted+=("$LAYER_PACKAGE==$LAYER_VERSION")
 if [ "${#wanted[@]}" -gt 0 ]; then
     echo "install-kube-tools: pip install ${wanted[*]}"
-    "$python" -m pip install -q "${wanted[@]}"
+    "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${wanted[@]}"
+    # pyenv makes a shim for a new console script only on its `pip` command.
+    if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+if ! command -v kubernetes-validate >/dev/null; then
+    echo "install-kube-tools: kubernetes-validate is installed but not on PATH" >&2
+    exit 1
 fi
 
 stamp="$dest/.installed-from"
