@@ -575,19 +575,57 @@ fn chart_crd_is_the_operator_crd() {
 }
 
 /// What the operator would apply for each example must be valid objects too.
+/// `berth render` reads one Registry and takes the password Secrets it refers
+/// to with `--secret`, so each example is split into those (as JSON, which is
+/// YAML); its Namespace is left out.
 #[test]
 fn berth_render_of_each_example_is_valid() {
     let dir = tempfile::tempdir().unwrap();
+    let image = format!("berth:{}", env!("CARGO_PKG_VERSION"));
     for name in [
         "registry.yaml",
         "registry-auth.yaml",
         "registry-ingress.yaml",
     ] {
-        let example = repo().join("manifests/examples").join(name);
-        let Some(rendered) = berth(&["render", "-f", example.to_str().unwrap()]) else {
+        let example =
+            std::fs::read_to_string(repo().join("manifests/examples").join(name)).unwrap();
+        let docs = documents(&example);
+        let registry = docs.iter().find(|d| d["kind"] == "Registry").unwrap();
+        let registry = write_temp(dir.path(), name, &registry.to_string());
+        let mut args = vec![
+            "render".to_owned(),
+            "-f".to_owned(),
+            registry.to_str().unwrap().to_owned(),
+            "--image".to_owned(),
+            image.clone(),
+        ];
+        for (i, secret) in docs.iter().filter(|d| d["kind"] == "Secret").enumerate() {
+            let path = write_temp(
+                dir.path(),
+                &format!("secret-{i}-{name}"),
+                &secret.to_string(),
+            );
+            args.extend(["--secret".to_owned(), path.to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Some(rendered) = berth(&args) else {
             return;
         };
-        let objects = validate(&write_temp(dir.path(), name, &rendered));
-        assert!(objects >= 5, "{name}: only {objects} objects rendered");
+        let objects = validate(&write_temp(
+            dir.path(),
+            &format!("rendered-{name}"),
+            &rendered,
+        ));
+        assert!(
+            objects >= 5,
+            "{name}: only {objects} objects rendered:\n{rendered}"
+        );
+        let rendered = documents(&rendered);
+        let deployment = find(&rendered, "Deployment", "registry");
+        assert_eq!(deployment["metadata"]["namespace"], "container-registry");
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+            image.as_str()
+        );
     }
 }
