@@ -381,6 +381,32 @@ fn service_monitor_rendering_is_valid() {
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
 }
 
+/// NOTES.txt, which `helm install` prints, says how to create a Registry and push to it.
+#[test]
+fn install_notes_say_how_to_create_a_registry_and_push() {
+    let out = run_ok(tool("helm").args([
+        "install",
+        "berth",
+        "charts/berth",
+        "--namespace",
+        "berth-system",
+        "--dry-run=client",
+    ]));
+    let notes = out
+        .split("NOTES:")
+        .nth(1)
+        .expect("helm install prints NOTES");
+    for needle in [
+        "kubectl apply -f",
+        "kind: Registry",
+        "apiVersion: berth.dev/v1alpha1",
+        "manifests/examples/registry.yaml",
+        "docker push localhost:32000/app:dev",
+    ] {
+        assert!(notes.contains(needle), "NOTES lack {needle:?}:\n{notes}");
+    }
+}
+
 #[test]
 fn values_are_passed_through() {
     let rendered = helm_template(&[
