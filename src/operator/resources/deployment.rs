@@ -137,10 +137,16 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(registry)),
-                    annotations: Some(BTreeMap::from([(
-                        HTPASSWD_HASH_ANNOTATION.to_string(),
-                        hex::encode(Sha256::digest(settings.htpasswd.as_bytes())),
-                    )])),
+                    annotations: Some(BTreeMap::from([
+                        (
+                            HTPASSWD_HASH_ANNOTATION.to_string(),
+                            hex::encode(Sha256::digest(settings.htpasswd.as_bytes())),
+                        ),
+                        // For a Prometheus that discovers pods by annotation.
+                        ("prometheus.io/scrape".to_string(), "true".to_string()),
+                        ("prometheus.io/port".to_string(), "5000".to_string()),
+                        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+                    ])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -391,6 +397,16 @@ mod tests {
                 .unwrap()[HTPASSWD_HASH_ANNOTATION]
                 .clone()
         };
+        let annotations = deployment(&r, &settings())
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], "5000");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
         assert_eq!(hash("a:x\n"), hash("a:x\n"));
         assert_ne!(hash("a:x\n"), hash("a:y\n"));
         assert_eq!(
