@@ -3,9 +3,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +13,15 @@ use tracing_subscriber::EnvFilter;
     about = "A private OCI registry for Kubernetes, with its operator"
 )]
 struct Cli {
+    /// How logs on stderr look: `text` for people, `json` (one object per line) for collectors
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: berth::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,13 +63,7 @@ fn read(path: &Path) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    berth::logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => {
             tokio::runtime::Runtime::new()?.block_on(berth::registry::serve(args.resolve()?))

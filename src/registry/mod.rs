@@ -3,6 +3,7 @@
 //! `routes.rs` lists every endpoint; each resource has its handler file; every
 //! error leaves through `errors.rs` as OCI error JSON.
 
+mod access_log;
 pub mod admin;
 pub mod auth;
 mod base;

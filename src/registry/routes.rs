@@ -5,6 +5,7 @@
 //! `/manifests/`. The name is validated before any handler runs; a bad one is a
 //! NAME_INVALID rejection and never reaches the store.
 
+use super::access_log::RequestUser;
 use super::admin::{self, AdminToken};
 use super::auth::{Auth, Identity, Right};
 use super::errors::{ApiError, Code, recover};
@@ -70,17 +71,23 @@ pub const UPLOAD_ROUTE: &str = "/v2/<name>/blobs/uploads/<uuid>";
 /// The template of the route a path is for, e.g. [`MANIFEST_ROUTE`]; `other`
 /// for paths no endpoint serves.
 pub fn route_template(path: &str) -> &'static str {
+    route_of(path).0
+}
+
+/// The route template of a path and, for the endpoints under `/v2/<name>/`,
+/// the repository it names when that is a valid name.
+pub fn route_of(path: &str) -> (&'static str, Option<RepoName>) {
     match path {
-        "/v2" | "/v2/" => return "/v2/",
-        "/v2/_catalog" => return "/v2/_catalog",
-        "/healthz" => return "/healthz",
-        "/readyz" => return "/readyz",
-        "/metrics" => return "/metrics",
-        "/berth/v1/gc" => return "/berth/v1/gc",
+        "/v2" | "/v2/" => return ("/v2/", None),
+        "/v2/_catalog" => return ("/v2/_catalog", None),
+        "/healthz" => return ("/healthz", None),
+        "/readyz" => return ("/readyz", None),
+        "/metrics" => return ("/metrics", None),
+        "/berth/v1/gc" => return ("/berth/v1/gc", None),
         _ => {}
     }
     let Some(tail) = path.strip_prefix("/v2/") else {
-        return "other";
+        return ("other", None);
     };
     [
         (Endpoint::Upload, UPLOAD_ROUTE),
@@ -91,8 +98,11 @@ pub fn route_template(path: &str) -> &'static str {
         (Endpoint::Referrers, "/v2/<name>/referrers/<digest>"),
     ]
     .into_iter()
-    .find(|(endpoint, _)| match_endpoint(tail, *endpoint).is_some())
-    .map_or("other", |(_, route)| route)
+    .find_map(|(endpoint, route)| {
+        let (name, _) = match_endpoint(tail, endpoint)?;
+        Some((route, name.parse().ok()))
+    })
+    .unwrap_or(("other", None))
 }
 
 /// Matches `/v2/<name>/<endpoint path>` and extracts the validated name and the
@@ -153,13 +163,20 @@ fn identity(auth: &Auth) -> BoxedFilter<(Identity,)> {
     let auth = auth.clone();
     warp::header::optional::<String>("authorization")
         .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::ext::optional::<RequestUser>())
         .and_then(
-            move |authorization: Option<String>, client: Option<ClientAddr>| {
+            move |authorization: Option<String>,
+                  client: Option<ClientAddr>,
+                  user: Option<RequestUser>| {
                 let auth = auth.clone();
                 async move {
-                    auth.identify(authorization.as_deref(), client.map(|c| c.0.ip()))
-                        .await
-                        .map_err(Rejection::from)
+                    let who = auth
+                        .identify(authorization.as_deref(), client.map(|c| c.0.ip()))
+                        .await?;
+                    if let (Some(user), Identity::User(name)) = (user, &who) {
+                        user.set(name);
+                    }
+                    Ok::<_, Rejection>(who)
                 }
             },
         )
@@ -421,21 +438,7 @@ pub fn routes(
             warp::reply::with_header(reply, "Docker-Distribution-API-Version", "registry/2.0")
                 .into_response()
         })
-        .with(warp::log::custom(log_request))
-        .map(Reply::into_response)
         .boxed()
-}
-
-/// One line per request. Never headers: they may carry credentials.
-fn log_request(info: warp::log::Info<'_>) {
-    tracing::info!(
-        target: "berth::access",
-        method = %info.method(),
-        path = info.path(),
-        status = info.status().as_u16(),
-        micros = info.elapsed().as_micros() as u64,
-        "request"
-    );
 }
 
 #[cfg(test)]
@@ -493,5 +496,17 @@ mod tests {
         assert_eq!(t("/berth/v1/gc"), "/berth/v1/gc");
         assert_eq!(t("/v2/app/what"), "other");
         assert_eq!(t("/etc/passwd"), "other");
+    }
+
+    #[test]
+    fn the_repository_of_a_path_is_a_valid_name_or_none() {
+        let repo = |path| route_of(path).1.map(|name| name.as_str().to_owned());
+        assert_eq!(
+            repo("/v2/team/app/manifests/latest").as_deref(),
+            Some("team/app")
+        );
+        assert_eq!(repo("/v2/app/blobs/uploads/").as_deref(), Some("app"));
+        assert_eq!(repo("/v2/Bad..Name/tags/list"), None);
+        assert_eq!(repo("/v2/_catalog"), None);
     }
 }

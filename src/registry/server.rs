@@ -4,8 +4,8 @@
 //! header size limit. warp's own `serve` offers none of these knobs, nor TLS, so
 //! we run hyper here and give it our routes as a service.
 
+use super::access_log;
 use super::metrics::Metrics;
-use super::routes::route_template;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -173,19 +173,21 @@ impl Connection {
     {
         let (routes, metrics, peer) = (self.routes, self.metrics, self.peer);
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let started = Instant::now();
             let method = request.method().clone();
-            let route = route_template(request.uri().path());
+            let entry = access_log::Entry::new(&method, request.uri().path());
+            let route = entry.route();
             let had_credentials = request.headers().contains_key(header::AUTHORIZATION);
-            let mut request = request.map(|body| metrics.count_received(body));
+            let mut request = request.map(|body| entry.count_in(metrics.count_received(body)));
             request.extensions_mut().insert(ClientAddr(peer));
+            request.extensions_mut().insert(entry.user());
             let answer = tower_service::Service::call(&mut warp::service(routes.clone()), request);
             let metrics = metrics.clone();
             async move {
                 let response = answer.await?;
-                let elapsed = started.elapsed();
-                metrics.request(&method, route, response.status(), had_credentials, elapsed);
-                Ok::<_, std::convert::Infallible>(response.map(|body| metrics.count_sent(body)))
+                let status = response.status();
+                metrics.request(&method, route, status, had_credentials, entry.elapsed());
+                let response = response.map(|body| metrics.count_sent(body));
+                Ok::<_, std::convert::Infallible>(entry.finish(response))
             }
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service);

@@ -45,7 +45,8 @@ impl Server {
                 .unwrap();
             log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap();
+                // The URL ends at a space (text logs) or a quote (JSON logs).
+                let url = rest.split([' ', '"']).next().unwrap();
                 break url.split("://").nth(1).unwrap().to_owned();
             }
         };

@@ -1,0 +1,197 @@
+//! The access log: one line per request, at info level under the target
+//! `berth::access`.
+//!
+//! The line is written when hyper lets go of the response body, that is once
+//! the last byte went out or the client hung up, so `bytes_out` and `micros`
+//! cover the whole transfer of a large blob and not only its first headers;
+//! `complete` says whether the body was sent to its end.
+//!
+//! What a line holds: method, route template, repository (when the path names
+//! a valid one), path (without its query), status, bytes in and out, duration,
+//! and the authenticated user. Never a header, a query string or anything else
+//! that may carry a credential.
+
+use super::routes::route_of;
+use crate::oci::RepoName;
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use warp::http::{Method, Response, StatusCode, header};
+
+/// The authenticated user of a request, set by the routes' identity check and
+/// read when the line is written. A request extension, so the routes need not
+/// know about logging beyond this slot.
+#[derive(Clone, Debug, Default)]
+pub struct RequestUser(Arc<OnceLock<String>>);
+
+impl RequestUser {
+    pub fn set(&self, name: &str) {
+        let _ = self.0.set(name.to_owned());
+    }
+}
+
+/// What is known of a request when it arrives.
+pub struct Entry {
+    method: Method,
+    route: &'static str,
+    repository: Option<RepoName>,
+    path: String,
+    started: Instant,
+    received: Arc<AtomicU64>,
+    user: RequestUser,
+}
+
+impl Entry {
+    pub fn new(method: &Method, path: &str) -> Entry {
+        let (route, repository) = route_of(path);
+        Entry {
+            method: method.clone(),
+            route,
+            repository,
+            path: path.to_owned(),
+            started: Instant::now(),
+            received: Arc::default(),
+            user: RequestUser::default(),
+        }
+    }
+
+    /// The route template, as the metrics label it.
+    pub fn route(&self) -> &'static str {
+        self.route
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The slot the routes fill with the user's name.
+    pub fn user(&self) -> RequestUser {
+        self.user.clone()
+    }
+
+    /// Wraps the request body so that its bytes count as `bytes_in`.
+    pub fn count_in<B>(&self, body: B) -> CountedIn<B> {
+        CountedIn {
+            inner: body,
+            received: self.received.clone(),
+        }
+    }
+
+    /// Wraps the response's body; the line is written when it is dropped.
+    pub fn finish<B: Body>(self, response: Response<B>) -> Response<Logged<B>> {
+        let status = response.status();
+        let length = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        response.map(|inner| Logged {
+            inner,
+            entry: self,
+            status,
+            length,
+            sent: 0,
+            ended: false,
+        })
+    }
+}
+
+/// A request body that counts the bytes read from it.
+pub struct CountedIn<B> {
+    inner: B,
+    received: Arc<AtomicU64>,
+}
+
+impl<B: Body + Unpin> Body for CountedIn<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.received
+                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that writes the request's line when dropped.
+pub struct Logged<B: Body> {
+    inner: B,
+    entry: Entry,
+    status: StatusCode,
+    /// The Content-Length announced, if any.
+    length: Option<u64>,
+    sent: u64,
+    ended: bool,
+}
+
+impl<B: Body + Unpin> Body for Logged<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.remaining() as u64;
+                }
+            }
+            Poll::Ready(None) => self.ended = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for Logged<B> {
+    fn drop(&mut self) {
+        let entry = &self.entry;
+        tracing::info!(
+            target: "berth::access",
+            method = %entry.method,
+            route = entry.route,
+            repository = entry.repository.as_ref().map(RepoName::as_str),
+            path = entry.path,
+            status = self.status.as_u16(),
+            bytes_in = entry.received.load(Ordering::Relaxed),
+            bytes_out = self.sent,
+            micros = entry.elapsed().as_micros() as u64,
+            user = entry.user.0.get().map(String::as_str),
+            // hyper stops polling a body once it has its Content-Length, or
+            // when the body says it is empty: those are complete too.
+            complete = self.ended || self.inner.is_end_stream() || self.length == Some(self.sent),
+            "request"
+        );
+    }
+}
