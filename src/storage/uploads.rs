@@ -270,21 +270,70 @@ impl Store {
         .await
     }
 
-    /// A whole blob in one request (`POST ?digest=`): streamed into a private
-    /// folder under `uploads/` and committed, with no session state to write.
-    pub async fn put_blob(&self, name: &RepoName, digest: &Digest, body: Body) -> Result<u64> {
-        let id = Uuid::new_v4();
-        let data = self.paths().upload_data(&id);
-        let dir = self.paths().upload_dir(&id);
+    /// A whole blob in one request (`POST ?digest=`), staged in `tmp/` (no
+    /// session folder to create, sync and remove) and committed. A body that
+    /// fits in one batch, as config blobs and small layers do, is verified
+    /// before anything is written, then written, fsynced and committed in a
+    /// single call to the blocking pool; a larger one streams like any upload.
+    pub async fn put_blob(&self, name: &RepoName, digest: &Digest, mut body: Body) -> Result<u64> {
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut head_len = 0usize;
+        let mut whole = false;
+        while head_len < BATCH {
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    head_len += bytes.len();
+                    head.push(bytes);
+                }
+                Some(Err(e)) => return Err(StoreError::Body(e)),
+                None => {
+                    whole = true;
+                    break;
+                }
+            }
+        }
+        let data = self.paths().staged_blob(&Uuid::new_v4());
+        let (name, digest) = (name.clone(), digest.clone());
+        if whole {
+            return self
+                .blocking(move |s| {
+                    let result = (|| {
+                        s.check_space(head_len as u64)?;
+                        let mut hasher = digest.algorithm().hasher();
+                        for chunk in &head {
+                            hasher.update(chunk);
+                        }
+                        let computed = hasher.finish();
+                        if computed != digest {
+                            return Err(StoreError::DigestMismatch {
+                                expected: digest.clone(),
+                                computed,
+                            });
+                        }
+                        let mut file = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&data)?;
+                        write_chunks(&mut file, &head)?;
+                        drop(file);
+                        s.commit_blob(&name, &digest, &data)
+                    })();
+                    remove_staged(&data)?;
+                    result.map(|()| head_len as u64)
+                })
+                .await;
+        }
         let created = data.clone();
         self.blocking(move |_| {
-            durable::ensure_dir(created.parent().expect("upload data has a folder"))?;
-            File::create(&created)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&created)?;
             Ok(())
         })
         .await?;
+        let body: Body = Box::pin(futures_util::stream::iter(head.into_iter().map(Ok)).chain(body));
         let written = write_body(self, &data, 0, digest.algorithm().hasher(), body).await;
-        let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
             let result = written.and_then(|(size, hasher)| {
                 let computed = hasher.finish();
@@ -296,7 +345,7 @@ impl Store {
                 }
                 s.commit_blob(&name, &digest, &data).map(|()| size)
             });
-            std::fs::remove_dir_all(&dir)?;
+            remove_staged(&data)?;
             result
         })
         .await
@@ -418,6 +467,14 @@ async fn write_body(
         drain(&mut body).await;
     }
     Ok((written?, hasher))
+}
+
+/// Removes a staged upload that was not committed (a committed one was renamed away).
+fn remove_staged(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Writes a batch with as few system calls as the kernel allows (`writev`).
