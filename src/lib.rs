@@ -1,7 +1,8 @@
 //! berth: a private OCI registry for Kubernetes clusters, and the operator that
-//! runs it. One binary, several roles (`serve`, `gc`, `operator`, `crd`, `render`, …);
+//! runs it. One binary, several roles (`serve`, `gc`, `operator`, `crd`, `render`, `bench`);
 //! `main.rs` is only the command line, and each role is an entry point here.
 
+pub mod bench;
 pub mod gc;
 pub mod logging;
 pub mod oci;

@@ -38,6 +38,8 @@ enum Command {
     Crd,
     /// Print every object the operator would apply for a Registry file, with no cluster
     Render(RenderArgs),
+    /// Measure a registry: push and pull throughput, request rates, catalog latency
+    Bench(berth::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Operator(args) => {
             Ok(tokio::runtime::Runtime::new()?.block_on(berth::operator::run(args))?)
         }
+        Command::Bench(args) => tokio::runtime::Runtime::new()?.block_on(berth::bench::run(args)),
         Command::Crd => print(&berth::operator::crd::crd_yaml()?),
         Command::Render(args) => {
             let registry = read(&args.file)?;

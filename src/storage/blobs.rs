@@ -53,9 +53,19 @@ impl Store {
 
     /// Size of a blob readable in `name`.
     pub async fn stat_blob(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.inner.cache.blob_size(name, digest) {
+            return Ok(size);
+        }
         let (name, digest) = (name.clone(), digest.clone());
-        self.blocking(move |s| s.stat_blob_sync(&name, &digest))
-            .await
+        self.blocking(move |s| {
+            let generation = s.inner.cache.generation();
+            let size = s.stat_blob_sync(&name, &digest)?;
+            s.inner
+                .cache
+                .insert_blob_size(generation, &name, &digest, size);
+            Ok(size)
+        })
+        .await
     }
 
     fn stat_blob_sync(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
@@ -89,6 +99,7 @@ impl Store {
     pub async fn delete_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
+            let _stale = s.inner.cache.stale(&name);
             if durable::remove(&s.paths().blob_link(&name, &digest))? {
                 Ok(())
             } else {

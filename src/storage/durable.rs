@@ -119,6 +119,26 @@ pub fn remove(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to disk,
+/// and returns without waiting. Only a head start for the fsync that follows,
+/// which is what makes the data durable; so a failure here is ignored.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range takes only integers; the descriptor stays open
+        // for the call because `file` is borrowed, and no memory is passed.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Reads a small file; `Ok(None)` if it does not exist.
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {

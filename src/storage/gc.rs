@@ -327,6 +327,7 @@ impl Store {
             }
             let path = self.paths().tag(repo, tag);
             let _lock = self.commit_lock();
+            let _stale = self.inner.cache.stale(repo);
             // A tag pushed again since we looked is young again.
             if older_than(&path, now, *tag_age) && durable::remove(&path)? {
                 deleted += 1;
@@ -435,6 +436,8 @@ impl Store {
                     if self.pinned(&digest) || !older_than(&path, now, options.grace) {
                         continue;
                     }
+                    // Its links go from every repository: no cached size may outlive them.
+                    let _stale = self.inner.cache.stale_all();
                     for repo in repositories {
                         durable::remove(&self.paths().blob_link(repo, &digest))?;
                     }

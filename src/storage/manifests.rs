@@ -62,6 +62,7 @@ impl Store {
         // a blob between our check and our commit (see gc.rs).
         let _commit = self.commit_guard();
         self.check_references(name, manifest)?;
+        let _stale = self.inner.cache.stale(name);
         self.pin(
             std::iter::once(digest.clone())
                 .chain(manifest.blobs.iter().map(|b| b.digest.clone()))
@@ -144,15 +145,34 @@ impl Store {
         name: &RepoName,
         reference: &Reference,
     ) -> Result<StoredManifest> {
+        if let Some(manifest) = self.cached_manifest(name, reference) {
+            return Ok(manifest);
+        }
         let (name, reference) = (name.clone(), reference.clone());
         self.blocking(move |s| {
+            let cache = &s.inner.cache;
+            let generation = cache.generation();
             let digest = match &reference {
                 Reference::Digest(d) => d.clone(),
-                Reference::Tag(tag) => s.resolve_tag(&name, tag)?,
+                Reference::Tag(tag) => {
+                    let digest = s.resolve_tag(&name, tag)?;
+                    cache.insert_tag(generation, &name, tag, &digest);
+                    digest
+                }
             };
-            s.read_manifest(&name, &digest)
+            let manifest = s.read_manifest(&name, &digest)?;
+            cache.insert_manifest(generation, &name, &manifest);
+            Ok(manifest)
         })
         .await
+    }
+
+    fn cached_manifest(&self, name: &RepoName, reference: &Reference) -> Option<StoredManifest> {
+        let cache = &self.inner.cache;
+        match reference {
+            Reference::Digest(digest) => cache.manifest(name, digest),
+            Reference::Tag(tag) => cache.manifest(name, &cache.tag(name, tag)?),
+        }
     }
 
     pub(super) fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Digest> {
@@ -189,6 +209,7 @@ impl Store {
             if !s.repository_exists(&name) {
                 return Err(StoreError::NameUnknown);
             }
+            let _stale = s.inner.cache.stale(&name);
             if durable::remove(&s.paths().tag(&name, &tag))? {
                 Ok(())
             } else {
@@ -207,6 +228,7 @@ impl Store {
     }
 
     pub(super) fn delete_manifest_sync(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        let _stale = self.inner.cache.stale(name);
         let stored = self.read_manifest(name, digest)?;
         for tag in self.tags_sync(name)? {
             if self.resolve_tag(name, &tag).ok().as_ref() == Some(digest) {

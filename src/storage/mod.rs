@@ -20,8 +20,13 @@
 //!
 //! Blocking file work runs on tokio's blocking pool; request bodies stream through
 //! in batches, hashed as they are written, never held whole in memory.
+//!
+//! Tag lookups, manifests and blob sizes are served from a small cache that
+//! every change invalidates after it is on disk (`cache.rs`); the write order
+//! above is the same with or without it.
 
 mod blobs;
+mod cache;
 pub mod durable;
 mod gc;
 mod manifests;
@@ -100,6 +105,8 @@ struct Inner {
     pins: Mutex<gc::Pins>,
     gc_running: AtomicBool,
     usage: usage::Usage,
+    /// Tags, manifests and blob sizes recently read (see cache.rs: exact invalidation).
+    cache: cache::Cache,
 }
 
 impl Store {
@@ -142,6 +149,7 @@ impl Store {
                 pins: Mutex::new(None),
                 gc_running: AtomicBool::new(false),
                 usage,
+                cache: cache::Cache::default(),
             }),
         })
     }

@@ -11,6 +11,7 @@
 //!                                                      descriptor of a manifest whose subject is that digest
 //! <root>/uploads/<uuid>/info.json, data                an upload session and its bytes so far
 //! <root>/tmp/                                          temp files, renamed into place once complete
+//! <root>/tmp/blob-<uuid>                               a single-request upload (`POST ?digest=`) being staged
 //! ```
 //!
 //! Repository name components never start with `_`, so `_blobs` and friends can
@@ -36,6 +37,11 @@ impl Paths {
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Where a single-request upload is staged before it becomes a blob.
+    pub fn staged_blob(&self, id: &Uuid) -> PathBuf {
+        self.tmp_dir().join(format!("blob-{}", id.simple()))
     }
 
     pub fn blobs_dir(&self) -> PathBuf {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,14 @@ pub type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Bytes gathered from the body before one blocking write-and-hash.
 const BATCH: usize = 1 << 20;
+
+/// Batches queued for the writer while it writes and hashes the one before.
+const QUEUE: usize = 4;
+
+/// Bytes written after which their writeback to disk is started (see
+/// [`durable::start_writeback`]): a 1 GiB push then waits at its fsync for the
+/// last few MiB, not for the whole gigabyte.
+const WRITEBACK: u64 = 8 << 20;
 
 /// How much of a refused body we still read and drop, so that a client that is
 /// still sending gets our error answer rather than a reset connection.
@@ -262,21 +270,70 @@ impl Store {
         .await
     }
 
-    /// A whole blob in one request (`POST ?digest=`): streamed into a private
-    /// folder under `uploads/` and committed, with no session state to write.
-    pub async fn put_blob(&self, name: &RepoName, digest: &Digest, body: Body) -> Result<u64> {
-        let id = Uuid::new_v4();
-        let data = self.paths().upload_data(&id);
-        let dir = self.paths().upload_dir(&id);
+    /// A whole blob in one request (`POST ?digest=`), staged in `tmp/` (no
+    /// session folder to create, sync and remove) and committed. A body that
+    /// fits in one batch, as config blobs and small layers do, is verified
+    /// before anything is written, then written, fsynced and committed in a
+    /// single call to the blocking pool; a larger one streams like any upload.
+    pub async fn put_blob(&self, name: &RepoName, digest: &Digest, mut body: Body) -> Result<u64> {
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut head_len = 0usize;
+        let mut whole = false;
+        while head_len < BATCH {
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    head_len += bytes.len();
+                    head.push(bytes);
+                }
+                Some(Err(e)) => return Err(StoreError::Body(e)),
+                None => {
+                    whole = true;
+                    break;
+                }
+            }
+        }
+        let data = self.paths().staged_blob(&Uuid::new_v4());
+        let (name, digest) = (name.clone(), digest.clone());
+        if whole {
+            return self
+                .blocking(move |s| {
+                    let result = (|| {
+                        s.check_space(head_len as u64)?;
+                        let mut hasher = digest.algorithm().hasher();
+                        for chunk in &head {
+                            hasher.update(chunk);
+                        }
+                        let computed = hasher.finish();
+                        if computed != digest {
+                            return Err(StoreError::DigestMismatch {
+                                expected: digest.clone(),
+                                computed,
+                            });
+                        }
+                        let mut file = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&data)?;
+                        write_chunks(&mut file, &head)?;
+                        drop(file);
+                        s.commit_blob(&name, &digest, &data)
+                    })();
+                    remove_staged(&data)?;
+                    result.map(|()| head_len as u64)
+                })
+                .await;
+        }
         let created = data.clone();
         self.blocking(move |_| {
-            durable::ensure_dir(created.parent().expect("upload data has a folder"))?;
-            File::create(&created)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&created)?;
             Ok(())
         })
         .await?;
+        let body: Body = Box::pin(futures_util::stream::iter(head.into_iter().map(Ok)).chain(body));
         let written = write_body(self, &data, 0, digest.algorithm().hasher(), body).await;
-        let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
             let result = written.and_then(|(size, hasher)| {
                 let computed = hasher.finish();
@@ -288,7 +345,7 @@ impl Store {
                 }
                 s.commit_blob(&name, &digest, &data).map(|()| size)
             });
-            std::fs::remove_dir_all(&dir)?;
+            remove_staged(&data)?;
             result
         })
         .await
@@ -326,66 +383,113 @@ impl Store {
     }
 }
 
-/// Streams `body` onto `path` from `offset`, hashing as it goes, in batches written
-/// on the blocking pool, each only if the disk keeps its reserve after it. Returns
-/// the bytes written and the updated hasher.
+/// Streams `body` onto `path` from `offset`, hashing as it goes. Two tasks on
+/// the blocking pool take each batch through short queues, one writing it and
+/// one hashing it (sha256 is the largest cost of a push; on its own thread it
+/// overlaps the write and the network read of the next batch). The writer checks
+/// the disk keeps its reserve before each batch, and asks the kernel to start
+/// writing back every [`WRITEBACK`] bytes, so that the fsync before the
+/// acknowledgement (in `commit_blob`) finds little left to do. Returns the bytes
+/// written and the updated hasher, and only once both tasks are done.
 async fn write_body(
     store: &Store,
     path: &Path,
     offset: u64,
-    mut hasher: Hasher,
+    hasher: Hasher,
     mut body: Body,
 ) -> Result<(u64, Hasher)> {
-    let path_owned = path.to_owned();
-    let mut file = tokio::task::spawn_blocking(move || -> io::Result<File> {
-        let mut file = OpenOptions::new().write(true).open(path_owned)?;
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<(Vec<Bytes>, usize)>(QUEUE);
+    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
+    let (writer_store, path) = (store.clone(), path.to_owned());
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut file = OpenOptions::new().write(true).open(path)?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(file)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    let mut written = 0u64;
+        let (mut written, mut flushed) = (0u64, 0u64);
+        while let Some((chunks, len)) = writer_rx.blocking_recv() {
+            writer_store.check_space(len as u64)?;
+            write_chunks(&mut file, &chunks)?;
+            written += len as u64;
+            if written - flushed >= WRITEBACK {
+                durable::start_writeback(&file, offset + flushed, written - flushed);
+                flushed = written;
+            }
+        }
+        Ok(written)
+    });
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = hasher;
+        while let Some(chunks) = hasher_rx.blocking_recv() {
+            for chunk in &chunks {
+                hasher.update(chunk);
+            }
+        }
+        hasher
+    });
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_len = 0usize;
-    let mut done = false;
-    while !done {
-        match body.next().await {
+    let mut body_error = None;
+    loop {
+        let end = match body.next().await {
             Some(Ok(bytes)) => {
                 batch_len += bytes.len();
                 batch.push(bytes);
-                if batch_len < BATCH {
-                    continue;
-                }
+                false
             }
-            Some(Err(e)) => return Err(StoreError::Body(e)),
-            None => done = true,
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let chunks = std::mem::take(&mut batch);
-        let store = store.clone();
-        let wrote = tokio::task::spawn_blocking(move || -> Result<_> {
-            store.check_space(batch_len as u64)?;
-            for chunk in &chunks {
-                file.write_all(chunk)?;
-                hasher.update(chunk);
+            Some(Err(e)) => {
+                body_error = Some(e);
+                break;
             }
-            Ok((file, hasher))
-        })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))?;
-        match wrote {
-            Ok(done) => (file, hasher) = done,
-            Err(e) => {
-                drain(&mut body).await;
-                return Err(e);
+            None => true,
+        };
+        if (end || batch_len >= BATCH) && !batch.is_empty() {
+            // Clones of `Bytes` share the buffers: the batch is not copied.
+            let batch = std::mem::take(&mut batch);
+            if to_writer.send((batch.clone(), batch_len)).await.is_err()
+                || to_hasher.send(batch).await.is_err()
+            {
+                // The writer stopped on an error, which it returns below.
+                break;
             }
+            batch_len = 0;
         }
-        written += batch_len as u64;
-        batch_len = 0;
+        if end {
+            break;
+        }
     }
-    Ok((written, hasher))
+    drop((to_writer, to_hasher));
+    let joined = |e: tokio::task::JoinError| StoreError::Io(io::Error::other(e));
+    let written = writer.await.map_err(joined)?;
+    let hasher = hashing.await.map_err(joined)?;
+    if let Some(e) = body_error {
+        return Err(StoreError::Body(e));
+    }
+    if written.is_err() {
+        drain(&mut body).await;
+    }
+    Ok((written?, hasher))
+}
+
+/// Removes a staged upload that was not committed (a committed one was renamed away).
+fn remove_staged(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a batch with as few system calls as the kernel allows (`writev`).
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads and drops the rest of a refused body, up to [`DRAIN_LIMIT`].

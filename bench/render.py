@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Renders BENCHMARKS.md from bench/run.sh's results: the machine, the
+side-by-side table of berth and distribution, and each target of issue 8 with
+whether it is met. Usage: render.py machine.json distribution.json berth.json
+BERTH_VERSION EXTRA_ARGS"""
+import json
+import statistics
+import sys
+
+machine, dist, berth = (json.load(open(p)) for p in sys.argv[1:4])
+berth_version, extra = sys.argv[4], sys.argv[5]
+
+
+def scenario(report, name):
+    return next((s for s in report["scenarios"] if s["name"] == name), None)
+
+
+def rate(bps):
+    return f"{bps / 1e9:.2f} GB/s" if bps >= 1e9 else f"{bps / 1e6:.0f} MB/s"
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "-"
+
+
+def yes(ok):
+    return "**yes**" if ok else "**no**"
+
+
+sha = machine["sha256_bytes_per_second"]
+dd = machine["dd_bytes_per_second"]
+dd_median = statistics.median(dd)
+ceiling = 0.7 * min(sha, dd_median)
+
+rows = []
+targets = []
+
+
+def throughput(name, label, need_ratio=None, need_ceiling=False):
+    d, b = scenario(dist, name), scenario(berth, name)
+    if not d or not b:
+        return
+    db, bb = d["bytes_per_second"], b["bytes_per_second"]
+    rows.append((label, rate(db), rate(bb), ratio(bb, db)))
+    if need_ratio:
+        targets.append((f"{label}: ≥ {need_ratio}× distribution", ratio(bb, db), bb >= need_ratio * db))
+    if need_ceiling:
+        targets.append((f"{label}: ≥ 70% of min(sha256, dd) = {rate(ceiling)}", rate(bb), bb >= ceiling))
+
+
+def requests(name, label, need_ratio, p99_ms):
+    d, b = scenario(dist, name), scenario(berth, name)
+    if not d or not b:
+        return
+    dr, br = d["requests_per_second"], b["requests_per_second"]
+    dl, bl = d["latency"], b["latency"]
+    rows.append((
+        label,
+        f"{dr:,.0f} req/s (p50 {dl['p50_ms']:.2f} ms, p99 {dl['p99_ms']:.1f} ms)",
+        f"{br:,.0f} req/s (p50 {bl['p50_ms']:.2f} ms, p99 {bl['p99_ms']:.1f} ms)",
+        ratio(br, dr),
+    ))
+    targets.append((f"{label}: ≥ {need_ratio}× distribution's requests/s", ratio(br, dr), br >= need_ratio * dr))
+    targets.append((f"{label}: p99 ≤ {p99_ms} ms", f"{bl['p99_ms']:.2f} ms", bl["p99_ms"] <= p99_ms))
+
+
+throughput("push", "push, monolithic", 3, True)
+throughput("push-chunked", "push, chunked", 3, True)
+throughput("pull", "pull", 1)
+requests("manifest-get", "manifest GET by tag", 10, 5)
+requests("blob-head", "blob HEAD", 10, 5)
+
+d, b = scenario(dist, "small-push"), scenario(berth, "small-push")
+if d and b:
+    dr, br = d["requests_per_second"], b["requests_per_second"]
+    rows.append((
+        "small pushes, each durable",
+        f"{dr:,.0f} pushes/s (p50 {d['latency']['p50_ms']:.1f} ms)",
+        f"{br:,.0f} pushes/s (p50 {b['latency']['p50_ms']:.1f} ms)",
+        ratio(br, dr),
+    ))
+    targets.append(("small pushes: ≥ 6× distribution's rate", ratio(br, dr), br >= 6 * dr))
+
+d, b = scenario(dist, "catalog"), scenario(berth, "catalog")
+if d and b:
+    dl, bl = d["latency"], b["latency"]
+    rows.append((
+        "catalog in one page",
+        f"p50 {dl['p50_ms']:.2f} ms, p99 {dl['p99_ms']:.2f} ms",
+        f"p50 {bl['p50_ms']:.2f} ms, p99 {bl['p99_ms']:.2f} ms",
+        ratio(dl["p50_ms"], bl["p50_ms"]) + " faster",
+    ))
+    targets.append(("catalog in one page: ≤ 2 ms (p50; p99 in the table)", f"{bl['p50_ms']:.2f} ms", bl["p50_ms"] <= 2))
+
+dm, bm = dist["rss_kib"], berth["rss_kib"]
+rows.append(("RSS idle (after start-up)", mib(dm["idle"]), mib(bm["idle"]), ratio(bm["idle"], dm["idle"])))
+rows.append(("RSS peak through the run (VmHWM)", mib(dm["peak"]), mib(bm["peak"]), ratio(bm["peak"], dm["peak"])))
+rows.append(("RSS idle after the run", mib(dm["after"]), mib(bm["after"]), ratio(bm["after"], dm["after"])))
+targets.append(("RSS idle ≤ 16 MiB", mib(bm["idle"]), bm["idle"] <= 16 * 1024))
+targets.append(("RSS ≤ 48 MiB through everything", mib(bm["peak"]), bm["peak"] <= 48 * 1024))
+
+out = []
+w = out.append
+w("# Benchmarks\n")
+w("berth against Debian's `docker-registry` package (the CNCF distribution registry, what")
+w("MicroK8s and minikube run), both serving a fresh data folder on the same disk over")
+w("loopback, measured in the same run by `berth bench` (every answer's status, digest and")
+w("bytes checked). Written by `bench/run.sh`; run it to refresh this file.\n")
+w("## Machine\n")
+w(f"- date: {machine['date']}")
+w(f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory_gib']} GiB; kernel {machine['kernel']}")
+w(f"- data folders on: {machine['filesystem']}")
+w(f"- berth: {berth_version} (commit {machine['commit']}, {machine['rustc']}, release profile)")
+w(f"- distribution: {machine['distribution']} (Debian package {machine['distribution_package']})")
+w(f"- sha256 on one core (`openssl speed -evp sha256`, 16 KiB blocks): {rate(sha)}")
+w(f"- durable write (`dd bs=1M count=1024 conv=fdatasync`, before, between and after the registries): "
+  + ", ".join(rate(x) for x in dd) + f"; median {rate(dd_median)}")
+w(f"- so a durable push can go at most about min(sha256, dd) = {rate(min(sha, dd_median))}; the target is 70% of it, {rate(ceiling)}")
+if extra.strip():
+    w(f"- `berth bench` arguments: `{extra}`")
+w("")
+w("## Results\n")
+w("| scenario | distribution | berth | berth / distribution |")
+w("|---|---|---|---|")
+for r in rows:
+    w("| " + " | ".join(r) + " |")
+w("")
+w("## Targets (issue 8)\n")
+w("| target | berth | met |")
+w("|---|---|---|")
+for label, value, ok in targets:
+    w(f"| {label} | {value} | {yes(ok)} |")
+met = sum(ok for *_, ok in targets)
+w(f"\n{met} of {len(targets)} targets met in this run.\n")
+w("## What each scenario does (sizes and counts of this run)\n")
+for s in berth["scenarios"]:
+    ds = scenario(dist, s["name"])
+    w(f"- **{s['name']}**: {s['description']}")
+    if ds and ds["description"] != s["description"]:
+        w(f"  (distribution: {ds['description']})")
+w("")
+w("Memory is read from `/proc/PID/status` of each registry: VmRSS once it answers and")
+w("before any request, VmHWM (the peak) and VmRSS after the run.")
+w("")
+w("Each figure is one run. The dd figures, and with them the durable pushes, vary by up to")
+w("2× from run to run on a shared virtual disk (the durable-push ceiling uses the median of")
+w("three dd runs), so a push target near its line can pass in one run and fail in the next.")
+w("Both fsync before answering a push: distribution each file it writes (about 11 fsyncs")
+w("per small push, by strace), berth the data, the link and the folders of the renames")
+w("(about 5). Those fsyncs, one push at a time, are what bounds the small-push rate.")
+print("\n".join(out))

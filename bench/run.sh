@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Writes BENCHMARKS.md: berth against Debian's docker-registry (the CNCF
+# distribution registry 2.8), both on loopback with fresh data folders on the
+# same disk, in the same run, measured by `berth bench --json`; with this
+# machine's single-core sha256 and `dd conv=fdatasync` speeds, each registry's
+# resident memory (idle, and its peak through the run), versions and date.
+#
+#   bench/run.sh                 # the full run (1 GiB blobs; takes a few minutes)
+#   bench/run.sh --blob-size 64MiB --duration 2s   # extra arguments go to berth bench
+#
+# Environment: CARGO_TARGET_DIR (where berth is built), BERTH (use this berth
+# binary instead of building one), BENCH_DIR (work folder, default a fresh one
+# under /var/tmp), BENCH_OUT (default BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+out=${BENCH_OUT:-$repo/BENCHMARKS.md}
+target=${CARGO_TARGET_DIR:-$repo/target}
+work=${BENCH_DIR:-$(mktemp -d /var/tmp/berth-bench.XXXXXX)}
+mkdir -p "$work"
+extra=("$@")
+
+if ! command -v docker-registry >/dev/null; then
+    echo "installing Debian's docker-registry" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null
+fi
+# The package may start its own service on :5000; ours run on other ports.
+
+if [ -n "${BERTH:-}" ]; then
+    berth=$BERTH # an already built binary
+else
+    cargo build --release --locked >&2
+    berth=$target/release/berth
+fi
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_up() { # url
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "$1/v2/" && return 0
+        sleep 0.1
+    done
+    echo "no registry answers at $1" >&2
+    return 1
+}
+
+rss_kib() { # pid field
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+dd_speed() { # bytes per second of a 1 GiB write made durable by fdatasync
+    local line
+    line=$(LC_ALL=C dd if=/dev/zero of="$work/dd.test" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1)
+    rm -f "$work/dd.test"
+    awk '{ print $1 / $(NF-3) }' <<<"$line" | sed 's/,//'
+}
+
+echo "measuring sha256 (one core) and dd conv=fdatasync" >&2
+sha_kbs=$(LC_ALL=C openssl speed -evp sha256 -bytes 16384 -seconds 3 2>/dev/null | awk '/^sha256/ { print $NF }' | tr -d k)
+dd_runs=("$(dd_speed)")
+
+run_registry() { # name url pid
+    local name=$1 url=$2 pid=$3
+    wait_up "$url"
+    sleep 1
+    local idle
+    idle=$(rss_kib "$pid" VmRSS)
+    echo "bench $name at $url" >&2
+    "$berth" bench "$url" --json "${extra[@]}" >"$work/$name.json"
+    sleep 1
+    python3 - "$work/$name.json" "$idle" "$(rss_kib "$pid" VmHWM)" "$(rss_kib "$pid" VmRSS)" <<'PY'
+import json, sys
+path, idle, peak, after = sys.argv[1], *map(int, sys.argv[2:])
+report = json.load(open(path))
+report["rss_kib"] = {"idle": idle, "peak": peak, "after": after}
+json.dump(report, open(path, "w"), indent=2)
+PY
+}
+
+# distribution: filesystem storage in a fresh folder, deletes on, quiet logs.
+port=$(free_port)
+mkdir -p "$work/distribution"
+cat >"$work/distribution.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/distribution
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+docker-registry serve "$work/distribution.yml" 2>"$work/distribution.log" &
+pids+=($!)
+run_registry distribution "http://127.0.0.1:$port" "$!"
+kill "${pids[-1]}"
+rm -rf "$work/distribution"
+dd_runs+=("$(dd_speed)")
+
+# berth: a fresh folder, request log off (as distribution's).
+port=$(free_port)
+RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth" 2>"$work/berth.log" &
+pids+=($!)
+run_registry berth "http://127.0.0.1:$port" "$!"
+kill "${pids[-1]}"
+rm -rf "$work/berth"
+dd_runs+=("$(dd_speed)")
+
+python3 - "$work" "$sha_kbs" "${dd_runs[@]}" >"$work/machine.json" <<'PY'
+import json, os, platform, subprocess, sys, datetime
+work, sha_kbs, *dd = sys.argv[1:]
+def cmd(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+json.dump({
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "cpu": cpu,
+    "cores": os.cpu_count(),
+    "memory_gib": round(mem / 2**20, 1),
+    "kernel": platform.release(),
+    "filesystem": cmd("findmnt", "-no", "FSTYPE,SOURCE", "--target", work),
+    "sha256_bytes_per_second": float(sha_kbs) * 1000,
+    "dd_bytes_per_second": [float(x) for x in dd],
+    "distribution": cmd("docker-registry", "--version"),
+    "distribution_package": cmd("dpkg-query", "-W", "-f=${Version}", "docker-registry"),
+    "commit": cmd("git", "rev-parse", "--short", "HEAD"),
+    "rustc": cmd("rustc", "--version"),
+}, sys.stdout, indent=2)
+PY
+python3 bench/render.py "$work/machine.json" "$work/distribution.json" "$work/berth.json" "$("$berth" --version)" "${extra[*]:-}" >"$out"
+echo "wrote $out (raw results in $work)" >&2

@@ -1,0 +1,130 @@
+//! The command line of `berth bench`: the registry to measure, which scenarios
+//! to run, and the sizes and counts each one uses (defaults are the issue's
+//! targets; tests pass small ones).
+
+use std::time::Duration;
+
+/// What `berth bench` measures; each is independent and sets up what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Push one large blob in a single PUT (POST a session, PUT ?digest= with the body)
+    Push,
+    /// Push one large blob in PATCH chunks, then PUT ?digest=
+    PushChunked,
+    /// Pull one large blob, checking every byte
+    Pull,
+    /// GET a manifest by tag over many keep-alive connections
+    ManifestGet,
+    /// HEAD a blob over many keep-alive connections
+    BlobHead,
+    /// Push many small blobs, one request each where the registry allows it
+    SmallPush,
+    /// GET the catalog of many repositories in one page
+    Catalog,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Push,
+        Scenario::PushChunked,
+        Scenario::Pull,
+        Scenario::ManifestGet,
+        Scenario::BlobHead,
+        Scenario::SmallPush,
+        Scenario::Catalog,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Push => "push",
+            Scenario::PushChunked => "push-chunked",
+            Scenario::Pull => "pull",
+            Scenario::ManifestGet => "manifest-get",
+            Scenario::BlobHead => "blob-head",
+            Scenario::SmallPush => "small-push",
+            Scenario::Catalog => "catalog",
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Registry to measure, e.g. http://127.0.0.1:5000 (plain HTTP)
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Basic-auth credentials for every request
+    #[arg(long, env = "BERTH_BENCH_USER", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+    /// A scenario to run; repeat for several (default: all, in this order:
+    /// push, push-chunked, pull, manifest-get, blob-head, small-push, catalog)
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    pub scenarios: Vec<Scenario>,
+    /// Print the report as JSON on standard output instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Size of the large blob of push, push-chunked and pull
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub blob_size: u64,
+    /// Size of each PATCH of push-chunked
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// How many times pull reads the large blob (the rate is over all of them)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pulls: u32,
+    /// Keep-alive connections of manifest-get and blob-head
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+    /// How long manifest-get and blob-head send requests
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Blobs pushed by small-push
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub small_count: u32,
+    /// Size of each small-push blob
+    #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = parse_size)]
+    pub small_size: u64,
+    /// Pushes small-push keeps in flight at once (1: one after the other, like a
+    /// client pushing a layer at a time)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub small_concurrency: u32,
+    /// Repositories catalog creates (one page of the catalog holds them all)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repositories: u32,
+    /// Catalog requests timed (one after the other)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub catalog_requests: u32,
+}
+
+impl BenchArgs {
+    /// The scenarios to run, in the canonical order, each once.
+    pub fn selected(&self) -> Vec<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| self.scenarios.is_empty() || self.scenarios.contains(s))
+            .collect()
+    }
+}
+
+/// `1GiB`, `16MiB`, `4096`: a positive size in bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = s.parse()?;
+    match size.as_u64() {
+        0 => Err("the size must be at least one byte".to_owned()),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+}
