@@ -3,6 +3,7 @@
 //! `main.rs` is only the command line, and each role is an entry point here.
 
 pub mod gc;
+pub mod image;
 pub mod oci;
 pub mod operator;
 pub mod registry;

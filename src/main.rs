@@ -30,6 +30,17 @@ enum Command {
     Crd,
     /// Print every object the operator would apply for a Registry file, with no cluster
     Render(RenderArgs),
+    /// The berth image (this binary, statically linked): export it as an archive or push it
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Write the image as an archive for docker/podman load, ctr import, kind, minikube
+    Export(berth::image::command::ExportArgs),
+    /// Push the image to a registry (plain HTTP: localhost, or --insecure)
+    Push(berth::image::command::PushArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,7 +49,7 @@ struct RenderArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
     /// Image to deploy when spec.image is empty, as the operator's BERTH_IMAGE
-    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE")]
+    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE", default_value = berth::image::DEFAULT_IMAGE)]
     image: Option<String>,
     /// Secret manifests the Registry's auth refers to (password Secrets,
     /// existingSecret), so the htpasswd file is rendered for real; repeatable
@@ -81,6 +92,17 @@ fn main() -> anyhow::Result<()> {
             let yaml = berth::operator::render(&registry, args.image.as_deref(), &secrets)
                 .with_context(|| format!("cannot render {}", args.file.display()))?;
             print(&yaml)
+        }
+        Command::Image(ImageCommand::Export(args)) => {
+            let report = berth::image::command::export(&args)?;
+            // The archive may be on standard output; the report never is.
+            eprint!("{report}");
+            Ok(())
+        }
+        Command::Image(ImageCommand::Push(args)) => {
+            let report = tokio::runtime::Runtime::new()?
+                .block_on(berth::image::command::push_image(&args))?;
+            print(&report)
         }
     }
 }

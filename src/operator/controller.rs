@@ -32,8 +32,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR", default_value = DEFAULT_METRICS_LISTEN)]
     pub metrics_listen: SocketAddr,
     /// Image of the registries whose spec.image is empty (the chart sets it to the
-    /// operator's own image)
-    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE")]
+    /// operator's own image; the default is what `berth image export` tags)
+    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE", default_value = crate::image::DEFAULT_IMAGE)]
     pub image: Option<String>,
 }
 
