@@ -4,6 +4,7 @@
 
 pub mod gc;
 pub mod image;
+pub mod install;
 pub mod oci;
 pub mod operator;
 pub mod registry;

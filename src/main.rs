@@ -2,6 +2,7 @@
 //! point of the library.
 
 use anyhow::Context;
+use berth::install::progress::{Lines, Progress, Spinner};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,11 @@ enum Command {
     Crd,
     /// Print every object the operator would apply for a Registry file, with no cluster
     Render(RenderArgs),
+    /// Install berth in the current kube context's cluster: the CRD, the operator, and a
+    /// Registry every node pulls from at localhost:32000
+    Enable(berth::install::EnableArgs),
+    /// Remove the Registry and the operator (the images' volume and the CRD are kept unless --purge)
+    Disable(berth::install::DisableArgs),
     /// The berth image (this binary, statically linked): export it as an archive or push it
     #[command(subcommand)]
     Image(ImageCommand),
@@ -93,6 +99,28 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot render {}", args.file.display()))?;
             print(&yaml)
         }
+        Command::Enable(args) => {
+            let enabled = tokio::runtime::Runtime::new()?.block_on(async {
+                let client = kube_client().await?;
+                berth::install::enable(&client, &args, progress().as_mut(), berth::install::POLL)
+                    .await
+            })?;
+            print(&enabled.to_string())
+        }
+        Command::Disable(args) => {
+            let disabled = tokio::runtime::Runtime::new()?.block_on(async {
+                let client = kube_client().await?;
+                berth::install::disable(
+                    &client,
+                    &args,
+                    progress().as_mut(),
+                    berth::install::POLL,
+                    &mut confirm,
+                )
+                .await
+            })?;
+            print(&disabled.to_string())
+        }
         Command::Image(ImageCommand::Export(args)) => {
             let report = berth::image::command::export(&args)?;
             // The archive may be on standard output; the report never is.
@@ -105,6 +133,32 @@ fn main() -> anyhow::Result<()> {
             print(&report)
         }
     }
+}
+
+async fn kube_client() -> Result<kube::Client, berth::install::InstallError> {
+    kube::Client::try_default()
+        .await
+        .map_err(berth::install::InstallError::Connect)
+}
+
+/// A spinner on a terminal, one line per step in a log.
+fn progress() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Spinner::new())
+    } else {
+        Box::new(Lines::new(std::io::stderr()))
+    }
+}
+
+/// Asks on the terminal; without one, the answer is no (`--yes` skips the question).
+fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
 /// Writes to standard output; a closed pipe (`berth crd | head`) is not an error.
