@@ -5,6 +5,7 @@
 pub mod gc;
 pub mod image;
 pub mod install;
+pub mod nodeconfig;
 pub mod oci;
 pub mod operator;
 pub mod registry;

@@ -36,6 +36,9 @@ enum Command {
     Enable(berth::install::EnableArgs),
     /// Remove the Registry and the operator (the images' volume and the CRD are kept unless --purge)
     Disable(berth::install::DisableArgs),
+    /// Write containerd's hosts.toml for the registry's node port and keep it in place
+    /// (what the DaemonSet of spec.nodeConfig.containerd runs on every node)
+    NodeConfig(berth::nodeconfig::NodeConfigArgs),
     /// The berth image (this binary, statically linked): export it as an archive or push it
     #[command(subcommand)]
     Image(ImageCommand),
@@ -120,6 +123,9 @@ fn main() -> anyhow::Result<()> {
                 .await
             })?;
             print(&disabled.to_string())
+        }
+        Command::NodeConfig(args) => {
+            Ok(tokio::runtime::Runtime::new()?.block_on(berth::nodeconfig::run(args))?)
         }
         Command::Image(ImageCommand::Export(args)) => {
             let report = berth::image::command::export(&args)?;

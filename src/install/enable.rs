@@ -12,8 +12,8 @@
 //!    what it waits for; then say how to push and how to pull from a pod.
 //!
 //! Running it again is safe: what a flag does not say is kept from the Registry
-//! as it is (a size, a class, a user), so `berth enable --size 60Gi` grows the
-//! volume and changes nothing else.
+//! as it is (a size, a class, a user, the node config), so `berth enable --size
+//! 60Gi` grows the volume and changes nothing else.
 
 use super::objects::{self, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, Object};
 use super::progress::Progress;
@@ -67,6 +67,14 @@ pub struct EnableArgs {
     /// Node port every node serves the registry on (30000-32767)
     #[arg(long, value_name = "PORT")]
     pub node_port: Option<i32>,
+    /// Write containerd's certs.d/localhost:PORT/hosts.toml on every node (a DaemonSet),
+    /// so kubelets pull from the node port over plain HTTP
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub containerd_hosts: Option<bool>,
+    /// containerd's certs.d folder on the nodes, for --containerd-hosts
+    /// (MicroK8s: /var/snap/microk8s/current/args/certs.d)
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<String>,
     /// Image of the operator and the registry (import it on the nodes first:
     /// `berth image export`)
     #[arg(long, default_value = DEFAULT_IMAGE)]
@@ -89,6 +97,8 @@ impl EnableArgs {
             name: DEFAULT_NAME.into(),
             auth: None,
             node_port: None,
+            containerd_hosts: None,
+            certs_dir: None,
             image: DEFAULT_IMAGE.into(),
             timeout: Duration::from_secs(300),
             no_wait: false,
@@ -280,6 +290,9 @@ async fn plan(
             .or(old_spec.and_then(|s| s.service.node_port))
             .unwrap_or(DEFAULT_NODE_PORT),
     );
+    let old_node_config = old_spec.map(|s| s.node_config.clone()).unwrap_or_default();
+    spec.node_config.containerd = args.containerd_hosts.unwrap_or(old_node_config.containerd);
+    spec.node_config.certs_dir = args.certs_dir.clone().unwrap_or(old_node_config.certs_dir);
     spec.auth.users = old_spec.map(|s| s.auth.users.clone()).unwrap_or_default();
     if let Some(user) = &user {
         spec.auth.users.retain(|u| u.name != *user);
@@ -466,6 +479,10 @@ async fn apply_registry(client: &Client, registry: &Registry) -> Result<(), Inst
     });
     if !spec.auth.users.is_empty() {
         body["spec"]["auth"] = json!({"users": spec.auth.users});
+    }
+    // Left out when it is the default, so the command owns no field it was not asked about.
+    if spec.node_config != Default::default() {
+        body["spec"]["nodeConfig"] = json!(spec.node_config);
     }
     let namespace = registry.namespace().unwrap_or_default();
     Api::<Registry>::namespaced(client.clone(), &namespace)

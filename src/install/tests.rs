@@ -224,6 +224,25 @@ async fn enable_again_grows_the_volume_and_keeps_what_no_flag_says() {
         Some("40Gi")
     );
 
+    // containerd's hosts.toml on the nodes, in MicroK8s' folder.
+    let microk8s = "/var/snap/microk8s/current/args/certs.d";
+    run_enable(
+        &cluster,
+        args(|a| {
+            a.containerd_hosts = Some(true);
+            a.certs_dir = Some(microk8s.into());
+        }),
+    )
+    .await
+    .0
+    .unwrap();
+    let body = last_body(&cluster, REGISTRY);
+    assert_eq!(
+        body["spec"]["nodeConfig"],
+        json!({"containerd": true, "certsDir": microk8s})
+    );
+    assert_eq!(body["spec"]["storage"]["size"], "40Gi");
+
     // No flag: the same Registry again, not back to 20Gi.
     run_enable(&cluster, EnableArgs::new()).await.0.unwrap();
     let body = last_body(&cluster, REGISTRY);
@@ -232,6 +251,7 @@ async fn enable_again_grows_the_volume_and_keeps_what_no_flag_says() {
         json!({"size": "40Gi", "storageClassName": "fast"})
     );
     assert_eq!(body["spec"]["service"]["nodePort"], 32000);
+    assert_eq!(body["spec"]["nodeConfig"]["containerd"], true);
 
     // A shrink or another class is refused, with nothing written.
     take_writes(&cluster);

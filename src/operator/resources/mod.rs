@@ -8,6 +8,7 @@
 
 pub mod configmap;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod ingress;
 pub mod pvc;
@@ -79,6 +80,9 @@ pub mod names {
     }
     pub fn gc(registry: &Registry) -> String {
         format!("{}-gc", registry.name_any())
+    }
+    pub fn node_config(registry: &Registry) -> String {
+        format!("{}-node-config", registry.name_any())
     }
     pub fn tls(registry: &Registry) -> String {
         format!("{}-tls", registry.name_any())
@@ -247,6 +251,7 @@ mod tests {
         assert_eq!(names::admin(&r), "cache-admin");
         assert_eq!(names::ingress(&r), "cache");
         assert_eq!(names::gc(&r), "cache-gc");
+        assert_eq!(names::node_config(&r), "cache-node-config");
         assert_eq!(cluster_address(&r), "cache.dev.svc:5000");
     }
 
