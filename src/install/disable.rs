@@ -231,7 +231,14 @@ async fn wait_until_gone(
         };
         let past = Instant::now() + poll > deadline;
         if !current.finalizers().is_empty() && (past || !operator_running(client).await?) {
-            release(client, registries, &current).await?;
+            match release(client, registries, &current).await {
+                // Changed meanwhile (the operator wrote a status): read it again.
+                Err(InstallError::Kube {
+                    source: kube::Error::Api(status),
+                    ..
+                }) if status.code == 409 => {}
+                result => result?,
+            }
             continue;
         }
         if past {
