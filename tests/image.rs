@@ -1,7 +1,8 @@
 //! `berth image export` and `berth image push` with the real tools: skopeo
 //! inspects the archive, a private dockerd loads and runs it (no network: `--network
-//! none`, or the host's loopback), podman loads it, containerd imports it under the
-//! name a kubelet looks for, and a push to a berth on loopback comes back intact.
+//! none`, or the host's loopback; `berth serve`, and `berth node-config` as the
+//! DaemonSet runs it), podman loads it, containerd imports it under the name a
+//! kubelet looks for, and a push to a berth on loopback comes back intact.
 //!
 //! The image must hold a static berth. The test build of berth is dynamically
 //! linked, so these tests pack the static build named by `BERTH_STATIC_BINARY`
@@ -193,6 +194,36 @@ fn the_archive_loads_into_docker_podman_and_containerd_and_runs() {
         answered,
         "berth serve in the container did not answer on /v2/:\n{logs}"
     );
+
+    // What the node-config DaemonSet runs, with its pod's restrictions: root, no
+    // capability, no privilege escalation, a read-only root file system, and the
+    // node's certs.d mounted.
+    let certs = d.join("certs.d");
+    std::fs::create_dir(&certs).unwrap();
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "-v",
+        &format!("{}:/host/certs.d", certs.display()),
+        TAG,
+        "node-config",
+        "--once",
+        "--certs-dir",
+        "/host/certs.d",
+        "--host",
+        "localhost:32000",
+    ]);
+    let hosts_toml = std::fs::read_to_string(certs.join("localhost:32000/hosts.toml")).unwrap();
+    assert_eq!(hosts_toml, berth::nodeconfig::hosts_toml("localhost:32000"));
 
     // podman load.
     let podman_store = [
