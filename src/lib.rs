@@ -4,7 +4,10 @@
 
 pub mod bench;
 pub mod gc;
+pub mod image;
+pub mod install;
 pub mod logging;
+pub mod nodeconfig;
 pub mod oci;
 pub mod operator;
 pub mod registry;

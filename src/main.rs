@@ -2,8 +2,9 @@
 //! point of the library.
 
 use anyhow::Context;
+use berth::install::progress::{Lines, Progress, Spinner};
 use clap::{Parser, Subcommand};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -40,6 +41,25 @@ enum Command {
     Render(RenderArgs),
     /// Measure a registry: push and pull throughput, request rates, catalog latency
     Bench(berth::bench::BenchArgs),
+    /// Install berth in the current kube context's cluster: the CRD, the operator, and a
+    /// Registry every node pulls from at localhost:32000
+    Enable(berth::install::EnableArgs),
+    /// Remove the Registry and the operator (the images' volume and the CRD are kept unless --purge)
+    Disable(berth::install::DisableArgs),
+    /// Write containerd's hosts.toml for the registry's node port and keep it in place
+    /// (what the DaemonSet of spec.nodeConfig.containerd runs on every node)
+    NodeConfig(berth::nodeconfig::NodeConfigArgs),
+    /// The berth image (this binary, statically linked): export it as an archive or push it
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Write the image as an archive for docker/podman load, ctr import, kind, minikube
+    Export(berth::image::command::ExportArgs),
+    /// Push the image to a registry (plain HTTP: localhost, or --insecure)
+    Push(berth::image::command::PushArgs),
 }
 
 #[derive(clap::Args)]
@@ -48,7 +68,7 @@ struct RenderArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
     /// Image to deploy when spec.image is empty, as the operator's BERTH_IMAGE
-    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE")]
+    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE", default_value = berth::image::DEFAULT_IMAGE)]
     image: Option<String>,
     /// Secret manifests the Registry's auth refers to (password Secrets,
     /// existingSecret), so the htpasswd file is rendered for real; repeatable
@@ -87,7 +107,69 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot render {}", args.file.display()))?;
             print(&yaml)
         }
+        Command::Enable(args) => {
+            let enabled = tokio::runtime::Runtime::new()?.block_on(async {
+                let client = kube_client().await?;
+                berth::install::enable(&client, &args, progress().as_mut(), berth::install::POLL)
+                    .await
+            })?;
+            print(&enabled.to_string())
+        }
+        Command::Disable(args) => {
+            let disabled = tokio::runtime::Runtime::new()?.block_on(async {
+                let client = kube_client().await?;
+                berth::install::disable(
+                    &client,
+                    &args,
+                    progress().as_mut(),
+                    berth::install::POLL,
+                    &mut confirm,
+                )
+                .await
+            })?;
+            print(&disabled.to_string())
+        }
+        Command::NodeConfig(args) => {
+            Ok(tokio::runtime::Runtime::new()?.block_on(berth::nodeconfig::run(args))?)
+        }
+        Command::Image(ImageCommand::Export(args)) => {
+            let report = berth::image::command::export(&args)?;
+            // The archive may be on standard output; the report never is.
+            eprint!("{report}");
+            Ok(())
+        }
+        Command::Image(ImageCommand::Push(args)) => {
+            let report = tokio::runtime::Runtime::new()?
+                .block_on(berth::image::command::push_image(&args))?;
+            print(&report)
+        }
     }
+}
+
+async fn kube_client() -> Result<kube::Client, berth::install::InstallError> {
+    kube::Client::try_default()
+        .await
+        .map_err(berth::install::InstallError::Connect)
+}
+
+/// A spinner on a terminal, one line per step in a log.
+fn progress() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Spinner::new())
+    } else {
+        Box::new(Lines::new(std::io::stderr()))
+    }
+}
+
+/// Asks on the terminal; without one, the answer is no (`--yes` skips the question).
+fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
 /// Writes to standard output; a closed pipe (`berth crd | head`) is not an error.

@@ -329,7 +329,7 @@ fn cluster_role_is_least_privilege() {
             {"apiGroups": [""],
              "resources": ["persistentvolumeclaims", "services", "secrets", "configmaps"],
              "verbs": children},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": children},
+            {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": children},
             {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": children},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": children},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},

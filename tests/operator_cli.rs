@@ -137,9 +137,19 @@ fn render_refuses_what_the_operator_would_refuse() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("InvalidStorageSize"), "{stderr}");
+}
 
-    let no_image = file(REGISTRY);
-    let out = berth(&["render", "-f", no_image.path().to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--image"));
+#[test]
+fn render_defaults_to_the_image_berth_exports() {
+    // As the operator without BERTH_IMAGE: the image `berth image export` tags.
+    let registry = file(REGISTRY);
+    let out = berth(&["render", "-f", registry.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let image = concat!("image: berth:", env!("CARGO_PKG_VERSION"));
+    assert!(yaml.contains(image), "{yaml}");
 }

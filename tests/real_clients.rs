@@ -7,59 +7,19 @@
 
 mod common;
 
+use common::daemons::{containerd, dockerd, need, run, succeeds};
 use common::{Request, Server};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Whether every tool is installed; outside CI a missing one skips the test.
-fn need(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .stdout(Stdio::null())
-                .status()
-                .map(|s| !s.success())
-                .unwrap_or(true)
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {missing:?} not installed, but .ci/run installs them");
-    }
-    eprintln!("SKIPPED {test}: {missing:?} not installed (.ci/run installs them)");
-    false
-}
-
-/// Runs a command and returns its stdout; a failure shows what it printed.
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// GET with every manifest type accepted; returns (status, body).
@@ -163,79 +123,6 @@ fn uploads(requests: &[Request]) -> usize {
         .count()
 }
 
-/// A daemon started by a test, killed by PID when the test ends.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(program: &str, args: &[&str], log: &Path, ready: impl Fn() -> bool) -> Daemon {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(program)
-            .args(args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        let daemon = Daemon { child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready() {
-            assert!(Instant::now() < deadline, "{program} did not come up");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        daemon
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn succeeds(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A private containerd: its own root, state and socket, CRI disabled.
-fn containerd(dir: &Path) -> (Daemon, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    let socket = dir.join("containerd.sock").display().to_string();
-    let config = dir.join("containerd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{socket}\"\n",
-            dir.join("root").display(),
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(
-        "containerd",
-        &["--config", config.to_str().unwrap()],
-        &dir.join("containerd.log"),
-        || succeeds("ctr", &["-a", &socket, "version"]),
-    );
-    (daemon, socket)
-}
-
 /// The index tagged v1 in `repo` lists amd64 and arm64, and every manifest and
 /// blob under it is served intact.
 fn assert_two_platforms(host: &str, repo: &str) {
@@ -263,38 +150,6 @@ fn assert_two_platforms(host: &str, repo: &str) {
         }
     }
 }
-
-/// A private dockerd (vfs storage, no iptables, no bridge) on its own containerd.
-/// Returns the daemons, to drop at the end, and dockerd's socket.
-fn dockerd(dir: &Path) -> ((Daemon, Daemon), String) {
-    let (containerd, containerd_socket) = containerd(&dir.join("containerd"));
-    let socket = format!("unix://{}", dir.join("docker.sock").display());
-    let path = |name: &str| dir.join(name).display().to_string();
-    let dockerd = Daemon::start(
-        "dockerd",
-        &[
-            "--iptables=false",
-            "--ip6tables=false",
-            "--bridge=none",
-            "--storage-driver=vfs",
-            "--data-root",
-            &path("docker-data"),
-            "--exec-root",
-            &path("docker-exec"),
-            "--pidfile",
-            &path("docker.pid"),
-            "-H",
-            &socket,
-            "--containerd",
-            &containerd_socket,
-        ],
-        &dir.join("dockerd.log"),
-        || succeeds("docker", &["-H", &socket, "version"]),
-    );
-    // Drop order: dockerd before its containerd.
-    ((dockerd, containerd), socket)
-}
-
 #[test]
 fn skopeo_copies_lists_mounts_and_deletes() {
     if !need("skopeo", &["skopeo", "python3", "curl"]) {

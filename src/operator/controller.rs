@@ -9,7 +9,7 @@ use super::metrics::Metrics;
 use super::reconcile::{Context, error_policy, reconcile};
 use super::resources::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -32,8 +32,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR", default_value = DEFAULT_METRICS_LISTEN)]
     pub metrics_listen: SocketAddr,
     /// Image of the registries whose spec.image is empty (the chart sets it to the
-    /// operator's own image)
-    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE")]
+    /// operator's own image; the default is what `berth image export` tags)
+    #[arg(long, env = "BERTH_IMAGE", value_name = "IMAGE", default_value = crate::image::DEFAULT_IMAGE)]
     pub image: Option<String>,
 }
 
@@ -100,6 +100,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         )
         .owns(Api::<Ingress>::all(client.clone()), children())
         .owns(Api::<CronJob>::all(client.clone()), children())
+        .owns(Api::<DaemonSet>::all(client.clone()), children())
         // Secrets: the ones a Registry owns, and the password Secrets it only
         // refers to, so a password change is applied at once.
         .watches(

@@ -71,6 +71,24 @@ pub struct RegistrySpec {
     /// tools (tilt, skaffold, ctlptl) find this registry.
     #[serde(default = "yes")]
     pub local_registry_hosting: bool,
+    #[serde(default)]
+    pub node_config: NodeConfigSpec,
+}
+
+/// What the DaemonSet `NAME-node-config` sets up on every node.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigSpec {
+    /// Write containerd's `CERTS_DIR/localhost:NODEPORT/hosts.toml` on every node
+    /// (server http://localhost:NODEPORT, pull and resolve), so kubelets pull from
+    /// the NodePort over plain HTTP. containerd reads it on each pull when its CRI
+    /// registry `config_path` is that folder.
+    #[serde(default)]
+    pub containerd: bool,
+    /// containerd's certs.d folder on the nodes (MicroK8s:
+    /// /var/snap/microk8s/current/args/certs.d).
+    #[serde(default = "default_certs_dir")]
+    pub certs_dir: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -293,6 +311,12 @@ fn default_node_port() -> Option<i32> {
     Some(DEFAULT_NODE_PORT)
 }
 
+pub const DEFAULT_CERTS_DIR: &str = "/etc/containerd/certs.d";
+
+fn default_certs_dir() -> String {
+    DEFAULT_CERTS_DIR.into()
+}
+
 fn default_schedule() -> String {
     "0 3 * * 0".into()
 }
@@ -326,6 +350,16 @@ impl Default for RegistrySpec {
             tolerations: None,
             affinity: None,
             local_registry_hosting: true,
+            node_config: NodeConfigSpec::default(),
+        }
+    }
+}
+
+impl Default for NodeConfigSpec {
+    fn default() -> Self {
+        Self {
+            containerd: false,
+            certs_dir: default_certs_dir(),
         }
     }
 }
@@ -387,6 +421,8 @@ mod tests {
         assert_eq!(spec.gc.schedule, "0 3 * * 0");
         assert!(!spec.gc.delete_untagged && !spec.gc.suspend);
         assert!(spec.local_registry_hosting);
+        assert!(!spec.node_config.containerd);
+        assert_eq!(spec.node_config.certs_dir, "/etc/containerd/certs.d");
         let requests = spec.resources.requests.unwrap();
         assert_eq!(requests["cpu"], Quantity("100m".into()));
         assert_eq!(requests["memory"], Quantity("128Mi".into()));

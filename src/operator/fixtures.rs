@@ -1,13 +1,15 @@
 //! Test fixtures for the reconcile loop, after kube-rs/controller-rs: a mock API
 //! server on a tower-test service, and named scenarios that set up what the
-//! cluster holds before a pass.
+//! cluster holds before a pass. `berth enable` and `disable` (src/install) are
+//! tested on the same mock, with their own field manager.
 //!
 //! The mock is a small in-memory API server rather than a script of expected
-//! requests: it answers GET, server-side apply, merge patch, DELETE and event
-//! POSTs on the paths kube builds, logs every request, and plays the controllers
-//! a pass waits for (a Deployment's pods become ready, a claim gets bound). Tests
-//! then assert on what the cluster holds, which does not break when a pass reads
-//! one more object.
+//! requests: it answers GET (an object, or a list), server-side apply, merge
+//! patch, create, DELETE (a namespace takes what is in it) and event POSTs on the
+//! paths kube builds, logs every request with its body, and plays the
+//! controllers a pass waits for (a Deployment's pods become ready, a claim gets
+//! bound, a CRD is established). Tests then assert on what the cluster holds,
+//! which does not break when a pass reads one more object.
 
 use super::crd::{Registry, RegistrySpec};
 use super::htpasswd::LineCache;
@@ -39,13 +41,24 @@ pub fn registry_path() -> String {
     path("berth.dev/v1alpha1", "registries", NAME)
 }
 
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
 /// The state the mock API server holds, shared with the test.
-#[derive(Default)]
 pub struct Cluster {
     /// Objects by path.
     pub objects: BTreeMap<String, Value>,
     /// `METHOD path` of every request, in order.
     pub log: Vec<String>,
+    /// Every request with its query and body, in order.
+    pub requests: Vec<Logged>,
+    /// The field manager every server-side apply must name (and force).
+    pub field_manager: &'static str,
     /// Reasons of the events posted.
     pub events: Vec<String>,
     /// Requests to paths starting with the prefix are refused with the status
@@ -54,7 +67,30 @@ pub struct Cluster {
     next_resource_version: u64,
 }
 
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            objects: BTreeMap::new(),
+            log: Vec::new(),
+            requests: Vec::new(),
+            field_manager: super::FIELD_MANAGER,
+            events: Vec::new(),
+            refuse: None,
+            next_resource_version: 0,
+        }
+    }
+}
+
 impl Cluster {
+    /// The requests that change something (not GET), as `METHOD path`.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
     pub fn get(&self, path: &str) -> Option<&Value> {
         self.objects.get(path)
     }
@@ -139,15 +175,7 @@ pub fn context_with_image(
         }
     }
 
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let server = cluster.clone();
-    tokio::spawn(async move {
-        while let Some((request, respond)) = handle.next_request().await {
-            let response = serve(&server, request).await;
-            respond.send_response(response);
-        }
-    });
+    let client = client(&cluster);
     let ctx = Context {
         recorder: Recorder::new(
             client.clone(),
@@ -162,6 +190,19 @@ pub fn context_with_image(
         htpasswd_lines: Arc::new(LineCache::default()),
     };
     (Arc::new(ctx), cluster)
+}
+
+/// A kube client whose API server is the mock holding `cluster`.
+pub fn client(cluster: &Arc<Mutex<Cluster>>) -> Client {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = cluster.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let response = serve(&server, request).await;
+            respond.send_response(response);
+        }
+    });
+    Client::new(service, "default")
 }
 
 fn reply(code: StatusCode, body: &Value) -> Response<Body> {
@@ -199,6 +240,11 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
 
     let mut c = cluster.lock().unwrap();
     c.log.push(format!("{method} {full_path}"));
+    c.requests.push(Logged {
+        method: method.to_string(),
+        path: full_path.clone(),
+        body: body.clone(),
+    });
     if let Some((_, code)) = c
         .refuse
         .as_ref()
@@ -237,21 +283,65 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
         )
     };
     match method {
+        Method::GET if is_collection(&path) => {
+            let items: Vec<Value> = c
+                .objects
+                .iter()
+                .filter(|(key, _)| in_collection(key, &path))
+                .map(|(_, object)| object.clone())
+                .collect();
+            reply(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "List",
+                        "metadata": {"resourceVersion": "1"}, "items": items}),
+            )
+        }
         Method::GET => match c.get(&path) {
             Some(object) => reply(StatusCode::OK, object),
             None => not_found(),
         },
+        Method::POST if is_collection(&path) => {
+            let name = body["metadata"]["name"].as_str().unwrap_or_default();
+            let path = format!("{path}/{name}");
+            if c.objects.contains_key(&path) {
+                return failure(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("{path} already exists"),
+                );
+            }
+            let object = applied(None, body);
+            c.insert(path.clone(), object);
+            reply(StatusCode::CREATED, &c.objects[&path])
+        }
         Method::DELETE => match c.objects.remove(&path) {
-            Some(object) => reply(StatusCode::OK, &object),
+            // An object with finalizers stays, marked for deletion, until they go.
+            Some(mut object) if has_finalizers(&object) => {
+                object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                c.insert(path.clone(), object);
+                reply(StatusCode::OK, &c.objects[&path])
+            }
+            Some(object) => {
+                // A namespace takes everything in it.
+                if let Some(namespace) = path.strip_prefix("/api/v1/namespaces/") {
+                    let inside = format!("/namespaces/{namespace}/");
+                    c.objects.retain(|key, _| !key.contains(&inside));
+                }
+                reply(StatusCode::OK, &object)
+            }
             None => not_found(),
         },
         Method::PATCH if content_type.starts_with("application/apply-patch") => {
-            // The contract: every apply by the operator's field manager, forced.
-            if !(query.contains("fieldManager=berth-operator") && query.contains("force=true")) {
+            // The contract: every apply by one field manager, forced.
+            let manager = format!("fieldManager={}", c.field_manager);
+            if !(query.split('&').any(|q| q == manager) && query.contains("force=true")) {
                 return failure(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
-                    format!("apply without the berth-operator field manager and force: {query}"),
+                    format!(
+                        "apply without the {} field manager and force: {query}",
+                        c.field_manager
+                    ),
                 );
             }
             let existing = c.get(&path).cloned();
@@ -282,6 +372,10 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
                 );
             }
             merge(&mut existing, &body);
+            if !existing["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&existing) {
+                c.objects.remove(&path);
+                return reply(StatusCode::OK, &existing);
+            }
             c.insert(path.clone(), existing);
             reply(StatusCode::OK, &c.objects[&path])
         }
@@ -290,6 +384,53 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
             "MethodNotAllowed",
             format!("the mock does not serve {method} {content_type}"),
         ),
+    }
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// The part of a path after the group and version: `[namespaces, NS,] PLURAL [, NAME]`.
+fn resource_segments(path: &str) -> Vec<&str> {
+    let rest = match path.strip_prefix("/api/v1") {
+        Some(rest) => rest,
+        None => path
+            .strip_prefix("/apis/")
+            .and_then(|p| p.splitn(3, '/').nth(2))
+            .unwrap_or_default(),
+    };
+    rest.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// Whether a path names a collection (a list, or where a create goes) rather
+/// than an object.
+fn is_collection(path: &str) -> bool {
+    match resource_segments(path).as_slice() {
+        ["namespaces", _, _] => true,
+        ["namespaces", _, _, _] => false,
+        [_] => true,
+        _ => false,
+    }
+}
+
+/// Whether the object at `key` is in the collection at `path`; a collection
+/// with no namespace holds the objects of every namespace.
+fn in_collection(key: &str, path: &str) -> bool {
+    let Some((parent, _)) = key.rsplit_once('/') else {
+        return false;
+    };
+    if parent == path {
+        return true;
+    }
+    let prefix_len = path.len() - resource_segments(path).join("/").len();
+    match resource_segments(key).as_slice() {
+        ["namespaces", _, plural, _] if resource_segments(path).len() == 1 => {
+            key.starts_with(&path[..prefix_len]) && resource_segments(path)[0] == *plural
+        }
+        _ => false,
     }
 }
 
@@ -333,6 +474,11 @@ fn play_controllers(mut object: Value) -> Value {
         Some("PersistentVolumeClaim") => {
             let request = object["spec"]["resources"]["requests"]["storage"].clone();
             object["status"] = json!({"phase": "Bound", "capacity": {"storage": request}});
+        }
+        Some("CustomResourceDefinition") => {
+            object["status"] = json!({"conditions": [
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted"}]});
         }
         _ => {}
     }

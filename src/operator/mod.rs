@@ -17,7 +17,7 @@
 pub mod controller;
 pub mod crd;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod htpasswd;
 mod metrics;
 pub mod quantity;

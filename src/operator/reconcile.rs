@@ -16,8 +16,8 @@ use super::htpasswd::{Credential, LineCache, password_from_secret};
 use super::metrics::Metrics;
 use super::resources::configmap::{self, published_by};
 use super::resources::{
-    HTPASSWD_KEY, Settings, TOKEN_KEY, cluster_address, cronjob, deployment, ingress, names, pvc,
-    secret, service,
+    HTPASSWD_KEY, Settings, TOKEN_KEY, cluster_address, cronjob, daemonset, deployment, ingress,
+    names, pvc, secret, service,
 };
 use super::status::{self, DEGRADED, PROGRESSING, READY, STORAGE_READY, Wanted, wanted};
 use super::storage::{self, Change, Plan};
@@ -237,6 +237,17 @@ impl<'a> Pass<'a> {
             None => {
                 self.delete_owned::<k8s_openapi::api::batch::v1::CronJob>(&names::gc(registry))
                     .await?
+            }
+        }
+        match daemonset::daemonset(registry, &settings) {
+            Some(daemonset) => {
+                self.apply(daemonset).await?;
+            }
+            None => {
+                self.delete_owned::<k8s_openapi::api::apps::v1::DaemonSet>(&names::node_config(
+                    registry,
+                ))
+                .await?
             }
         }
         if let Some(hosting) = configmap::configmap(registry) {
@@ -890,6 +901,32 @@ mod tests {
         let claim = &c.objects[&path("v1", "persistentvolumeclaims", "cache-data")];
         assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "40Gi");
         assert!(c.events.contains(&"Resizing".to_string()));
+    }
+
+    #[tokio::test]
+    async fn the_node_config_daemonset_comes_and_goes_with_the_spec() {
+        let (ctx, cluster, registry) = fresh();
+        let daemonset = path("apps/v1", "daemonsets", "cache-node-config");
+        pass(&ctx, registry).await;
+        assert!(get(&cluster, &daemonset).is_none(), "off by default");
+
+        edit(&cluster, |s| s.node_config.containerd = true);
+        pass(&ctx, current(&cluster)).await;
+        let applied = get(&cluster, &daemonset).expect("the DaemonSet");
+        assert_eq!(owner_uid(&applied), Some(fixtures::UID));
+        let pod = &applied["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["hostPath"]["path"],
+            "/etc/containerd/certs.d"
+        );
+        assert_eq!(pod["containers"][0]["image"], "ghcr.io/berth/berth:test");
+
+        edit(&cluster, |s| s.node_config.containerd = false);
+        pass(&ctx, current(&cluster)).await;
+        assert!(
+            get(&cluster, &daemonset).is_none(),
+            "deleted when turned off"
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,8 @@
 use super::crd::Registry;
 use super::htpasswd::{Credential, LineCache, password_from_secret};
 use super::resources::{
-    HTPASSWD_KEY, Settings, configmap, cronjob, deployment, ingress, pvc, secret, service,
+    HTPASSWD_KEY, Settings, configmap, cronjob, daemonset, deployment, ingress, pvc, secret,
+    service,
 };
 use super::validate::{self, Invalid};
 use k8s_openapi::api::core::v1::Secret;
@@ -114,6 +115,9 @@ pub fn render(
     }
     if let Some(cronjob) = cronjob::cronjob(&registry, &settings) {
         push(&mut out, None, &cronjob)?;
+    }
+    if let Some(daemonset) = daemonset::daemonset(&registry, &settings) {
+        push(&mut out, None, &daemonset)?;
     }
     if let Some(hosting) = configmap::configmap(&registry) {
         push(

@@ -126,6 +126,7 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
 
     check_auth(registry)?;
     check_ingress(registry)?;
+    check_node_config(registry)?;
 
     if spec.gc.enabled && !is_cron_schedule(&spec.gc.schedule) {
         return Err(invalid(
@@ -206,6 +207,30 @@ fn check_ingress(registry: &Registry) -> Result<(), Invalid> {
     Ok(())
 }
 
+fn check_node_config(registry: &Registry) -> Result<(), Invalid> {
+    let node_config = &registry.spec.node_config;
+    if !node_config.containerd {
+        return Ok(());
+    }
+    if registry.spec.service.node_port.is_none() {
+        return Err(invalid(
+            "InvalidNodeConfig",
+            "spec.nodeConfig.containerd points containerd at localhost:NODEPORT, and spec.service.nodePort is null",
+        ));
+    }
+    let dir = std::path::Path::new(&node_config.certs_dir);
+    if !dir.is_absolute() || dir.components().any(|c| c.as_os_str() == "..") {
+        return Err(invalid(
+            "InvalidNodeConfig",
+            format!(
+                "spec.nodeConfig.certsDir {:?} must be an absolute path on the nodes",
+                node_config.certs_dir
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A light check of the CronJob schedule, enough to catch a typo before the API
 /// server refuses the CronJob: five fields of cron characters, or a macro.
 fn is_cron_schedule(schedule: &str) -> bool {
@@ -272,6 +297,34 @@ mod tests {
         let own = registry(|s| s.image = Some("mine:2".into()));
         assert_eq!(image(&own, Some("berth:1")).unwrap(), "mine:2");
         assert_eq!(image(&own, None).unwrap(), "mine:2");
+    }
+
+    #[test]
+    fn node_config_rules() {
+        let on = |s: &mut RegistrySpec| s.node_config.containerd = true;
+        assert_eq!(check(&registry(on)), Ok(()));
+        assert_eq!(
+            reason(|s| {
+                on(s);
+                s.service.node_port = None;
+            }),
+            "InvalidNodeConfig"
+        );
+        for bad in ["etc/containerd/certs.d", "/etc/../tmp"] {
+            assert_eq!(
+                reason(|s| {
+                    on(s);
+                    s.node_config.certs_dir = bad.into();
+                }),
+                "InvalidNodeConfig",
+                "{bad}"
+            );
+        }
+        // Off, the folder is not looked at.
+        assert_eq!(
+            check(&registry(|s| s.node_config.certs_dir = "relative".into())),
+            Ok(())
+        );
     }
 
     #[test]

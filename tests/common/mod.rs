@@ -2,6 +2,8 @@
 //! a given data folder, and stops it with SIGKILL (so a restart test is a crash test).
 #![allow(dead_code)]
 
+pub mod daemons;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -4,8 +4,8 @@
 
 use super::deployment::secret_volume;
 use super::{
-    ADMIN_DIR, Settings, TOKEN_KEY, cluster_address, container_security_context, labels, metadata,
-    names, pod_security_context,
+    ADMIN_DIR, Settings, TOKEN_KEY, cluster_address, container_security_context, helper_pod_labels,
+    metadata, names, pod_security_context,
 };
 use crate::operator::crd::Registry;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 /// A run missed by more than this (controller down, node trouble) is skipped
 /// rather than started late; the next one comes on schedule.
 pub const STARTING_DEADLINE_SECONDS: i64 = 3600;
+
+/// The `app.kubernetes.io/name` of the GC Jobs and their pods.
+pub const POD_APP_NAME: &str = "berth-gc";
 
 /// The CronJob, or None when `spec.gc.enabled` is false.
 pub fn cronjob(registry: &Registry, settings: &Settings) -> Option<CronJob> {
@@ -75,14 +78,14 @@ pub fn cronjob(registry: &Registry, settings: &Settings) -> Option<CronJob> {
             failed_jobs_history_limit: Some(3),
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(registry)),
+                    labels: Some(helper_pod_labels(registry, POD_APP_NAME)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(JobSpec {
                     backoff_limit: Some(2),
                     template: PodTemplateSpec {
                         metadata: Some(ObjectMeta {
-                            labels: Some(labels(registry)),
+                            labels: Some(helper_pod_labels(registry, POD_APP_NAME)),
                             ..ObjectMeta::default()
                         }),
                         spec: Some(PodSpec {
@@ -116,6 +119,7 @@ pub fn cronjob(registry: &Registry, settings: &Settings) -> Option<CronJob> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{assert_child_meta, registry, settings};
+    use super::super::{selector_labels, service};
     use super::*;
 
     fn pod(c: &CronJob) -> &PodSpec {
@@ -187,5 +191,24 @@ mod tests {
         assert_eq!(args.last().map(String::as_str), Some("--delete-untagged"));
         assert_eq!(args[2], "http://cache.dev.svc:5443");
         assert!(cronjob(&registry(|s| s.gc.enabled = false), &settings()).is_none());
+    }
+
+    #[test]
+    fn its_pods_are_not_registry_pods() {
+        let r = registry(|_| {});
+        let c = cronjob(&r, &settings()).unwrap();
+        let template = &c.spec.job_template.spec.as_ref().unwrap().template;
+        let pod_labels = template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        assert_eq!(pod_labels["app.kubernetes.io/name"], "berth-gc");
+        assert_eq!(pod_labels["app.kubernetes.io/instance"], "cache");
+        let service_selector = service::cluster_service(&r).spec.unwrap().selector.unwrap();
+        let selects = |selector: &BTreeMap<String, String>| {
+            selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+        };
+        assert!(
+            !selects(&service_selector),
+            "the Service would send requests to the GC pod {pod_labels:?}"
+        );
+        assert!(!selects(&selector_labels(&r)));
     }
 }

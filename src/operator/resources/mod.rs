@@ -8,6 +8,7 @@
 
 pub mod configmap;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod ingress;
 pub mod pvc;
@@ -80,6 +81,9 @@ pub mod names {
     pub fn gc(registry: &Registry) -> String {
         format!("{}-gc", registry.name_any())
     }
+    pub fn node_config(registry: &Registry) -> String {
+        format!("{}-node-config", registry.name_any())
+    }
     pub fn tls(registry: &Registry) -> String {
         format!("{}-tls", registry.name_any())
     }
@@ -104,6 +108,15 @@ pub fn cluster_address(registry: &Registry) -> String {
 pub fn labels(registry: &Registry) -> BTreeMap<String, String> {
     let mut labels = selector_labels(registry);
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
+    labels
+}
+
+/// Labels of a Registry's pods that are not registry pods (GC runs, node-config):
+/// the child labels under their own `app.kubernetes.io/name`, so the registry
+/// Services and Deployment never select them.
+pub fn helper_pod_labels(registry: &Registry, app_name: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(registry);
+    labels.insert(LABEL_NAME.into(), app_name.into());
     labels
 }
 
@@ -247,6 +260,7 @@ mod tests {
         assert_eq!(names::admin(&r), "cache-admin");
         assert_eq!(names::ingress(&r), "cache");
         assert_eq!(names::gc(&r), "cache-gc");
+        assert_eq!(names::node_config(&r), "cache-node-config");
         assert_eq!(cluster_address(&r), "cache.dev.svc:5000");
     }
 

@@ -1,0 +1,662 @@
+//! `berth enable`: one command from an empty cluster to a registry every node
+//! pulls from at `localhost:32000`, as `microk8s enable registry` does.
+//!
+//! 1. Decide, before anything is written: the size (at least 20Gi, never less
+//!    than the Registry already asks for), the StorageClass (it must exist; none
+//!    named means the cluster's default, which must exist too), the node port,
+//!    the user. A refusal says why and changes nothing.
+//! 2. Apply install.yaml's objects (the CRD and the operator), wait for the CRD.
+//! 3. Create the Registry's namespace and the user's password Secret when they
+//!    are missing, then apply the Registry.
+//! 4. Wait for the operator's pod, then for the Registry to be Ready, showing
+//!    what it waits for; then say how to push and how to pull from a pod.
+//!
+//! Running it again is safe: what a flag does not say is kept from the Registry
+//! as it is (a size, a class, a user, the node config), so `berth enable --size
+//! 60Gi` grows the volume and changes nothing else.
+
+use super::objects::{self, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, Object};
+use super::progress::Progress;
+use super::{CREATED_BY_LABEL, FIELD_MANAGER, InstallError, kube_error};
+use crate::image::DEFAULT_IMAGE;
+use crate::operator::crd::{DEFAULT_NODE_PORT, Registry, SecretKeyRef, User};
+use crate::operator::quantity::Amount;
+use crate::operator::status::{READY, STORAGE_READY};
+use crate::operator::validate;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use serde_json::json;
+use std::fmt;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The smallest volume `berth enable` makes: images fill less only in demos.
+pub const MIN_SIZE: &str = "20Gi";
+pub const DEFAULT_NAMESPACE: &str = "container-registry";
+pub const DEFAULT_NAME: &str = "registry";
+/// The key of a user's password in its Secret.
+pub const PASSWORD_KEY: &str = "password";
+
+const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnableArgs {
+    /// Size of the images' volume (at least 20Gi; it can grow later, never shrink)
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// StorageClass of the volume (default: the cluster's default class)
+    #[arg(long = "storageclass", value_name = "NAME")]
+    pub storage_class: Option<String>,
+    /// Namespace of the Registry
+    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Name of the Registry
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub name: String,
+    /// Require logins, and create this user with a generated password (printed once)
+    #[arg(long, value_name = "USER")]
+    pub auth: Option<String>,
+    /// Node port every node serves the registry on (30000-32767)
+    #[arg(long, value_name = "PORT")]
+    pub node_port: Option<i32>,
+    /// Write containerd's certs.d/localhost:PORT/hosts.toml on every node (a DaemonSet),
+    /// so kubelets pull from the node port over plain HTTP
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub containerd_hosts: Option<bool>,
+    /// containerd's certs.d folder on the nodes, for --containerd-hosts
+    /// (MicroK8s: /var/snap/microk8s/current/args/certs.d)
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<String>,
+    /// Image of the operator and the registry (import it on the nodes first:
+    /// `berth image export`)
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// How long to wait for the registry to be ready
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Apply and return at once, without waiting for the registry
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl EnableArgs {
+    /// The flags' defaults, for tests and library callers.
+    pub fn new() -> EnableArgs {
+        EnableArgs {
+            size: None,
+            storage_class: None,
+            namespace: DEFAULT_NAMESPACE.into(),
+            name: DEFAULT_NAME.into(),
+            auth: None,
+            node_port: None,
+            containerd_hosts: None,
+            certs_dir: None,
+            image: DEFAULT_IMAGE.into(),
+            timeout: Duration::from_secs(300),
+            no_wait: false,
+        }
+    }
+}
+
+impl Default for EnableArgs {
+    fn default() -> Self {
+        EnableArgs::new()
+    }
+}
+
+/// What `berth enable` did, for the closing message.
+#[derive(Debug, Clone)]
+pub struct Enabled {
+    pub registry: Registry,
+    /// Whether it waited for (and saw) the Registry Ready.
+    pub ready: bool,
+    pub login: Option<Login>,
+    /// A warning about the volume (e.g. its class cannot grow it).
+    pub storage_note: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub secret: String,
+    /// The password, when this run generated it (it is shown once).
+    pub new_password: Option<String>,
+}
+
+/// What the flags and the cluster decide, before anything is written.
+struct Plan {
+    registry: Registry,
+    user: Option<String>,
+}
+
+/// Runs `berth enable`; `poll` is how often it looks while waiting.
+pub async fn enable(
+    client: &Client,
+    args: &EnableArgs,
+    progress: &mut dyn Progress,
+    poll: Duration,
+) -> Result<Enabled, InstallError> {
+    let registries: Api<Registry> = Api::namespaced(client.clone(), &args.namespace);
+    let existing = registries
+        .get_opt(&args.name)
+        .await
+        .map_err(kube_error("read the Registry"))?;
+    let plan = plan(client, args, existing.as_ref()).await?;
+    let install = objects::objects(&args.image)?;
+
+    progress.waiting("applying the CRD and the operator");
+    for object in &install {
+        object
+            .api(client)
+            .patch(
+                &object.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object.body),
+            )
+            .await
+            .map_err(kube_error(format!(
+                "apply {} {}",
+                object.kind(),
+                object.name
+            )))?;
+    }
+    let deadline = Instant::now() + args.timeout;
+    wait_for_crd(client, progress, poll, deadline, &install).await?;
+    progress.done(&format!(
+        "CRD and operator applied (namespace {OPERATOR_NAMESPACE}, image {})",
+        args.image
+    ));
+
+    ensure_namespace(client, &args.namespace).await?;
+    let login = match &plan.user {
+        Some(user) => Some(ensure_password(client, args, user).await?),
+        None => None,
+    };
+    let mut registry = plan.registry;
+    apply_registry(client, &registry).await?;
+    progress.done(&format!(
+        "Registry {}/{} applied ({})",
+        args.namespace, args.name, registry.spec.storage.size.0
+    ));
+    if args.no_wait {
+        return Ok(Enabled {
+            registry,
+            ready: false,
+            login,
+            storage_note: None,
+        });
+    }
+
+    wait_for_operator(client, progress, poll, deadline).await?;
+    registry = wait_for_registry(&registries, &args.name, progress, poll, deadline).await?;
+    let storage_note = registry
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == STORAGE_READY && c.status != "True")
+        .map(|c| format!("{}: {}", c.reason, c.message));
+    Ok(Enabled {
+        registry,
+        ready: true,
+        login,
+        storage_note,
+    })
+}
+
+/// The Registry the flags ask for, over the one that exists; refuses what cannot
+/// be done, before anything is applied.
+async fn plan(
+    client: &Client,
+    args: &EnableArgs,
+    existing: Option<&Registry>,
+) -> Result<Plan, InstallError> {
+    let old_spec = existing.map(|r| &r.spec);
+
+    let size = match (&args.size, old_spec) {
+        (Some(size), _) => size.clone(),
+        (None, Some(spec)) => spec.storage.size.0.clone(),
+        (None, None) => MIN_SIZE.to_string(),
+    };
+    let amount = Amount::parse(&size).map_err(|e| InstallError::Size(e.to_string()))?;
+    let minimum = Amount::parse(MIN_SIZE).expect("MIN_SIZE is a quantity");
+    if amount < minimum {
+        return Err(InstallError::Size(format!(
+            "{size} is below the {MIN_SIZE} minimum"
+        )));
+    }
+    if let Some(old) = old_spec.map(|s| &s.storage.size.0)
+        && Amount::parse(old).is_ok_and(|old| amount < old)
+    {
+        return Err(InstallError::Size(format!(
+            "{size} is smaller than the {old} the Registry has; a volume can grow, never shrink"
+        )));
+    }
+
+    let old_class = old_spec.and_then(|s| s.storage.storage_class_name.clone());
+    let class = match (&args.storage_class, old_class) {
+        (Some(new), Some(old)) if *new != old => {
+            return Err(InstallError::StorageClass(format!(
+                "the Registry's volume is of StorageClass {old}, and a volume cannot change class; \
+                 `berth disable --purge` first to start over on {new}"
+            )));
+        }
+        (Some(new), _) => {
+            let classes = storage_classes(client).await?;
+            if !classes.iter().any(|c| c.name_any() == *new) {
+                return Err(InstallError::StorageClass(format!(
+                    "no StorageClass {new} in the cluster ({})",
+                    available(&classes)
+                )));
+            }
+            Some(new.clone())
+        }
+        (None, Some(old)) => Some(old),
+        // An existing claim is bound already, whatever the default is now.
+        (None, None) if existing.is_some() => None,
+        (None, None) => {
+            let classes = storage_classes(client).await?;
+            if !classes.iter().any(is_default_class) {
+                return Err(InstallError::StorageClass(format!(
+                    "the cluster has no default StorageClass; name one with --storageclass ({})",
+                    available(&classes)
+                )));
+            }
+            None
+        }
+    };
+
+    let user = args.auth.clone();
+    if let Some(user) = &user
+        && !is_user_name(user)
+    {
+        return Err(InstallError::User(user.clone()));
+    }
+
+    let mut registry = Registry::new(&args.name, Default::default());
+    registry.metadata.namespace = Some(args.namespace.clone());
+    let spec = &mut registry.spec;
+    spec.storage.size = Quantity(size);
+    spec.storage.storage_class_name = class;
+    spec.service.node_port = Some(
+        args.node_port
+            .or(old_spec.and_then(|s| s.service.node_port))
+            .unwrap_or(DEFAULT_NODE_PORT),
+    );
+    let old_node_config = old_spec.map(|s| s.node_config.clone()).unwrap_or_default();
+    spec.node_config.containerd = args.containerd_hosts.unwrap_or(old_node_config.containerd);
+    spec.node_config.certs_dir = args.certs_dir.clone().unwrap_or(old_node_config.certs_dir);
+    spec.auth.users = old_spec.map(|s| s.auth.users.clone()).unwrap_or_default();
+    if let Some(user) = &user {
+        spec.auth.users.retain(|u| u.name != *user);
+        spec.auth.users.push(User {
+            name: user.clone(),
+            password_secret_ref: SecretKeyRef {
+                name: password_secret(&args.name, user),
+                key: PASSWORD_KEY.into(),
+            },
+        });
+    }
+    // What the operator would refuse (a node port out of range …), refused now.
+    validate::check(&registry).map_err(|invalid| InstallError::Spec(invalid.message))?;
+    Ok(Plan { registry, user })
+}
+
+async fn storage_classes(client: &Client) -> Result<Vec<StorageClass>, InstallError> {
+    Ok(Api::<StorageClass>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_error("list the StorageClasses"))?
+        .items)
+}
+
+fn is_default_class(class: &StorageClass) -> bool {
+    DEFAULT_CLASS_ANNOTATIONS
+        .iter()
+        .any(|a| class.annotations().get(*a).map(String::as_str) == Some("true"))
+}
+
+fn available(classes: &[StorageClass]) -> String {
+    if classes.is_empty() {
+        return "it has none: install a provisioner first".into();
+    }
+    let names: Vec<String> = classes
+        .iter()
+        .map(|c| {
+            let default = if is_default_class(c) {
+                " (default)"
+            } else {
+                ""
+            };
+            format!("{}{default}", c.name_any())
+        })
+        .collect();
+    format!("available: {}", names.join(", "))
+}
+
+/// A user name that is also a DNS label, since it goes into the Secret's name.
+fn is_user_name(user: &str) -> bool {
+    let bytes = user.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 40
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// The Secret holding a user's password: `NAME-USER-password`.
+pub fn password_secret(registry: &str, user: &str) -> String {
+    format!("{registry}-{user}-password")
+}
+
+async fn wait_for_crd(
+    client: &Client,
+    progress: &mut dyn Progress,
+    poll: Duration,
+    deadline: Instant,
+    install: &[Object],
+) -> Result<(), InstallError> {
+    if !install.iter().any(Object::is_crd) {
+        return Ok(());
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let what = format!("the CRD {} to be established", Registry::crd_name());
+    loop {
+        let crd = crds
+            .get_opt(Registry::crd_name())
+            .await
+            .map_err(kube_error("read the CRD"))?;
+        let established = crd
+            .and_then(|c| c.status?.conditions)
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return Ok(());
+        }
+        progress.waiting(&format!("waiting for {what}"));
+        sleep_until_next(poll, deadline, &what).await?;
+    }
+}
+
+/// Sleeps one poll, or fails when the deadline is past.
+async fn sleep_until_next(
+    poll: Duration,
+    deadline: Instant,
+    what: &str,
+) -> Result<(), InstallError> {
+    if Instant::now() + poll > deadline {
+        return Err(InstallError::Timeout(what.to_string()));
+    }
+    tokio::time::sleep(poll).await;
+    Ok(())
+}
+
+/// Creates the namespace unless it exists, marked as ours so that `disable
+/// --purge` deletes only a namespace `enable` made.
+async fn ensure_namespace(client: &Client, name: &str) -> Result<(), InstallError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(name)
+        .await
+        .map_err(kube_error("read the namespace"))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}},
+    }))
+    .expect("a Namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .map_err(kube_error(format!("create namespace {name}")))?;
+    Ok(())
+}
+
+/// The user's password Secret: kept when it exists (its password is not shown
+/// again), else created with a new random password.
+async fn ensure_password(
+    client: &Client,
+    args: &EnableArgs,
+    user: &str,
+) -> Result<Login, InstallError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
+    let name = password_secret(&args.name, user);
+    let login = |new_password| Login {
+        user: user.to_string(),
+        secret: name.clone(),
+        new_password,
+    };
+    if secrets
+        .get_opt(&name)
+        .await
+        .map_err(kube_error("read the password Secret"))?
+        .is_some()
+    {
+        return Ok(login(None));
+    }
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).map_err(|e| InstallError::Random(e.to_string()))?;
+    let password = hex::encode(bytes);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": args.namespace,
+                     "labels": {CREATED_BY_LABEL: FIELD_MANAGER}},
+        "type": "Opaque",
+        "stringData": {PASSWORD_KEY: password},
+    }))
+    .expect("a Secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(kube_error(format!("create Secret {name}")))?;
+    Ok(login(Some(password)))
+}
+
+/// Applies the fields `berth enable` owns, and only those: whatever else someone
+/// set on the Registry (an Ingress, GC settings) stays theirs.
+async fn apply_registry(client: &Client, registry: &Registry) -> Result<(), InstallError> {
+    let spec = &registry.spec;
+    let mut storage = json!({"size": spec.storage.size});
+    if let Some(class) = &spec.storage.storage_class_name {
+        storage["storageClassName"] = class.clone().into();
+    }
+    let mut body = json!({
+        "apiVersion": crate::operator::crd::API_VERSION,
+        "kind": crate::operator::crd::KIND,
+        "metadata": {"name": registry.name_any(), "namespace": registry.namespace()},
+        "spec": {"storage": storage, "service": {"nodePort": spec.service.node_port}},
+    });
+    if !spec.auth.users.is_empty() {
+        body["spec"]["auth"] = json!({"users": spec.auth.users});
+    }
+    // Left out when it is the default, so the command owns no field it was not asked about.
+    if spec.node_config != Default::default() {
+        body["spec"]["nodeConfig"] = json!(spec.node_config);
+    }
+    let namespace = registry.namespace().unwrap_or_default();
+    Api::<Registry>::namespaced(client.clone(), &namespace)
+        .patch(
+            &registry.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_error("apply the Registry"))?;
+    Ok(())
+}
+
+async fn wait_for_operator(
+    client: &Client,
+    progress: &mut dyn Progress,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<(), InstallError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let what = format!("the operator (Deployment {OPERATOR_NAMESPACE}/{OPERATOR_DEPLOYMENT})");
+    loop {
+        let deployment = deployments
+            .get_opt(OPERATOR_DEPLOYMENT)
+            .await
+            .map_err(kube_error("read the operator's Deployment"))?;
+        let generation = deployment.as_ref().and_then(|d| d.metadata.generation);
+        let status = deployment.and_then(|d| d.status).unwrap_or_default();
+        let ready = status.ready_replicas.unwrap_or(0);
+        if ready >= 1
+            && status.updated_replicas.unwrap_or(0) >= 1
+            && status.observed_generation >= generation
+        {
+            progress.done("operator running");
+            return Ok(());
+        }
+        progress.waiting(&format!("waiting for {what}: {ready}/1 ready"));
+        // The usual cause: the nodes do not have the image, and cannot pull it.
+        let hint = format!(
+            "{what}, {ready}/1 ready; if its pod cannot pull its image, load the image on the nodes \
+             (berth image export -o berth.tar, then kind load image-archive, ctr images import …) \
+             and look at kubectl -n {OPERATOR_NAMESPACE} get pods"
+        );
+        sleep_until_next(poll, deadline, &hint).await?;
+    }
+}
+
+async fn wait_for_registry(
+    registries: &Api<Registry>,
+    name: &str,
+    progress: &mut dyn Progress,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<Registry, InstallError> {
+    let what = format!("Registry {name} to be Ready");
+    loop {
+        let registry = registries
+            .get_opt(name)
+            .await
+            .map_err(kube_error("read the Registry"))?;
+        let (ready, message) = match &registry {
+            None => (false, "the Registry is not there".to_string()),
+            Some(r) => readiness(r),
+        };
+        if let (true, Some(registry)) = (ready, registry) {
+            progress.done(&format!("Registry {name} is Ready"));
+            return Ok(registry);
+        }
+        progress.waiting(&format!("waiting for {what}: {message}"));
+        sleep_until_next(poll, deadline, &format!("{what} ({message})")).await?;
+    }
+}
+
+/// Whether the operator has seen this generation and calls it Ready; what it
+/// says either way.
+fn readiness(registry: &Registry) -> (bool, String) {
+    let Some(status) = registry
+        .status
+        .as_ref()
+        .filter(|s| s.observed_generation == registry.metadata.generation)
+    else {
+        return (false, "the operator has not acted on it yet".into());
+    };
+    match status.conditions.iter().find(|c| c.type_ == READY) {
+        Some(c) => (c.status == "True", c.message.clone()),
+        None => (false, "no Ready condition yet".into()),
+    }
+}
+
+impl fmt::Display for Enabled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.registry;
+        let (name, namespace) = (r.name_any(), r.namespace().unwrap_or_default());
+        let node = format!(
+            "localhost:{}",
+            r.spec.service.node_port.unwrap_or(DEFAULT_NODE_PORT)
+        );
+        let cluster = format!("{name}.{namespace}.svc:{}", r.spec.service.port);
+        let state = if self.ready { "is ready" } else { "is applied" };
+        writeln!(
+            f,
+            "\nberth {state}: Registry {namespace}/{name}, {} of storage, at {node} on every node.",
+            r.spec.storage.size.0
+        )?;
+        if !self.ready {
+            writeln!(
+                f,
+                "Watch it come up: kubectl -n {namespace} get reg {name} -w"
+            )?;
+        }
+        if let Some(note) = &self.storage_note {
+            writeln!(f, "Storage: {note}")?;
+        }
+        if let Some(login) = &self.login {
+            match &login.new_password {
+                Some(password) => writeln!(
+                    f,
+                    "\nUser {} has the password {password}\n(shown once; it is kept in Secret {namespace}/{}).",
+                    login.user, login.secret
+                )?,
+                None => writeln!(
+                    f,
+                    "\nUser {}'s password is unchanged: kubectl -n {namespace} get secret {} -o jsonpath='{{.data.{PASSWORD_KEY}}}' | base64 -d",
+                    login.user, login.secret
+                )?,
+            }
+            writeln!(f, "Log in first: docker login {node} -u {}", login.user)?;
+        }
+        writeln!(
+            f,
+            "\nPush from a node (elsewhere, first: kubectl -n {namespace} port-forward svc/{name} {port}:{svc_port}):",
+            port = node.rsplit(':').next().unwrap_or_default(),
+            svc_port = r.spec.service.port,
+        )?;
+        writeln!(
+            f,
+            "  docker tag app:dev {node}/app:dev && docker push {node}/app:dev"
+        )?;
+        writeln!(f, "  podman push --tls-verify=false app:dev {node}/app:dev")?;
+        writeln!(
+            f,
+            "  skopeo copy --dest-tls-verify=false docker-daemon:app:dev docker://{node}/app:dev"
+        )?;
+        writeln!(
+            f,
+            "\nUse it from a pod (the node's container runtime pulls it):"
+        )?;
+        writeln!(f, "  kubectl run app --image={node}/app:dev")?;
+        writeln!(f, "  # or in a manifest: image: {node}/app:dev")?;
+        if let Some(login) = &self.login {
+            writeln!(
+                f,
+                "  # with a pull secret: kubectl create secret docker-registry regcred --docker-server={node} --docker-username={} --docker-password=…",
+                login.user
+            )?;
+        }
+        writeln!(
+            f,
+            "Pods can also reach it over the cluster network at {cluster}."
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_dns_labels() {
+        for good in ["alice", "ci-bot", "u2"] {
+            assert!(is_user_name(good), "{good}");
+        }
+        for bad in ["", "Alice", "a:b", "-a", "a-", "a.b", "a_b"] {
+            assert!(!is_user_name(bad), "{bad}");
+        }
+    }
+}
