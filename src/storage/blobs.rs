@@ -7,17 +7,13 @@ use std::io;
 
 impl Store {
     /// Whether `name` holds a link to `digest` (as a blob or as a manifest).
-    /// A link whose content is not its digest is treated as absent.
+    /// A blob link is an empty file named by the digest (older stores wrote the
+    /// digest in it; nothing reads it); a manifest link holds the media type.
     pub(super) fn linked(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
-        if self.blob_link_valid(name, digest)? {
+        if self.paths().blob_link(name, digest).try_exists()? {
             return Ok(true);
         }
         Ok(durable::read_optional(&self.paths().manifest_link(name, digest))?.is_some())
-    }
-
-    fn blob_link_valid(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
-        let link = durable::read_optional(&self.paths().blob_link(name, digest))?;
-        Ok(link.is_some_and(|bytes| bytes == digest.to_string().as_bytes()))
     }
 
     /// Size of the stored bytes of `digest`, if present.
@@ -38,16 +34,23 @@ impl Store {
         Ok(())
     }
 
-    /// Links `digest` into `name`, making it readable there.
+    /// Links `digest` into `name`, making it readable there, durably.
     pub(super) fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
-        if !self.blob_link_valid(name, digest)? {
-            durable::write_atomic(
-                &self.paths().tmp_dir(),
-                &self.paths().blob_link(name, digest),
-                digest.to_string().as_bytes(),
-            )?;
-        }
+        let mut pending = durable::Pending::default();
+        self.link_blob_pending(name, digest, &mut pending)?;
+        pending.sync()?;
         self.remember_repository(name);
+        Ok(())
+    }
+
+    /// Links `digest` into `name`; the new link is durable once `pending` is synced.
+    pub(super) fn link_blob_pending(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        pending: &mut durable::Pending,
+    ) -> Result<()> {
+        durable::create_name(&self.paths().blob_link(name, digest), pending)?;
         Ok(())
     }
 
@@ -141,5 +144,50 @@ impl Store {
             Err(StoreError::BlobUnknown) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn body(bytes: &'static [u8]) -> super::super::Body {
+        Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(bytes))]))
+    }
+
+    #[tokio::test]
+    async fn a_pushed_blob_is_linked_by_an_empty_file_and_old_links_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 0).await.unwrap();
+        let name: RepoName = "team/app".parse().unwrap();
+        let digest = Digest::sha256(b"layer");
+        assert_eq!(
+            store
+                .put_blob(&name, &digest, body(b"layer"))
+                .await
+                .unwrap(),
+            5
+        );
+        let link = store.paths().blob_link(&name, &digest);
+        assert_eq!(std::fs::read(&link).unwrap(), b"");
+        assert_eq!(store.stat_blob(&name, &digest).await.unwrap(), 5);
+
+        // A store written by an older berth: the link holds the digest.
+        let other: RepoName = "team/old".parse().unwrap();
+        let old_link = store.paths().blob_link(&other, &digest);
+        std::fs::create_dir_all(old_link.parent().unwrap()).unwrap();
+        std::fs::write(&old_link, digest.to_string()).unwrap();
+        assert_eq!(store.stat_blob(&other, &digest).await.unwrap(), 5);
+
+        // A link whose blob is gone (a power loss kept one name, not the other)
+        // is no blob.
+        std::fs::remove_file(store.paths().blob(&digest)).unwrap();
+        let unknown = "team/none".parse::<RepoName>().unwrap();
+        store.link_blob(&unknown, &digest).unwrap();
+        assert!(matches!(
+            store.stat_blob(&unknown, &digest).await,
+            Err(StoreError::BlobUnknown)
+        ));
     }
 }

@@ -9,11 +9,14 @@
 //!    power loss, and so is the parent of every folder we had to create.
 //!
 //! A file that exists but cannot be parsed is never taken as empty content: the
-//! callers treat it as absent (distribution #4489 served zero-byte links).
+//! callers treat it as absent (distribution #4489 served zero-byte links). The
+//! one kind of file whose content nobody reads is a repository's link to a blob:
+//! it is named by the digest, so it is created empty in place ([`create_name`])
+//! and only its folder is fsynced.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// `fsync` a folder, making the names created or removed in it durable.
@@ -21,15 +24,47 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Folders whose new entries are not durable yet. Names made together (a blob,
+/// the folder it needed, its repository link) are made durable together by
+/// [`Pending::sync`]: the first folder fsync usually commits them all (ext4 and
+/// xfs commit every pending change of the file system's journal), so the others
+/// cost next to nothing, where syncing after each step would wait for the disk
+/// each time.
+#[derive(Default)]
+#[must_use = "the names are not durable until `sync`"]
+pub struct Pending(Vec<PathBuf>);
+
+impl Pending {
+    /// Adds the folder `dir` to sync.
+    pub fn add(&mut self, dir: &Path) {
+        if !self.0.iter().any(|d| d == dir) {
+            self.0.push(dir.to_path_buf());
+        }
+    }
+
+    /// fsyncs every folder added.
+    pub fn sync(self) -> io::Result<()> {
+        self.0.iter().try_for_each(|dir| sync_dir(dir))
+    }
+}
+
 /// Creates `dir` and any missing parents, syncing the parent of each created one.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    let mut pending = Pending::default();
+    create_dirs(dir, &mut pending)?;
+    pending.sync()
+}
+
+/// Creates `dir` and any missing parents; the parent of each one created goes
+/// to `pending`.
+fn create_dirs(dir: &Path, pending: &mut Pending) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        ensure_dir(parent)?;
+        create_dirs(parent, pending)?;
         match fs::create_dir(dir) {
-            Ok(()) => sync_dir(parent)?,
+            Ok(()) => pending.add(parent),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -50,8 +85,17 @@ pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
 /// `from` is removed. This keeps the count of stored blobs exact when two
 /// uploads of one digest finish together.
 pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
+    let mut pending = Pending::default();
+    let renamed = rename_new(from, to, &mut pending)?;
+    pending.sync()?;
+    Ok(renamed)
+}
+
+/// [`publish_new`] whose new names (`to`, and any folder it needed) go to
+/// `pending` instead of being synced at once.
+pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<bool> {
     let parent = to.parent().expect("store paths always have a parent");
-    ensure_dir(parent)?;
+    create_dirs(parent, pending)?;
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => {}
@@ -63,8 +107,25 @@ pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => fs::rename(from, to)?,
         Err(e) => return Err(e.into()),
     }
-    sync_dir(parent)?;
+    pending.add(parent);
     Ok(true)
+}
+
+/// Creates the empty file `path` if it is not there, and says whether it did.
+/// For files whose name is all they say (a repository's link to a blob is named
+/// by the digest), so there are no bytes that a power loss could tear and no
+/// staging is needed. The new name (and any folder it needed) goes to `pending`.
+pub fn create_name(path: &Path, pending: &mut Pending) -> io::Result<bool> {
+    let parent = path.parent().expect("store paths always have a parent");
+    create_dirs(parent, pending)?;
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => {
+            pending.add(parent);
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// [`write_atomic`] for content-addressed files, with [`publish_new`]'s answer.
@@ -192,5 +253,20 @@ mod tests {
             0,
             "temp files left behind"
         );
+    }
+
+    #[test]
+    fn create_name_makes_an_empty_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().join("repo/_blobs/sha256/abc");
+        let mut pending = Pending::default();
+        assert!(create_name(&name, &mut pending).unwrap());
+        assert!(!create_name(&name, &mut pending).unwrap());
+        assert_eq!(fs::read(&name).unwrap(), b"");
+        // The new folders' parents and the name's own folder, each once.
+        let pending_dirs = pending.0.clone();
+        pending.sync().unwrap();
+        assert_eq!(pending_dirs.len(), 4, "{pending_dirs:?}");
+        assert_eq!(pending_dirs.last().unwrap(), name.parent().unwrap());
     }
 }

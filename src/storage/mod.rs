@@ -3,13 +3,17 @@
 //!
 //! # Order of writes (what makes an acknowledged push survive a crash)
 //!
-//! Every write follows [`durable`]: stage, fsync, rename, fsync the folder.
+//! Every write follows [`durable`]: stage, fsync, rename, fsync the folder
+//! (a blob's link, being only a name, skips the staging).
 //! On top of that, the store orders its writes so that anything visible is complete:
 //!
 //! * **blob**: the upload's data file is fsynced and its digest verified, then
-//!   renamed to `blobs/…` (folder fsynced), then the repository's link is written.
-//!   A crash before the link leaves an unreferenced blob, which garbage collection
-//!   reclaims; never a link to missing or partial bytes.
+//!   renamed to `blobs/…`, then the repository's link (an empty file named by the
+//!   digest) is created, then the folders of both names are fsynced together,
+//!   before the 201. A crash before the link leaves an unreferenced blob, which
+//!   garbage collection reclaims. A power loss that keeps the link but not the
+//!   blob's name leaves a link every reader ignores (a blob is readable only when
+//!   both exist); never a name for missing or partial bytes.
 //! * **manifest**: its bytes are written as a blob, then its `_manifests` link, then
 //!   the referrers entry, and the tag last. A tag is therefore never visible before
 //!   the manifest it names, and the 201 is sent only after all of these are durable.

@@ -361,20 +361,33 @@ impl Store {
             File::open(data)?.sync_all()?;
         }
         let _commit = self.commit_guard();
+        // The new names (the blob, a prefix folder, the link) are synced together
+        // at the end, so a small push waits for the disk about twice (the data,
+        // then the names) rather than four or five times. Should a power loss
+        // keep the link but not the blob, readers find no blob (every read checks
+        // both) and the client, which got no 201, pushes again. The blob's folder
+        // is synced even when another upload of the same digest renamed it there,
+        // as that upload may not have synced it yet (a no-op fsync is cheap).
+        let mut pending = durable::Pending::default();
+        let folder = target.parent().expect("store paths always have a parent");
         if self.blob_size(digest)?.is_none() {
             if !fresh {
                 // Swept since we looked: our data is now the only copy.
                 File::open(data)?.sync_all()?;
             }
             let size = std::fs::metadata(data)?.len();
-            if durable::publish_new(data, &target)? {
+            if durable::rename_new(data, &target, &mut pending)? {
                 self.inner.usage.blob_added(size);
             }
         } else {
             // Pushed again: a fresh time puts it back under the GC's grace period.
             self.touch_blob(digest)?;
         }
-        self.link_blob(name, digest)
+        pending.add(folder);
+        self.link_blob_pending(name, digest, &mut pending)?;
+        pending.sync()?;
+        self.remember_repository(name);
+        Ok(())
     }
 
     /// Drops the in-memory state of a session whose files are gone.
