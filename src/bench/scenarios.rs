@@ -287,19 +287,8 @@ impl Bench {
             .target
             .path(&format!("/v2/{}/manifests/latest", image.repo));
         let probe = Probe::Manifest { path, image };
-        let (requests, elapsed, latencies) = self.hammer("manifest-get", probe).await?;
-        Ok(ScenarioReport::new(
-            "manifest-get",
-            format!(
-                "GET a manifest by tag on {} keep-alive connections for {}",
-                self.args.connections,
-                humantime::format_duration(self.args.duration)
-            ),
-            requests,
-            self.args.connections,
-            elapsed,
-        )
-        .with_latency(latencies))
+        self.hammer("manifest-get", "GET a manifest by tag", probe)
+            .await
     }
 
     async fn blob_head(&mut self) -> Result<ScenarioReport, BenchError> {
@@ -308,27 +297,17 @@ impl Bench {
             .target
             .path(&format!("/v2/{}/blobs/{}", image.repo, image.layer_digest));
         let probe = Probe::BlobHead { path, image };
-        let (requests, elapsed, latencies) = self.hammer("blob-head", probe).await?;
-        Ok(ScenarioReport::new(
-            "blob-head",
-            format!(
-                "HEAD a blob on {} keep-alive connections for {}",
-                self.args.connections,
-                humantime::format_duration(self.args.duration)
-            ),
-            requests,
-            self.args.connections,
-            elapsed,
-        )
-        .with_latency(latencies))
+        self.hammer("blob-head", "HEAD a blob", probe).await
     }
 
-    /// Sends `probe` on every connection, back to back, for the run's duration.
+    /// Sends `probe` on every connection, back to back, for the run's duration;
+    /// `what` says what a probe does, for the report.
     async fn hammer(
         &self,
-        name: &str,
+        name: &'static str,
+        what: &str,
         probe: Probe,
-    ) -> Result<(u64, Duration, Latencies), BenchError> {
+    ) -> Result<ScenarioReport, BenchError> {
         let connections = self.args.connections as usize;
         let duration = self.args.duration;
         let probe = Arc::new(probe);
@@ -391,7 +370,17 @@ impl Bench {
         if let Some(e) = failure {
             return Err(e);
         }
-        Ok((all.len() as u64, ended - started, all))
+        Ok(ScenarioReport::new(
+            name,
+            format!(
+                "{what} on {connections} keep-alive connections for {}",
+                humantime::format_duration(duration)
+            ),
+            all.len() as u64,
+            self.args.connections,
+            ended - started,
+        )
+        .with_latency(all))
     }
 
     async fn small_push(&mut self) -> Result<ScenarioReport, BenchError> {

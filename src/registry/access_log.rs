@@ -11,12 +11,13 @@
 //! and the authenticated user. Never a header, a query string or anything else
 //! that may carry a credential.
 
+use super::metrics::Counted;
 use super::routes::route_of;
 use crate::oci::RepoName;
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ pub struct Entry {
     repository: Option<RepoName>,
     path: String,
     started: Instant,
-    received: Arc<AtomicU64>,
+    received: Counter,
     user: RequestUser,
 }
 
@@ -54,7 +55,7 @@ impl Entry {
             repository,
             path: path.to_owned(),
             started: Instant::now(),
-            received: Arc::default(),
+            received: Counter::default(),
             user: RequestUser::default(),
         }
     }
@@ -75,11 +76,8 @@ impl Entry {
     }
 
     /// Wraps the request body so that its bytes count as `bytes_in`.
-    pub fn count_in<B>(&self, body: B) -> CountedIn<B> {
-        CountedIn {
-            inner: body,
-            received: self.received.clone(),
-        }
+    pub fn count_in<B>(&self, body: B) -> Counted<B> {
+        Counted::new(body, self.received.clone())
     }
 
     /// Wraps the response's body; the line is written when it is dropped.
@@ -97,39 +95,6 @@ impl Entry {
             sent: 0,
             ended: false,
         })
-    }
-}
-
-/// A request body that counts the bytes read from it.
-pub struct CountedIn<B> {
-    inner: B,
-    received: Arc<AtomicU64>,
-}
-
-impl<B: Body + Unpin> Body for CountedIn<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.received
-                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -184,7 +149,7 @@ impl<B: Body> Drop for Logged<B> {
             repository = entry.repository.as_ref().map(RepoName::as_str),
             path = entry.path,
             status = self.status.as_u16(),
-            bytes_in = entry.received.load(Ordering::Relaxed),
+            bytes_in = entry.received.get(),
             bytes_out = self.sent,
             micros = entry.elapsed().as_micros() as u64,
             user = entry.user.0.get().map(String::as_str),

@@ -273,18 +273,12 @@ impl Metrics {
 
     /// Wraps a body so that its bytes are added to `received` as they arrive.
     pub fn count_received<B>(&self, body: B) -> Counted<B> {
-        Counted {
-            inner: body,
-            counter: self.received.clone(),
-        }
+        Counted::new(body, self.received.clone())
     }
 
     /// Wraps a body so that its bytes are added to `sent` as they leave.
     pub fn count_sent<B>(&self, body: B) -> Counted<B> {
-        Counted {
-            inner: body,
-            counter: self.sent.clone(),
-        }
+        Counted::new(body, self.sent.clone())
     }
 }
 
@@ -292,6 +286,12 @@ impl Metrics {
 pub struct Counted<B> {
     inner: B,
     counter: Counter,
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, counter: Counter) -> Counted<B> {
+        Counted { inner, counter }
+    }
 }
 
 impl<B: Body + Unpin> Body for Counted<B> {
