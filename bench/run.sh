@@ -5,18 +5,25 @@
 # machine's single-core sha256 and `dd conv=fdatasync` speeds, each registry's
 # resident memory (idle, and its peak through the run), versions and date.
 #
-#   bench/run.sh                 # the full run (1 GiB blobs; takes a few minutes)
+# The disk of a virtual machine changes speed from one minute to the next, so
+# the scenarios bound by it (push, push-chunked, small-push) are run in rounds
+# that alternate the two registries scenario by scenario, and the table shows
+# each one's median; before every measurement `sync` writes out what earlier
+# ones left in the page cache, so that no registry pays for another's writes.
+#
+#   bench/run.sh                 # the full run (1 GiB blobs; about ten minutes)
 #   bench/run.sh --blob-size 64MiB --duration 2s   # extra arguments go to berth bench
 #
 # Environment: CARGO_TARGET_DIR (where berth is built), BERTH (use this berth
 # binary instead of building one), BENCH_DIR (work folder, default a fresh one
-# under /var/tmp), BENCH_OUT (default BENCHMARKS.md).
+# under /var/tmp), BENCH_OUT (default BENCHMARKS.md), BENCH_ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 out=${BENCH_OUT:-$repo/BENCHMARKS.md}
 target=${CARGO_TARGET_DIR:-$repo/target}
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/berth-bench.XXXXXX)}
+rounds=${BENCH_ROUNDS:-3}
 mkdir -p "$work"
 extra=("$@")
 
@@ -68,28 +75,12 @@ echo "measuring sha256 (one core) and dd conv=fdatasync" >&2
 sha_kbs=$(LC_ALL=C openssl speed -evp sha256 -bytes 16384 -seconds 3 2>/dev/null | awk '/^sha256/ { print $NF }' | tr -d k)
 dd_runs=("$(dd_speed)")
 
-run_registry() { # name url pid
-    local name=$1 url=$2 pid=$3
-    wait_up "$url"
-    sleep 1
-    local idle
-    idle=$(rss_kib "$pid" VmRSS)
-    echo "bench $name at $url" >&2
-    "$berth" bench "$url" --json "${extra[@]}" >"$work/$name.json"
-    sleep 1
-    python3 - "$work/$name.json" "$idle" "$(rss_kib "$pid" VmHWM)" "$(rss_kib "$pid" VmRSS)" <<'PY'
-import json, sys
-path, idle, peak, after = sys.argv[1], *map(int, sys.argv[2:])
-report = json.load(open(path))
-report["rss_kib"] = {"idle": idle, "peak": peak, "after": after}
-json.dump(report, open(path, "w"), indent=2)
-PY
-}
-
-# distribution: filesystem storage in a fresh folder, deletes on, quiet logs.
-port=$(free_port)
-mkdir -p "$work/distribution"
-cat >"$work/distribution.yml" <<YAML
+declare -A url pid_of
+start_distribution() {
+    local port
+    port=$(free_port)
+    mkdir -p "$work/distribution"
+    cat >"$work/distribution.yml" <<YAML
 version: 0.1
 log:
   level: error
@@ -103,22 +94,72 @@ storage:
 http:
   addr: 127.0.0.1:$port
 YAML
-docker-registry serve "$work/distribution.yml" 2>"$work/distribution.log" &
-pids+=($!)
-run_registry distribution "http://127.0.0.1:$port" "$!"
-kill "${pids[-1]}"
-rm -rf "$work/distribution"
-dd_runs+=("$(dd_speed)")
+    docker-registry serve "$work/distribution.yml" 2>"$work/distribution.log" &
+    pids+=($!)
+    url[distribution]="http://127.0.0.1:$port"
+    pid_of[distribution]=$!
+}
 
-# berth: a fresh folder, request log off (as distribution's).
-port=$(free_port)
-RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth" 2>"$work/berth.log" &
-pids+=($!)
-run_registry berth "http://127.0.0.1:$port" "$!"
-kill "${pids[-1]}"
-rm -rf "$work/berth"
-dd_runs+=("$(dd_speed)")
+start_berth() { # request log off, as distribution's
+    local port
+    port=$(free_port)
+    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth" 2>"$work/berth.log" &
+    pids+=($!)
+    url[berth]="http://127.0.0.1:$port"
+    pid_of[berth]=$!
+}
 
+bench() { # registry output scenario...
+    local name=$1 output=$2
+    shift 2
+    local args=()
+    for scenario in "$@"; do args+=(--scenario "$scenario"); done
+    sync # what earlier measurements left in the page cache goes to disk first
+    echo "bench $name: $*" >&2
+    "$berth" bench "${url[$name]}" --json "${args[@]}" "${extra[@]}" >"$output"
+}
+
+start_distribution
+start_berth
+idle=()
+for name in distribution berth; do
+    wait_up "${url[$name]}"
+done
+sleep 1
+for name in distribution berth; do
+    idle+=("$(rss_kib "${pid_of[$name]}" VmRSS)")
+done
+
+for round in $(seq "$rounds"); do
+    order=(distribution berth)
+    if ((round % 2 == 0)); then order=(berth distribution); fi
+    for scenario in push push-chunked small-push; do
+        for name in "${order[@]}"; do
+            bench "$name" "$work/$name.$scenario.$round.json" "$scenario"
+        done
+    done
+    dd_runs+=("$(dd_speed)")
+done
+for name in distribution berth; do
+    bench "$name" "$work/$name.once.json" pull manifest-get blob-head catalog
+done
+sleep 1
+
+i=0
+for name in distribution berth; do
+    python3 - "$work/$name.json" "${idle[$i]}" "$(rss_kib "${pid_of[$name]}" VmHWM)" \
+        "$(rss_kib "${pid_of[$name]}" VmRSS)" "$work/$name".*.json <<'PY'
+import json, sys
+path, idle, peak, after, *runs = sys.argv[1:]
+json.dump({
+    "runs": [json.load(open(run)) for run in sorted(runs)],
+    "rss_kib": {"idle": int(idle), "peak": int(peak), "after": int(after)},
+}, open(path, "w"), indent=2)
+PY
+    i=$((i + 1))
+done
+cleanup
+rm -rf "$work/distribution" "$work/berth"
 python3 - "$work" "$sha_kbs" "${dd_runs[@]}" >"$work/machine.json" <<'PY'
 import json, os, platform, subprocess, sys, datetime
 work, sha_kbs, *dd = sys.argv[1:]

@@ -69,7 +69,7 @@ pub struct BenchArgs {
     /// Size of each PATCH of push-chunked
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub chunk_size: u64,
-    /// How many times pull reads the large blob (the rate is over all of them)
+    /// How many times pull reads the large blob, timed, after one untimed read
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub pulls: u32,
     /// Keep-alive connections of manifest-get and blob-head

@@ -23,7 +23,8 @@
 //!   in memory and rebuilt by re-reading `data` after a restart.
 //!
 //! Blocking file work runs on tokio's blocking pool; request bodies stream through
-//! in batches, hashed as they are written, never held whole in memory.
+//! in batches, hashed as they are written (with direct I/O where the file system
+//! allows it, `sink.rs`), never held whole in memory.
 //!
 //! Tag lookups, manifests and blob sizes are served from a small cache that
 //! every change invalidates after it is on disk (`cache.rs`); the write order
@@ -35,6 +36,7 @@ pub mod durable;
 mod gc;
 mod manifests;
 pub mod paths;
+mod sink;
 mod uploads;
 mod usage;
 

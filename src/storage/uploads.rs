@@ -5,13 +5,14 @@
 //! restored, so the session stays usable and its offset is always a chunk boundary
 //! the client was told about.
 
+use super::sink::{Sink, write_chunks};
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,11 +27,6 @@ const BATCH: usize = 1 << 20;
 
 /// Batches queued for the writer while it writes and hashes the one before.
 const QUEUE: usize = 4;
-
-/// Bytes written after which their writeback to disk is started (see
-/// [`durable::start_writeback`]): a 1 GiB push then waits at its fsync for the
-/// last few MiB, not for the whole gigabyte.
-const WRITEBACK: u64 = 8 << 20;
 
 /// How much of a refused body we still read and drop, so that a client that is
 /// still sending gets our error answer rather than a reset connection.
@@ -400,8 +396,8 @@ impl Store {
 /// the blocking pool take each batch through short queues, one writing it and
 /// one hashing it (sha256 is the largest cost of a push; on its own thread it
 /// overlaps the write and the network read of the next batch). The writer checks
-/// the disk keeps its reserve before each batch, and asks the kernel to start
-/// writing back every [`WRITEBACK`] bytes, so that the fsync before the
+/// the disk keeps its reserve before each batch and writes through a [`Sink`]
+/// (direct I/O where the file system allows it), so that the fsync before the
 /// acknowledgement (in `commit_blob`) finds little left to do. Returns the bytes
 /// written and the updated hasher, and only once both tasks are done.
 async fn write_body(
@@ -415,19 +411,12 @@ async fn write_body(
     let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
     let (writer_store, path) = (store.clone(), path.to_owned());
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut file = OpenOptions::new().write(true).open(path)?;
-        file.seek(SeekFrom::Start(offset))?;
-        let (mut written, mut flushed) = (0u64, 0u64);
+        let mut sink = Sink::open(&path, offset, true)?;
         while let Some((chunks, len)) = writer_rx.blocking_recv() {
             writer_store.check_space(len as u64)?;
-            write_chunks(&mut file, &chunks)?;
-            written += len as u64;
-            if written - flushed >= WRITEBACK {
-                durable::start_writeback(&file, offset + flushed, written - flushed);
-                flushed = written;
-            }
+            sink.write(&chunks)?;
         }
-        Ok(written)
+        Ok(sink.finish()?)
     });
     let hashing = tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
@@ -488,21 +477,6 @@ fn remove_staged(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
-}
-
-/// Writes a batch with as few system calls as the kernel allows (`writev`).
-fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Reads and drops the rest of a refused body, up to [`DRAIN_LIMIT`].
