@@ -10,7 +10,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use memmap2::Advice;
 use std::fs::File;
-use std::sync::Arc;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -91,17 +90,12 @@ pub async fn get(
     Ok(response)
 }
 
-/// Streams `len` bytes of `file` from `start`. The file is mapped into memory
-/// and the body is made of slices of the mapping, so the only copy of a byte is
-/// the kernel's, into the socket (a `read` into a buffer would make a second
-/// one, which was a quarter of the CPU of a pull). One blocking task brings
-/// each chunk's pages in (`MADV_POPULATE_READ`) a few chunks ahead of the
-/// network, so the disk is waited for there and not on the async threads, and
-/// a read error becomes an error of this body instead of a `SIGBUS`.
-///
-/// Mapping is safe here because a blob's file never changes once committed: it
-/// is only ever replaced by a rename or unlinked, which leave the mapped file
-/// whole until the mapping is dropped.
+/// Streams `len` bytes of `file` from `start`. Each chunk of the body is a
+/// mapping of the file, so the only copy of a byte is the kernel's, into the
+/// socket (a `read` into a buffer made a second one, a quarter of the CPU of a
+/// pull), and is unmapped once sent, so a pull holds a few chunks, not the blob.
+/// One blocking task maps each chunk and brings its pages in a few chunks ahead
+/// of the network, so the disk is waited for there, not on the async threads.
 fn read_stream(file: File, start: u64, len: u64) -> impl Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
@@ -109,32 +103,15 @@ fn read_stream(file: File, start: u64, len: u64) -> impl Stream<Item = std::io::
             // The file is shorter than its size said: send what there is, then
             // end the body early rather than send less than Content-Length.
             let present = file.metadata()?.len().saturating_sub(start).min(len);
-            if present == 0 {
-                return Ok(present);
-            }
-            // SAFETY: the file is immutable while mapped (see above), and only
-            // `present` bytes, which the file holds, are mapped.
-            let map = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(start)
-                    .len(present as usize)
-                    .map(&file)?
-            };
-            // Ignored if refused: only read-ahead advice.
-            let _ = map.advise(Advice::Sequential);
-            let map = Arc::new(map);
-            let body = Bytes::from_owner(Mapped(map.clone()));
-            for at in (0..map.len()).step_by(READ_CHUNK) {
-                let end = (at + READ_CHUNK).min(map.len());
-                match map.advise_range(Advice::PopulateRead, at, end - at) {
-                    Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
-                    // EINVAL: a kernel before 5.14; the pages fault in on send.
-                    _ => {}
-                }
+            let mut at = 0;
+            while at < present {
+                let n = (present - at).min(READ_CHUNK as u64) as usize;
+                let chunk = map_chunk(&file, start + at, n)?;
                 // A closed channel is a client that went away: stop reading.
-                if tx.blocking_send(Ok(body.slice(at..end))).is_err() {
-                    return Ok(present);
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    break;
                 }
+                at += n as u64;
             }
             Ok(present)
         })();
@@ -148,12 +125,23 @@ fn read_stream(file: File, start: u64, len: u64) -> impl Stream<Item = std::io::
     tokio_stream_of(rx)
 }
 
-/// A shared mapping as the owner of a `Bytes`.
-struct Mapped(Arc<memmap2::Mmap>);
-
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
+/// Maps `len` bytes of `file` from `offset`, which the file holds, and brings
+/// them into memory (`MADV_POPULATE_READ`), so that a read error is an error
+/// here rather than a `SIGBUS` when the socket copies from the mapping.
+fn map_chunk(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    // SAFETY: a mapping is undefined behaviour if the file changes under it. A
+    // blob's file never does once committed: it is only replaced by a rename
+    // or unlinked, which leave the mapped file whole until the mapping goes.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)?
+    };
+    match map.advise(Advice::PopulateRead) {
+        // EINVAL: a kernel before 5.14; the pages fault in as they are sent.
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(e),
+        _ => Ok(Bytes::from_owner(map)),
     }
 }
 
