@@ -146,7 +146,7 @@ w(f"- data folders on: {machine['filesystem']}")
 w(f"- berth: {berth_version} (commit {machine['commit']}, {machine['rustc']}, release profile)")
 w(f"- distribution: {machine['distribution']} (Debian package {machine['distribution_package']})")
 w(f"- sha256 on one core (`openssl speed -evp sha256`, 16 KiB blocks): {rate(sha)}")
-w(f"- durable write (`dd bs=1M count=1024 conv=fdatasync`, before, between and after the registries): "
+w(f"- durable write (`dd bs=1M count=1024 conv=fdatasync`, before the rounds and after each): "
   + ", ".join(rate(x) for x in dd) + f"; median {rate(dd_median)}")
 w(f"- so a durable push can go at most about min(sha256, dd) = {rate(min(sha, dd_median))}; the target is 70% of it, {rate(ceiling)}")
 if extra.strip():

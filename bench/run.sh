@@ -11,7 +11,7 @@
 # each one's median; before every measurement `sync` writes out what earlier
 # ones left in the page cache, so that no registry pays for another's writes.
 #
-#   bench/run.sh                 # the full run (1 GiB blobs; about ten minutes)
+#   bench/run.sh                 # the full run (1 GiB blobs; about fifteen minutes)
 #   bench/run.sh --blob-size 64MiB --duration 2s   # extra arguments go to berth bench
 #
 # Environment: CARGO_TARGET_DIR (where berth is built), BERTH (use this berth
@@ -130,6 +130,11 @@ for name in distribution berth; do
     idle+=("$(rss_kib "${pid_of[$name]}" VmRSS)")
 done
 
+# First, while the registries are empty (catalog's page must hold only its own
+# repositories), the scenarios that do not depend on the disk's speed, once.
+for name in distribution berth; do
+    bench "$name" "$work/$name.once.json" pull manifest-get blob-head catalog
+done
 for round in $(seq "$rounds"); do
     order=(distribution berth)
     if ((round % 2 == 0)); then order=(berth distribution); fi
@@ -139,9 +144,6 @@ for round in $(seq "$rounds"); do
         done
     done
     dd_runs+=("$(dd_speed)")
-done
-for name in distribution berth; do
-    bench "$name" "$work/$name.once.json" pull manifest-get blob-head catalog
 done
 sleep 1
 

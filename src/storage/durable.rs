@@ -28,8 +28,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// the folder it needed, its repository link) are made durable together by
 /// [`Pending::sync`]: the first folder fsync usually commits them all (ext4 and
 /// xfs commit every pending change of the file system's journal), so the others
-/// cost next to nothing, where syncing after each step would wait for the disk
-/// each time.
+/// only wait for the disk to flush its cache (about 0.3 ms each on this virtual
+/// disk, by strace), where syncing after each step would commit each time.
+/// (fsyncing the folders side by side on threads did not pay: no faster.)
 #[derive(Default)]
 #[must_use = "the names are not durable until `sync`"]
 pub struct Pending(Vec<PathBuf>);
@@ -219,6 +220,31 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_reports_a_failure_of_any_of_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        let mut all = Pending::default();
+        for d in [&a, &b, &c] {
+            fs::create_dir(d).unwrap();
+            all.add(d);
+        }
+        all.add(&a); // once only
+        assert_eq!(all.0.len(), 3);
+        all.sync().unwrap();
+        let gone = dir.path().join("gone");
+        for order in [[&a, &gone, &b], [&gone, &a, &b], [&a, &b, &gone]] {
+            let mut pending = Pending::default();
+            order.into_iter().for_each(|d| pending.add(d));
+            let err = pending.sync().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        }
+    }
 
     #[test]
     fn write_atomic_creates_parents_and_replaces() {
