@@ -237,3 +237,22 @@ async fn a_restart_keeps_everything() {
     .await;
     assert_eq!(catalog["repositories"], json!(["keep/one", "keep/two"]));
 }
+
+/// The README's first command: `berth serve` with no flag keeps its data in
+/// `./berth-data`, creating it (a relative folder with no parent given).
+#[tokio::test]
+async fn serve_with_no_flag_keeps_its_data_in_berth_data_of_the_working_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path());
+    let http = client();
+    let r = http.get(server.url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let digest = push_blob(&http, &server.url(""), "first/push", b"hello").await;
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let blob = dir
+        .path()
+        .join("berth-data/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    assert_eq!(std::fs::read(blob).unwrap(), b"hello");
+}

@@ -63,6 +63,12 @@ fn create_dirs(dir: &Path, pending: &mut Pending) -> io::Result<()> {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
+        // A relative name's parent is the empty path: the working folder.
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         create_dirs(parent, pending)?;
         match fs::create_dir(dir) {
             Ok(()) => pending.add(parent),

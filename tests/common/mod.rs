@@ -24,9 +24,22 @@ impl Server {
 
     /// Starts with extra `berth serve` arguments.
     pub fn start_with(root: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-            .arg(root)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--root"]);
+        command.arg(root);
+        Server::spawn(command, args)
+    }
+
+    /// Starts with no `--root`, in working folder `dir`, as a user would.
+    pub fn start_in(dir: &Path) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        command.current_dir(dir);
+        Server::spawn(command, &[])
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Server {
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
