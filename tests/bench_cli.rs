@@ -83,6 +83,14 @@ fn every_scenario_against_berth() {
     assert_eq!(by("push-chunked")["requests"], 5);
     assert_eq!(by("pull")["bytes"], 2 * blob);
     assert_eq!(by("pull")["requests"], 2);
+    // The registry served the pushed blob three times: one untimed read, then
+    // the two timed ones.
+    let blob_gets = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/push/blobs/sha256:") && r.status == 200)
+        .count();
+    assert_eq!(blob_gets, 3);
     for name in ["manifest-get", "blob-head"] {
         let s = by(name);
         assert!(s["requests"].as_u64().unwrap() > 0, "{name}: {s}");
