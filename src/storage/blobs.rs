@@ -157,6 +157,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn open_makes_every_sha256_prefix_folder_and_a_push_uses_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 0).await.unwrap();
+        let sha256 = dir.path().join("blobs/sha256");
+        let prefixes = std::fs::read_dir(&sha256)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .count();
+        assert_eq!(prefixes, 256);
+        // Opening again finds them all and leaves them be.
+        drop(store);
+        let store = Store::open(dir.path(), 0).await.unwrap();
+        let name: RepoName = "team/app".parse().unwrap();
+        let digest = Digest::sha256(b"layer");
+        store
+            .put_blob(&name, &digest, body(b"layer"))
+            .await
+            .unwrap();
+        let blob = store.paths().blob(&digest);
+        assert_eq!(blob.parent().unwrap().parent().unwrap(), sha256);
+        assert_eq!(std::fs::read_dir(&sha256).unwrap().count(), 256);
+        assert_eq!(std::fs::read(blob).unwrap(), b"layer");
+    }
+
+    #[tokio::test]
     async fn a_pushed_blob_is_linked_by_an_empty_file_and_old_links_still_count() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 0).await.unwrap();

@@ -51,8 +51,15 @@ impl Pending {
 
 /// Creates `dir` and any missing parents, syncing the parent of each created one.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    ensure_dirs([dir])
+}
+
+/// [`ensure_dir`] for many folders, syncing each changed parent once.
+pub fn ensure_dirs<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>) -> io::Result<()> {
     let mut pending = Pending::default();
-    create_dirs(dir, &mut pending)?;
+    for dir in dirs {
+        create_dirs(dir.as_ref(), &mut pending)?;
+    }
     pending.sync()
 }
 

@@ -17,7 +17,7 @@
 //! Repository name components never start with `_`, so `_blobs` and friends can
 //! never collide with a nested repository such as `a/b`.
 
-use crate::oci::{Digest, RepoName, Tag};
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -46,6 +46,12 @@ impl Paths {
 
     pub fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs")
+    }
+
+    /// The 256 prefix folders of `algorithm`'s blobs (`00` to `ff`).
+    pub fn blob_prefixes(&self, algorithm: Algorithm) -> impl Iterator<Item = PathBuf> {
+        let dir = self.blobs_dir().join(algorithm.as_str());
+        (0..=u8::MAX).map(move |byte| dir.join(format!("{byte:02x}")))
     }
 
     pub fn blob(&self, digest: &Digest) -> PathBuf {
@@ -145,6 +151,15 @@ mod tests {
         assert!(
             p.blob_link(&name, &d)
                 .starts_with("/r/repositories/team/app/_blobs/sha256")
+        );
+        let prefixes: Vec<_> = p.blob_prefixes(Algorithm::Sha256).collect();
+        assert_eq!(prefixes.len(), 256);
+        assert_eq!(prefixes[0], Path::new("/r/blobs/sha256/00"));
+        assert_eq!(prefixes[255], Path::new("/r/blobs/sha256/ff"));
+        assert!(
+            prefixes
+                .iter()
+                .any(|dir| Some(dir.as_path()) == p.blob(&d).parent())
         );
     }
 }
