@@ -130,8 +130,8 @@ for name in distribution berth; do
     idle+=("$(rss_kib "${pid_of[$name]}" VmRSS)")
 done
 
-# First, while the registries are empty (catalog's page must hold only its own
-# repositories), the scenarios that do not depend on the disk's speed, once.
+# First, while the registries are empty, the scenarios that do not depend on
+# the disk's speed, once.
 for name in distribution berth; do
     bench "$name" "$work/$name.once.json" pull manifest-get blob-head catalog
 done

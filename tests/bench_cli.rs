@@ -140,6 +140,33 @@ fn the_table_is_the_default_output() {
     assert!(lines[3].starts_with("catalog"), "{table}");
 }
 
+#[tokio::test]
+async fn catalog_times_a_page_of_its_own_repositories_among_others() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let http = common::api::client();
+    // One repository sorting before bench's, one after.
+    for repo in ["aaa/first", "zzz/last"] {
+        common::api::push_blob(&http, &server.url(""), repo, repo.as_bytes()).await;
+    }
+    let url = server.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        bench(
+            &url,
+            &[SMALL, &["--scenario", "catalog", "--json"]].concat(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scenarios"][0]["requests"], 3);
+}
+
 #[test]
 fn bad_usage_is_refused_with_a_reason() {
     let out = bench("https://127.0.0.1:1", &[]);
