@@ -357,9 +357,9 @@ impl Store {
             File::open(data)?.sync_all()?;
         }
         let _commit = self.commit_guard();
-        // The new names (the blob, a prefix folder, the link) are synced together
-        // at the end, so a small push waits for the disk about twice (the data,
-        // then the names) rather than four or five times. Should a power loss
+        // The new names (the blob, the link, any folder they needed) are synced
+        // together at the end, so only the first folder fsync waits for a journal
+        // commit and the others for a cache flush. Should a power loss
         // keep the link but not the blob, readers find no blob (every read checks
         // both) and the client, which got no 201, pushes again. The blob's folder
         // is synced even when another upload of the same digest renamed it there,
