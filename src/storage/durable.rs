@@ -28,7 +28,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// the folder it needed, its repository link) are made durable together by
 /// [`Pending::sync`]: the first folder fsync usually commits them all (ext4 and
 /// xfs commit every pending change of the file system's journal), so the others
-/// only wait for the disk to flush its cache (about 0.3 ms each on this virtual
+/// only wait for the disk to flush its cache (0.2–0.3 ms each on this virtual
 /// disk, by strace), where syncing after each step would commit each time.
 /// (fsyncing the folders side by side on threads did not pay: no faster.)
 #[derive(Default)]

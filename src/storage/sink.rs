@@ -90,11 +90,14 @@ impl Sink {
 
     /// Appends `chunks`.
     pub fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        if let Mode::Buffered { .. } = self.mode {
+            return self.write_buffered(chunks);
+        }
         for (i, chunk) in chunks.iter().enumerate() {
             let mut rest: &[u8] = chunk;
             while !rest.is_empty() {
                 if let Mode::Buffered { .. } = self.mode {
-                    // Never direct, or direct I/O was just refused.
+                    // Direct I/O was just refused: the rest goes buffered.
                     let mut remaining = vec![chunk.slice_ref(rest)];
                     remaining.extend_from_slice(&chunks[i + 1..]);
                     return self.write_buffered(&remaining);
