@@ -165,7 +165,13 @@ async fn a_full_disk_refuses_cleanly_and_recovers() {
         0,
         "partial upload left behind"
     );
-    assert_eq!(entries(&root.join("tmp")), 0);
+    // tmp/ holds only the server's own staging folder, and it is empty.
+    let staging: Vec<_> = std::fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(staging.len(), 1, "{staging:?}");
+    assert_eq!(entries(&staging[0]), 0, "partial blob left in {staging:?}");
 
     // A chunk that does not fit is undone; the session stays where it was.
     let r = http

@@ -61,10 +61,6 @@ pub async fn get(
     Ok(response)
 }
 
-/// How much of an oversized manifest we read and drop before answering 413, so
-/// that a client still sending its body reads our answer instead of a reset.
-const DRAIN_LIMIT: usize = 4 * MAX_MANIFEST_SIZE;
-
 /// Reads a manifest body, refusing it once it passes the size limit.
 async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
     let declared = headers
@@ -76,12 +72,12 @@ async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiE
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::from(StoreError::Body(e)))?;
         received += chunk.len();
-        if received > DRAIN_LIMIT {
+        if received > MAX_MANIFEST_SIZE {
+            // The rest is left to the connection (leftover.rs), which reads
+            // and drops it so the client gets this answer.
             break;
         }
-        if received <= MAX_MANIFEST_SIZE {
-            buf.extend_from_slice(&chunk);
-        }
+        buf.extend_from_slice(&chunk);
     }
     if received > MAX_MANIFEST_SIZE {
         return Err(ApiError::new(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod errors;
 pub mod headers;
 mod health;
+mod leftover;
 mod manifests;
 pub mod metrics;
 mod pagination;

@@ -5,6 +5,7 @@
 //! we run hyper here and give it our routes as a service.
 
 use super::access_log;
+use super::leftover;
 use super::metrics::Metrics;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -177,13 +178,21 @@ impl Connection {
             let entry = access_log::Entry::new(&method, request.uri().path());
             let route = entry.route();
             let had_credentials = request.headers().contains_key(header::AUTHORIZATION);
-            let mut request = request.map(|body| entry.count_in(metrics.count_received(body)));
+            let version = request.version();
+            let expect_continue = request
+                .headers()
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let (parts, body) = request.into_parts();
+            let (body, leftover) = leftover::track(entry.count_in(metrics.count_received(body)));
+            let mut request = hyper::Request::from_parts(parts, body);
             request.extensions_mut().insert(ClientAddr(peer));
             request.extensions_mut().insert(entry.user());
             let answer = tower_service::Service::call(&mut warp::service(routes.clone()), request);
             let metrics = metrics.clone();
             async move {
                 let response = answer.await?;
+                let response = leftover.settle(response, version, expect_continue).await;
                 let status = response.status();
                 metrics.request(&method, route, status, had_credentials, entry.elapsed());
                 let response = response.map(|body| metrics.count_sent(body));

@@ -463,17 +463,26 @@ impl Store {
             if idle < options.upload_max_age {
                 continue;
             }
-            purged += 1;
-            if !options.dry_run {
-                let id = dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.parse().ok());
-                if let Some(id) = id {
-                    self.forget_session(id);
+            if options.dry_run {
+                purged += 1;
+                continue;
+            }
+            let id = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok());
+            match id {
+                Some(id) => {
+                    if self.purge_session(id)? {
+                        purged += 1;
+                    }
                 }
-                std::fs::remove_dir_all(&dir)?;
-                self.inner.usage.upload_closed();
+                // Not a session's name: nothing could be using it.
+                None => {
+                    std::fs::remove_dir_all(&dir)?;
+                    self.inner.usage.upload_closed();
+                    purged += 1;
+                }
             }
         }
         Ok(purged)

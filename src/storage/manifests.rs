@@ -70,7 +70,7 @@ impl Store {
         );
 
         let paths = self.paths();
-        let tmp = paths.tmp_dir();
+        let tmp = paths.staging_dir();
         let size = body.len() as u64;
         match self.blob_size(&digest)? {
             Some(stored) if stored == size => {}

@@ -37,6 +37,7 @@ mod gc;
 mod manifests;
 pub mod paths;
 mod sink;
+mod staging;
 mod uploads;
 mod usage;
 
@@ -98,6 +99,8 @@ pub struct Store {
 
 struct Inner {
     paths: Paths,
+    /// The lock on `paths.staging_dir()`, held while the store is open.
+    _staging: staging::Staging,
     /// Free space below which new upload bytes are refused, so that manifests,
     /// tags and upload state can still be written on a nearly full disk.
     min_free: u64,
@@ -105,6 +108,8 @@ struct Inner {
     catalog: RwLock<BTreeSet<RepoName>>,
     /// Upload sessions touched since start-up (the rest are loaded on demand).
     sessions: Mutex<HashMap<Uuid, Arc<uploads::Session>>>,
+    /// Taken to load a session from disk into `sessions` (see `Store::session`).
+    session_loads: tokio::sync::Mutex<()>,
     /// Held for reading by a manifest commit, for writing by each GC deletion.
     commit_lock: RwLock<()>,
     /// Digests referred to by manifests committed while a collection runs.
@@ -116,49 +121,46 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store rooted at `root`, clears temp files a
-    /// crash may have left, and indexes the repositories. Uploads are refused
+    /// Opens (creating if needed) the store rooted at `root`, claims a staging
+    /// folder and clears those a dead process left (staging.rs), and indexes
+    /// the repositories. Uploads are refused
     /// while less than `min_free` bytes are free.
     pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
-        let paths = Paths::new(root);
-        let (paths, catalog, usage) = tokio::task::spawn_blocking(move || -> io::Result<_> {
-            for dir in [
-                paths.blobs_dir(),
-                paths.repositories_dir(),
-                paths.uploads_dir(),
-                paths.tmp_dir(),
-            ] {
-                durable::ensure_dir(&dir)?;
-            }
-            // Made once here rather than by the first push of each prefix, which
-            // would then wait for one more folder fsync (a small push's p50 went
-            // from 1.22 to 1.01 ms without it here). Only sha256: nearly every
-            // client uses it. A push still makes a missing one, so a full disk,
-            // where these cannot be made, is no reason to refuse to start.
-            if let Err(e) = durable::ensure_dirs(paths.blob_prefixes(Algorithm::Sha256)) {
-                tracing::warn!(error = %e, "could not make the blob prefix folders ahead");
-            }
-            for entry in std::fs::read_dir(paths.tmp_dir())? {
-                let path = entry?.path();
-                if path.is_dir() {
-                    std::fs::remove_dir_all(path)?;
-                } else {
-                    std::fs::remove_file(path)?;
+        let mut paths = Paths::new(root);
+        let (paths, staging, catalog, usage) =
+            tokio::task::spawn_blocking(move || -> io::Result<_> {
+                for dir in [
+                    paths.blobs_dir(),
+                    paths.repositories_dir(),
+                    paths.uploads_dir(),
+                    paths.tmp_dir(),
+                ] {
+                    durable::ensure_dir(&dir)?;
                 }
-            }
-            let mut catalog = BTreeSet::new();
-            index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
-            let usage = usage::Usage::scan(&paths)?;
-            Ok((paths, catalog, usage))
-        })
-        .await
-        .map_err(io::Error::other)??;
+                // Made once here rather than by the first push of each prefix, which
+                // would then wait for one more folder fsync (a small push's p50 went
+                // from 1.22 to 1.01 ms without it here). Only sha256: nearly every
+                // client uses it. A push still makes a missing one, so a full disk,
+                // where these cannot be made, is no reason to refuse to start.
+                if let Err(e) = durable::ensure_dirs(paths.blob_prefixes(Algorithm::Sha256)) {
+                    tracing::warn!(error = %e, "could not make the blob prefix folders ahead");
+                }
+                let staging = staging::Staging::claim(&mut paths)?;
+                let mut catalog = BTreeSet::new();
+                index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
+                let usage = usage::Usage::scan(&paths)?;
+                Ok((paths, staging, catalog, usage))
+            })
+            .await
+            .map_err(io::Error::other)??;
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
+                _staging: staging,
                 min_free,
                 catalog: RwLock::new(catalog),
                 sessions: Mutex::new(HashMap::new()),
+                session_loads: tokio::sync::Mutex::new(()),
                 commit_lock: RwLock::new(()),
                 pins: Mutex::new(None),
                 gc_running: AtomicBool::new(false),
@@ -216,8 +218,8 @@ impl Store {
     pub async fn check_writable(&self) -> Result<()> {
         self.blocking(|s| {
             s.check_space(0)?;
-            let probe = s.paths().tmp_dir().join("readyz");
-            durable::write_atomic(&s.paths().tmp_dir(), &probe, b"ok")?;
+            let probe = s.paths().staging_dir().join("readyz");
+            durable::write_atomic(&s.paths().staging_dir(), &probe, b"ok")?;
             durable::remove(&probe)?;
             Ok(())
         })

@@ -10,8 +10,9 @@
 //! <root>/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
 //!                                                      descriptor of a manifest whose subject is that digest
 //! <root>/uploads/<uuid>/info.json, data                an upload session and its bytes so far
-//! <root>/tmp/                                          temp files, renamed into place once complete
-//! <root>/tmp/blob-<uuid>                               a single-request upload (`POST ?digest=`) being staged
+//! <root>/tmp/<owner>/                                  a process's staging folder, locked while it lives
+//!                                                      (staging.rs): temp files, renamed into place once complete
+//! <root>/tmp/<owner>/blob-<uuid>                       a single-request upload (`POST ?digest=`) being staged
 //! ```
 //!
 //! Repository name components never start with `_`, so `_blobs` and friends can
@@ -24,24 +25,40 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct Paths {
     root: PathBuf,
+    /// Names this process's staging folder under `tmp/`.
+    owner: Uuid,
 }
 
 impl Paths {
     pub fn new(root: impl Into<PathBuf>) -> Paths {
-        Paths { root: root.into() }
+        Paths {
+            root: root.into(),
+            owner: Uuid::new_v4(),
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Holds every process's staging folder.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
+    /// This process's staging folder (claimed and locked by staging.rs).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.tmp_dir().join(self.owner.simple().to_string())
+    }
+
+    /// Picks another name for this process's staging folder.
+    pub fn renew_owner(&mut self) {
+        self.owner = Uuid::new_v4();
+    }
+
     /// Where a single-request upload is staged before it becomes a blob.
     pub fn staged_blob(&self, id: &Uuid) -> PathBuf {
-        self.tmp_dir().join(format!("blob-{}", id.simple()))
+        self.staging_dir().join(format!("blob-{}", id.simple()))
     }
 
     pub fn blobs_dir(&self) -> PathBuf {

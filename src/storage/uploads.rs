@@ -28,10 +28,6 @@ const BATCH: usize = 1 << 20;
 /// Batches queued for the writer while it writes and hashes the one before.
 const QUEUE: usize = 4;
 
-/// How much of a refused body we still read and drop, so that a client that is
-/// still sending gets our error answer rather than a reset connection.
-const DRAIN_LIMIT: usize = 64 << 20;
-
 /// What `info.json` records of a session.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +68,7 @@ impl Store {
                     .map_or(0, |d| d.as_secs()),
             };
             let info = serde_json::to_vec(&info).map_err(io::Error::other)?;
-            durable::write_atomic(&s.paths().tmp_dir(), &s.paths().upload_info(&id), &info)?;
+            durable::write_atomic(&s.paths().staging_dir(), &s.paths().upload_info(&id), &info)?;
             s.inner.usage.upload_opened();
             let session = Arc::new(Session {
                 name,
@@ -96,13 +92,28 @@ impl Store {
     }
 
     /// Finds session `id` of repository `name`, in memory or, after a restart, on disk.
+    ///
+    /// There is never more than one `Session` for an id, because its lock is
+    /// what keeps two requests from writing one upload at once: a session
+    /// stays in the map, closed, until its folder is gone (see
+    /// [`Store::close_session`]), and loads from disk take turns under
+    /// `session_loads`, so none can read a folder that a closing session is
+    /// about to remove and hand out a second, open copy.
     async fn session(&self, name: &RepoName, id: Uuid) -> Result<Arc<Session>> {
         let cached = self.sessions().get(&id).cloned();
         let session = match cached {
             Some(session) => session,
             None => {
-                let loaded = self.blocking(move |s| s.load_session(id)).await?;
-                self.sessions().entry(id).or_insert(loaded).clone()
+                let _loading = self.inner.session_loads.lock().await;
+                let cached = self.sessions().get(&id).cloned();
+                match cached {
+                    Some(session) => session,
+                    None => {
+                        let loaded = self.blocking(move |s| s.load_session(id)).await?;
+                        self.sessions().insert(id, loaded.clone());
+                        loaded
+                    }
+                }
             }
         };
         if session.name != *name {
@@ -224,26 +235,29 @@ impl Store {
         let session = self.session(name, id).await?;
         let mut state = session.state.lock().await;
         self.append_locked(id, &mut state, None, None, body).await?;
+        // From here the session is over whatever happens: a request waiting
+        // for the lock finds it closed, and none can reopen it from disk while
+        // its data becomes the blob (see `session`).
         state.closed = true;
-        self.sessions().remove(&id);
         let hasher = state.hasher.take();
         let (name, digest, size) = (name.clone(), digest.clone(), state.size);
         self.blocking(move |s| {
             let data = s.paths().upload_data(&id);
             let computed = match hasher {
-                Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
-                _ => hash_file(&data, size, digest.algorithm())?.finish(),
+                Some(h) if h.algorithm() == digest.algorithm() => Ok(h.finish()),
+                _ => hash_file(&data, size, digest.algorithm()).map(Hasher::finish),
             };
-            let result = if computed == digest {
-                s.commit_blob(&name, &digest, &data)
-            } else {
-                Err(StoreError::DigestMismatch {
-                    expected: digest,
-                    computed,
-                })
-            };
-            std::fs::remove_dir_all(s.paths().upload_dir(&id))?;
-            s.inner.usage.upload_closed();
+            let result = computed.and_then(|computed| {
+                if computed == digest {
+                    s.commit_blob(&name, &digest, &data)
+                } else {
+                    Err(StoreError::DigestMismatch {
+                        expected: digest,
+                        computed,
+                    })
+                }
+            });
+            s.close_session(id)?;
             result.map(|()| size)
         })
         .await
@@ -257,13 +271,7 @@ impl Store {
             return Err(StoreError::UploadUnknown);
         }
         state.closed = true;
-        self.sessions().remove(&id);
-        self.blocking(move |s| {
-            std::fs::remove_dir_all(s.paths().upload_dir(&id))?;
-            s.inner.usage.upload_closed();
-            Ok(())
-        })
-        .await
+        self.blocking(move |s| s.close_session(id)).await
     }
 
     /// A whole blob in one request (`POST ?digest=`), staged in `tmp/` (no
@@ -386,9 +394,43 @@ impl Store {
         Ok(())
     }
 
-    /// Drops the in-memory state of a session whose files are gone.
-    pub(super) fn forget_session(&self, id: Uuid) {
+    /// Removes the folder of a session already marked closed, then its entry
+    /// in the map. In that order: while the folder exists, the closed entry is
+    /// what turns away requests that would otherwise load it from disk.
+    /// Should the removal fail, the entry stays (closed) and the folder is left
+    /// for the collection's purge.
+    fn close_session(&self, id: Uuid) -> Result<()> {
+        std::fs::remove_dir_all(self.paths().upload_dir(&id))?;
+        self.inner.usage.upload_closed();
         self.sessions().remove(&id);
+        Ok(())
+    }
+
+    /// Closes session `id` for the collection's purge, if no request is using
+    /// it; `Ok(false)` when one is (it is not idle, then). Runs on the blocking
+    /// pool, like the whole collection.
+    pub(super) fn purge_session(&self, id: Uuid) -> Result<bool> {
+        // Held so that no request loads the session while it is removed.
+        let _loading = self.inner.session_loads.blocking_lock();
+        let cached = self.sessions().get(&id).cloned();
+        match cached {
+            Some(session) => {
+                let Ok(mut state) = session.state.try_lock() else {
+                    return Ok(false);
+                };
+                if state.closed {
+                    // Finished or cancelled, its folder left behind by a failed removal.
+                    return self.close_session(id).map(|()| true);
+                }
+                state.closed = true;
+                self.close_session(id)?;
+            }
+            None => {
+                std::fs::remove_dir_all(self.paths().upload_dir(&id))?;
+                self.inner.usage.upload_closed();
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -465,9 +507,8 @@ async fn write_body(
     if let Some(e) = body_error {
         return Err(StoreError::Body(e));
     }
-    if written.is_err() {
-        drain(&mut body).await;
-    }
+    // What the writer did not take (it stopped on an error) is left to the
+    // connection, which reads and drops it so the client gets our answer.
     Ok((written?, hasher))
 }
 
@@ -476,17 +517,6 @@ fn remove_staged(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    }
-}
-
-/// Reads and drops the rest of a refused body, up to [`DRAIN_LIMIT`].
-async fn drain(body: &mut Body) {
-    let mut dropped = 0;
-    while dropped < DRAIN_LIMIT {
-        match body.next().await {
-            Some(Ok(bytes)) => dropped += bytes.len(),
-            _ => break,
-        }
     }
 }
 
