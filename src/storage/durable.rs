@@ -13,15 +13,41 @@
 //! one kind of file whose content nobody reads is a repository's link to a blob:
 //! it is named by the digest, so it is created empty in place ([`create_name`])
 //! and only its folder is fsynced.
+//!
+//! In tests, each operation is also recorded (`record!`, `journal.rs`), so that
+//! the order of a store's writes can be checked; a file fsync or rename made
+//! anywhere else in the store would escape those checks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
+#[cfg(test)]
+use super::journal::Op;
+
+/// Records a durable operation just made in the journal of a test (see
+/// `journal.rs`). Outside tests it expands to nothing, arguments included.
+macro_rules! record {
+    ($op:expr) => {
+        #[cfg(test)]
+        $crate::storage::journal::record($op);
+    };
+}
+pub(super) use record;
+
 /// `fsync` a folder, making the names created or removed in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    record!(Op::FsyncDir(dir.to_owned()));
+    Ok(())
+}
+
+/// `fsync` a file, making its content durable (before it is renamed into place).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    record!(Op::Fsync(path.to_owned()));
+    Ok(())
 }
 
 /// Folders whose new entries are not durable yet. Names made together (a blob,
@@ -78,7 +104,10 @@ fn create_dirs(dir: &Path, pending: &mut Pending) -> io::Result<()> {
         };
         create_dirs(parent, pending)?;
         match fs::create_dir(dir) {
-            Ok(()) => pending.add(parent),
+            Ok(()) => {
+                record!(Op::CreateDir(dir.to_owned()));
+                pending.add(parent);
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -91,6 +120,10 @@ pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
     let parent = to.parent().expect("store paths always have a parent");
     ensure_dir(parent)?;
     fs::rename(from, to)?;
+    record!(Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned()
+    });
     sync_dir(parent)
 }
 
@@ -121,6 +154,10 @@ pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<b
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => fs::rename(from, to)?,
         Err(e) => return Err(e.into()),
     }
+    record!(Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned()
+    });
     pending.add(parent);
     Ok(true)
 }
@@ -134,6 +171,7 @@ pub fn create_name(path: &Path, pending: &mut Pending) -> io::Result<bool> {
     create_dirs(parent, pending)?;
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(_) => {
+            record!(Op::Create(path.to_owned()));
             pending.add(parent);
             Ok(true)
         }
@@ -158,7 +196,10 @@ fn stage(tmp_dir: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        record!(Op::Write(tmp.clone()));
+        file.sync_all()?;
+        record!(Op::Fsync(tmp.clone()));
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(tmp),
@@ -184,6 +225,7 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()>
 pub fn remove(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => {
+            record!(Op::Remove(path.to_owned()));
             if let Some(parent) = path.parent() {
                 sync_dir(parent)?;
             }
