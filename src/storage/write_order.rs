@@ -115,7 +115,7 @@ async fn a_blob_pushed_again_syncs_its_folder_and_new_link() {
         .unwrap();
     let ops = journal.take();
     let blob = store.paths().blob(&digest);
-    ops.folder_synced(&blob, 0);
+    ops.index(&Op::FsyncDir(blob.parent().unwrap().to_owned()));
     ops.created(&store.paths().blob_link(&other, &digest));
     ops.new_folders_durable();
 }
