@@ -130,7 +130,7 @@ pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
 /// [`publish`] for content-addressed files: never replaces an existing `to`
 /// (whose content is the same), and says whether `from` became `to`; if not,
 /// `from` is removed. This keeps the count of stored blobs exact when two
-/// uploads of one digest finish together.
+/// uploads of one digest finish together. Either way `to` is durable on return.
 pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
     let mut pending = Pending::default();
     let renamed = rename_new(from, to, &mut pending)?;
@@ -139,7 +139,9 @@ pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
 }
 
 /// [`publish_new`] whose new names (`to`, and any folder it needed) go to
-/// `pending` instead of being synced at once.
+/// `pending` instead of being synced at once. When `to` was there already, its
+/// folder goes to `pending` all the same: whoever renamed it there may not have
+/// synced that folder yet.
 pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<bool> {
     let parent = to.parent().expect("store paths always have a parent");
     create_dirs(parent, pending)?;
@@ -148,6 +150,7 @@ pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<b
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {
             fs::remove_file(from)?;
+            pending.add(parent);
             return Ok(false);
         }
         // A file system without RENAME_NOREPLACE: a plain rename is still correct.
@@ -274,6 +277,7 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::Journal;
     use super::*;
 
     #[test]
@@ -323,12 +327,19 @@ mod tests {
     #[test]
     fn write_atomic_new_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
+        let root = dir.path().canonicalize().unwrap();
+        let tmp = root.join("tmp");
         fs::create_dir(&tmp).unwrap();
-        let target = dir.path().join("x/blob");
+        let target = root.join("x/blob");
         assert!(write_atomic_new(&tmp, &target, b"first").unwrap());
+        // The name was there, put by someone who may not have synced its
+        // folder yet: the folder is synced anyway before the answer.
+        let journal = Journal::start(&root);
         assert!(!write_atomic_new(&tmp, &target, b"second").unwrap());
         assert_eq!(fs::read(&target).unwrap(), b"first");
+        journal
+            .take()
+            .index(&Op::FsyncDir(target.parent().unwrap().to_owned()));
         assert_eq!(
             fs::read_dir(&tmp).unwrap().count(),
             0,

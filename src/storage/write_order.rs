@@ -308,3 +308,67 @@ async fn a_deleted_tag_or_blob_link_is_durably_gone_before_the_202() {
         .take()
         .removed(&store.paths().blob_link(&name, layer));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_moved_back_to_a_stored_manifest_waits_for_its_blob_name() {
+    let (_dir, store, journal) = recorded_store().await;
+    let name = repo("team/app");
+    let (first, first_bytes) = image(&store, &name, "one", None).await;
+    let (second, second_bytes) = image(&store, &name, "two", None).await;
+    let digest = store
+        .put_manifest(&name, &tag("latest"), first.clone(), first_bytes.clone())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&name, &tag("latest"), second, second_bytes)
+        .await
+        .unwrap();
+    journal.take();
+    store
+        .put_manifest(&name, &tag("latest"), first, first_bytes)
+        .await
+        .unwrap();
+
+    // Its bytes are stored already, so nothing is renamed into `blobs/`; but
+    // another put of it may have renamed them there and not fsynced the folder
+    // yet (or crashed before it could), so the folder is fsynced before the tag
+    // names the manifest, as commit_blob does for a blob pushed again.
+    let ops = journal.take();
+    let paths = store.paths();
+    let latest = paths.tag(&name, &"latest".parse().unwrap());
+    let (tag_renamed, _) = ops.renamed(&latest);
+    ops.before(
+        (
+            ops.index(&Op::FsyncDir(
+                paths.blob(&digest).parent().unwrap().to_owned(),
+            )),
+            "the fsync of the manifest's blob folder",
+        ),
+        (tag_renamed, "the tag's rename"),
+    );
+    ops.published(&latest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mounted_blob_is_durable_before_its_201() {
+    let (_dir, store, journal) = recorded_store().await;
+    let digest = Digest::sha256(b"layer");
+    let from = repo("team/app");
+    store
+        .put_blob(&from, &digest, body(b"layer", 1))
+        .await
+        .unwrap();
+    journal.take();
+    let name = repo("team/other");
+    store
+        .mount_blob(&name, &from, &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    // As for a blob pushed again: the blob's folder too, for the same reason.
+    let ops = journal.take();
+    let blob = store.paths().blob(&digest);
+    ops.index(&Op::FsyncDir(blob.parent().unwrap().to_owned()));
+    ops.created(&store.paths().blob_link(&name, &digest));
+    ops.new_folders_durable();
+}
