@@ -34,9 +34,13 @@ impl Store {
         Ok(())
     }
 
-    /// Links `digest` into `name`, making it readable there, durably.
+    /// Links the stored blob `digest` into `name`, making it readable there,
+    /// durably. The blob's folder is fsynced too, as in commit_blob: the request
+    /// that renamed the blob there may not have synced it yet.
     pub(super) fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         let mut pending = durable::Pending::default();
+        let blob = self.paths().blob(digest);
+        pending.add(blob.parent().expect("store paths always have a parent"));
         self.link_blob_pending(name, digest, &mut pending)?;
         pending.sync()?;
         self.remember_repository(name);

@@ -13,15 +13,41 @@
 //! one kind of file whose content nobody reads is a repository's link to a blob:
 //! it is named by the digest, so it is created empty in place ([`create_name`])
 //! and only its folder is fsynced.
+//!
+//! In tests, each operation is also recorded (`record!`, `journal.rs`), so that
+//! the order of a store's writes can be checked; a file fsync or rename made
+//! anywhere else in the store would escape those checks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
+#[cfg(test)]
+use super::journal::Op;
+
+/// Records a durable operation just made in the journal of a test (see
+/// `journal.rs`). Outside tests it expands to nothing, arguments included.
+macro_rules! record {
+    ($op:expr) => {
+        #[cfg(test)]
+        $crate::storage::journal::record($op);
+    };
+}
+pub(super) use record;
+
 /// `fsync` a folder, making the names created or removed in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    record!(Op::FsyncDir(dir.to_owned()));
+    Ok(())
+}
+
+/// `fsync` a file, making its content durable (before it is renamed into place).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    record!(Op::Fsync(path.to_owned()));
+    Ok(())
 }
 
 /// Folders whose new entries are not durable yet. Names made together (a blob,
@@ -78,7 +104,10 @@ fn create_dirs(dir: &Path, pending: &mut Pending) -> io::Result<()> {
         };
         create_dirs(parent, pending)?;
         match fs::create_dir(dir) {
-            Ok(()) => pending.add(parent),
+            Ok(()) => {
+                record!(Op::CreateDir(dir.to_owned()));
+                pending.add(parent);
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -91,13 +120,17 @@ pub fn publish(from: &Path, to: &Path) -> io::Result<()> {
     let parent = to.parent().expect("store paths always have a parent");
     ensure_dir(parent)?;
     fs::rename(from, to)?;
+    record!(Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned()
+    });
     sync_dir(parent)
 }
 
 /// [`publish`] for content-addressed files: never replaces an existing `to`
 /// (whose content is the same), and says whether `from` became `to`; if not,
 /// `from` is removed. This keeps the count of stored blobs exact when two
-/// uploads of one digest finish together.
+/// uploads of one digest finish together. Either way `to` is durable on return.
 pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
     let mut pending = Pending::default();
     let renamed = rename_new(from, to, &mut pending)?;
@@ -106,7 +139,9 @@ pub fn publish_new(from: &Path, to: &Path) -> io::Result<bool> {
 }
 
 /// [`publish_new`] whose new names (`to`, and any folder it needed) go to
-/// `pending` instead of being synced at once.
+/// `pending` instead of being synced at once. When `to` was there already, its
+/// folder goes to `pending` all the same: whoever renamed it there may not have
+/// synced that folder yet.
 pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<bool> {
     let parent = to.parent().expect("store paths always have a parent");
     create_dirs(parent, pending)?;
@@ -115,12 +150,17 @@ pub fn rename_new(from: &Path, to: &Path, pending: &mut Pending) -> io::Result<b
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {
             fs::remove_file(from)?;
+            pending.add(parent);
             return Ok(false);
         }
         // A file system without RENAME_NOREPLACE: a plain rename is still correct.
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => fs::rename(from, to)?,
         Err(e) => return Err(e.into()),
     }
+    record!(Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned()
+    });
     pending.add(parent);
     Ok(true)
 }
@@ -134,6 +174,7 @@ pub fn create_name(path: &Path, pending: &mut Pending) -> io::Result<bool> {
     create_dirs(parent, pending)?;
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(_) => {
+            record!(Op::Create(path.to_owned()));
             pending.add(parent);
             Ok(true)
         }
@@ -158,7 +199,10 @@ fn stage(tmp_dir: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        record!(Op::Write(tmp.clone()));
+        file.sync_all()?;
+        record!(Op::Fsync(tmp.clone()));
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(tmp),
@@ -184,6 +228,7 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()>
 pub fn remove(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => {
+            record!(Op::Remove(path.to_owned()));
             if let Some(parent) = path.parent() {
                 sync_dir(parent)?;
             }
@@ -232,6 +277,7 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::Journal;
     use super::*;
 
     #[test]
@@ -281,12 +327,19 @@ mod tests {
     #[test]
     fn write_atomic_new_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
+        let root = dir.path().canonicalize().unwrap();
+        let tmp = root.join("tmp");
         fs::create_dir(&tmp).unwrap();
-        let target = dir.path().join("x/blob");
+        let target = root.join("x/blob");
         assert!(write_atomic_new(&tmp, &target, b"first").unwrap());
+        // The name was there, put by someone who may not have synced its
+        // folder yet: the folder is synced anyway before the answer.
+        let journal = Journal::start(&root);
         assert!(!write_atomic_new(&tmp, &target, b"second").unwrap());
         assert_eq!(fs::read(&target).unwrap(), b"first");
+        journal
+            .take()
+            .index(&Op::FsyncDir(target.parent().unwrap().to_owned()));
         assert_eq!(
             fs::read_dir(&tmp).unwrap().count(),
             0,

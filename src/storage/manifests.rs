@@ -73,7 +73,13 @@ impl Store {
         let tmp = paths.staging_dir();
         let size = body.len() as u64;
         match self.blob_size(&digest)? {
-            Some(stored) if stored == size => {}
+            // Stored already, but perhaps by a put that has renamed it and not
+            // fsynced its folder yet (or crashed before it could): fsynced here,
+            // as commit_blob does, so that no tag outlives the manifest's name.
+            Some(stored) if stored == size => {
+                let blob = paths.blob(&digest);
+                durable::sync_dir(blob.parent().expect("store paths always have a parent"))?;
+            }
             // A damaged copy (its digest says what the bytes must be): replace it.
             Some(stored) => {
                 durable::write_atomic(&tmp, &paths.blob(&digest), body)?;

@@ -17,10 +17,17 @@
 //! * **manifest**: its bytes are written as a blob, then its `_manifests` link, then
 //!   the referrers entry, and the tag last. A tag is therefore never visible before
 //!   the manifest it names, and the 201 is sent only after all of these are durable.
+//!   Moving a tag is the same: the new content replaces the old in one rename.
+//! * **delete**: the reverse. A manifest's tags and its referrers entry are
+//!   removed, each durably, before its `_manifests` link, so nothing names a
+//!   manifest that is gone. Every removal is durable before the 202.
 //! * **upload session**: `info.json` is written atomically when the session opens;
 //!   chunks are appended to `data` and the offset is the file's length, so a
 //!   restarted process resumes where the bytes on disk end. The hash state is kept
 //!   in memory and rebuilt by re-reading `data` after a restart.
+//!
+//! `write_order.rs` checks this order on a journal of the operations (tests
+//! only: a crash test cannot, as SIGKILL keeps the page cache).
 //!
 //! Blocking file work runs on tokio's blocking pool; request bodies stream through
 //! in batches, hashed as they are written (with direct I/O where the file system
@@ -34,12 +41,16 @@ mod blobs;
 mod cache;
 pub mod durable;
 mod gc;
+#[cfg(test)]
+mod journal;
 mod manifests;
 pub mod paths;
 mod sink;
 mod staging;
 mod uploads;
 mod usage;
+#[cfg(test)]
+mod write_order;
 
 pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use manifests::StoredManifest;

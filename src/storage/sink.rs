@@ -16,7 +16,9 @@
 //! refused (a file system without it, a disk with larger blocks), everything is
 //! written buffered, with early writeback so that the fsync finds little left.
 
-use super::durable;
+use super::durable::{self, record};
+#[cfg(test)]
+use super::journal::{Op, path_of};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -117,7 +119,7 @@ impl Sink {
         if buffer.is_empty() && misaligned != 0 {
             // Up to the next block boundary, through the ordinary descriptor.
             let (head, rest) = bytes.split_at((ALIGN - misaligned).min(bytes.len()));
-            self.file.write_all_at(head, self.position)?;
+            write_at(&self.file, head, self.position)?;
             self.position += head.len() as u64;
             return Ok(rest);
         }
@@ -138,11 +140,11 @@ impl Sink {
         };
         let bytes = buffer.bytes();
         let whole = bytes.len() - bytes.len() % ALIGN;
-        match file.write_all_at(&bytes[..whole], self.position) {
+        match write_at(file, &bytes[..whole], self.position) {
             Ok(()) => {
                 self.position += whole as u64;
                 if last {
-                    self.file.write_all_at(&bytes[whole..], self.position)?;
+                    write_at(&self.file, &bytes[whole..], self.position)?;
                     self.position += (bytes.len() - whole) as u64;
                 }
                 buffer.clear();
@@ -198,6 +200,13 @@ fn open_direct(path: &Path) -> Option<File> {
     }
 }
 
+/// Writes `bytes` at `offset` of `file`.
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(bytes, offset)?;
+    record!(Op::Write(path_of(file)));
+    Ok(())
+}
+
 /// Writes a batch with as few system calls as the kernel allows (`writev`).
 pub(super) fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
@@ -210,6 +219,7 @@ pub(super) fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> 
             Err(e) => return Err(e),
         }
     }
+    record!(Op::Write(path_of(file)));
     Ok(())
 }
 

@@ -362,7 +362,7 @@ impl Store {
         // the rename and link, not for the data to reach the disk.
         let fresh = self.blob_size(digest)?.is_none();
         if fresh {
-            File::open(data)?.sync_all()?;
+            durable::sync_file(data)?;
         }
         let _commit = self.commit_guard();
         // The new names (the blob, the link, any folder they needed) are synced
@@ -377,7 +377,7 @@ impl Store {
         if self.blob_size(digest)?.is_none() {
             if !fresh {
                 // Swept since we looked: our data is now the only copy.
-                File::open(data)?.sync_all()?;
+                durable::sync_file(data)?;
             }
             let size = std::fs::metadata(data)?.len();
             if durable::rename_new(data, &target, &mut pending)? {
