@@ -1,5 +1,5 @@
 //! berth: a private OCI registry for Kubernetes clusters, and the operator that
-//! runs it. One binary, several roles (`serve`, `gc`, `operator`, `crd`, `render`, `bench`);
+//! runs it. One binary, several roles (`serve`, `gc`, `scrub`, `operator`, `crd`, `render`, `bench`);
 //! `main.rs` is only the command line, and each role is an entry point here.
 
 pub mod bench;
@@ -11,4 +11,5 @@ pub mod nodeconfig;
 pub mod oci;
 pub mod operator;
 pub mod registry;
+pub mod scrub;
 pub mod storage;

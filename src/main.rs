@@ -33,6 +33,9 @@ enum Command {
     Serve(berth::registry::ServeArgs),
     /// Collect garbage: ask a running registry (--url), or a stopped one's data folder (--root)
     Gc(berth::gc::GcArgs),
+    /// Verify every blob against its digest and move corrupt ones aside (JSON report; exit 2
+    /// when corrupt): ask a running registry (--url), or a stopped one's data folder (--root)
+    Scrub(berth::scrub::ScrubArgs),
     /// Run the Kubernetes operator that reconciles Registry objects
     Operator(berth::operator::OperatorArgs),
     /// Print the Registry CustomResourceDefinition (what crds/registry.yaml holds)
@@ -91,6 +94,15 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(berth::registry::serve(args.resolve()?))
         }
         Command::Gc(args) => tokio::runtime::Runtime::new()?.block_on(berth::gc::run(args)),
+        Command::Scrub(args) => {
+            let status = tokio::runtime::Runtime::new()?.block_on(berth::scrub::run(args))?;
+            if status != 0 {
+                // The report is printed; exit skips destructors, so flush it first.
+                std::io::stdout().flush()?;
+                std::process::exit(status.into());
+            }
+            Ok(())
+        }
         Command::Operator(args) => {
             Ok(tokio::runtime::Runtime::new()?.block_on(berth::operator::run(args))?)
         }

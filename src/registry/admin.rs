@@ -5,14 +5,21 @@
 //! `POST /berth/v1/gc` runs a garbage collection (see `storage/gc.rs`) and
 //! answers its report; options come from the query string or a JSON body:
 //! `dryRun`, `deleteUntagged`, `grace` and `uploadMaxAge` (durations like `1h`).
+//!
+//! `POST /berth/v1/scrub` verifies every stored blob against its digest (see
+//! `storage/scrub.rs`), moves the corrupt ones aside and answers the report;
+//! its one option is `rate`, bytes read per second (`64MiB`, the default;
+//! `0` for no limit).
 
 use super::errors::{ApiError, Code};
 use super::metrics::Metrics;
-use crate::storage::{GcOptions, Store, StoreError};
+use crate::storage::{GcOptions, ScrubOptions, Store, StoreError};
 use bytes::Bytes;
+use bytesize::ByteSize;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +143,79 @@ impl GcRequest {
     }
 }
 
+/// Options of a scrub request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScrubRequest {
+    /// Bytes per second (`0`: no limit); the default when left out.
+    rate: Option<ByteSize>,
+}
+
+impl ScrubRequest {
+    /// From the query string, then the JSON body (which wins where both speak).
+    fn parse(query: &HashMap<String, String>, body: &[u8]) -> Result<ScrubRequest, ApiError> {
+        let invalid = |message: String| {
+            ApiError::new(Code::Unsupported, message).with_status(StatusCode::BAD_REQUEST)
+        };
+        let mut request = ScrubRequest::default();
+        for (key, value) in query {
+            match key.as_str() {
+                "rate" => {
+                    let rate = value
+                        .parse()
+                        .map_err(|e| invalid(format!("rate: not a size ({e}): {value}")))?;
+                    request.rate = Some(rate);
+                }
+                other => return Err(invalid(format!("unknown scrub option: {other}"))),
+            }
+        }
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let from_body: ScrubRequest = serde_json::from_slice(body)
+                .map_err(|e| invalid(format!("invalid scrub request body: {e}")))?;
+            request.rate = from_body.rate.or(request.rate);
+        }
+        Ok(request)
+    }
+
+    fn options(self) -> ScrubOptions {
+        match self.rate {
+            Some(rate) => ScrubOptions {
+                rate: NonZeroU64::new(rate.as_u64()),
+            },
+            None => ScrubOptions::default(),
+        }
+    }
+}
+
+/// `POST /berth/v1/scrub`
+pub async fn scrub(
+    metrics: Arc<Metrics>,
+    store: Store,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, warp::Rejection> {
+    let options = ScrubRequest::parse(&query, &body)?.options();
+    // On a task of its own, so that a client giving up on a long scrub (the
+    // request's future dropped) neither stops it halfway nor loses its metrics.
+    let run = tokio::spawn(async move {
+        let started = Instant::now();
+        let report = store.scrub(options).await;
+        match &report {
+            Ok(report) => metrics.scrub(Ok(report), started.elapsed()),
+            // A refused second run is not a scrub.
+            Err(StoreError::ScrubRunning) => {}
+            Err(_) => metrics.scrub(Err(()), started.elapsed()),
+        }
+        report
+    });
+    let report = run
+        .await
+        .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("scrub: {e}"))))??;
+    let body = serde_json::to_value(&report)
+        .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("report: {e}"))))?;
+    Ok(super::json(StatusCode::OK, "application/json", &body))
+}
+
 /// `POST /berth/v1/gc`
 pub async fn gc(
     defaults: GcOptions,
@@ -209,5 +289,30 @@ mod tests {
         let bad: HashMap<String, String> = [("grace".into(), "soon".into())].into();
         assert!(GcRequest::parse(&bad, b"").is_err());
         assert!(GcRequest::parse(&HashMap::new(), b"{\"gracee\":\"1s\"}").is_err());
+    }
+
+    #[test]
+    fn scrub_rate_from_query_and_body() {
+        let rate = |query: &[(&str, &str)], body: &[u8]| {
+            let query = query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            ScrubRequest::parse(&query, body).map(|r| r.options().rate.map(NonZeroU64::get))
+        };
+        assert_eq!(
+            rate(&[], b"").unwrap(),
+            Some(crate::storage::DEFAULT_SCRUB_RATE)
+        );
+        assert_eq!(rate(&[("rate", "1MiB")], b"").unwrap(), Some(1 << 20));
+        assert_eq!(rate(&[("rate", "0")], b"").unwrap(), None);
+        assert_eq!(
+            rate(&[("rate", "1MiB")], br#"{"rate":"2KiB"}"#).unwrap(),
+            Some(2048)
+        );
+        assert_eq!(rate(&[], br#"{"rate":4096}"#).unwrap(), Some(4096));
+        assert!(rate(&[("rate", "fast")], b"").is_err());
+        assert!(rate(&[("speed", "1MiB")], b"").is_err());
+        assert!(rate(&[], br#"{"rat":"1MiB"}"#).is_err());
     }
 }

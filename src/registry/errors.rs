@@ -30,6 +30,8 @@ pub enum Code {
     StorageFull,
     /// Not in the spec, admin API only: a collection is already running (409).
     GcRunning,
+    /// Not in the spec, admin API only: a scrub is already running (409).
+    ScrubRunning,
     Unknown,
 }
 
@@ -53,6 +55,7 @@ impl Code {
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Code::StorageFull => "STORAGE_FULL",
             Code::GcRunning => "GC_RUNNING",
+            Code::ScrubRunning => "SCRUB_RUNNING",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -76,7 +79,7 @@ impl Code {
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            Code::GcRunning => StatusCode::CONFLICT,
+            Code::GcRunning | Code::ScrubRunning => StatusCode::CONFLICT,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,6 +174,7 @@ impl From<StoreError> for ApiError {
             StoreError::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
             StoreError::InsufficientSpace { .. } => ApiError::new(Code::StorageFull, message),
             StoreError::GcRunning => ApiError::new(Code::GcRunning, message),
+            StoreError::ScrubRunning => ApiError::new(Code::ScrubRunning, message),
             StoreError::Io(e)
                 if matches!(
                     e.kind(),

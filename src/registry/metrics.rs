@@ -7,7 +7,7 @@
 //! bytes are counted as they stream, both ways. Storage figures come from the
 //! store's running counts, never from a walk of the disk.
 
-use crate::storage::{GcReport, UsageSnapshot};
+use crate::storage::{GcReport, ScrubReport, UsageSnapshot};
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,8 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warp::http::{Method, StatusCode};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +70,14 @@ pub struct Metrics {
     gc_bytes_freed: Counter,
     gc_blobs_deleted: Counter,
     gc_uploads_purged: Counter,
+    scrub_runs: Family<ResultLabels, Counter>,
+    scrub_corrupt: Gauge,
+    scrub_errors: Gauge,
+    scrub_quarantined: Counter,
+    scrub_blobs: Counter,
+    scrub_bytes: Counter,
+    scrub_last_run: Gauge,
+    scrub_duration: Gauge<f64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -164,6 +173,53 @@ impl Default for Metrics {
             "Idle upload sessions purged by garbage collection",
             gc_uploads_purged.clone(),
         );
+        let scrub_runs = Family::<ResultLabels, Counter>::default();
+        registry.register("scrub_runs", "Scrubs by result", scrub_runs.clone());
+        let scrub_corrupt = Gauge::default();
+        registry.register(
+            "scrub_corrupt_blobs",
+            "Blobs whose bytes failed their digest in the last scrub",
+            scrub_corrupt.clone(),
+        );
+        let scrub_errors = Gauge::default();
+        registry.register(
+            "scrub_unreadable_blobs",
+            "Blobs the last scrub could not read or move aside",
+            scrub_errors.clone(),
+        );
+        let scrub_quarantined = Counter::default();
+        registry.register(
+            "scrub_quarantined_blobs",
+            "Corrupt blobs moved to quarantine/ by scrubs",
+            scrub_quarantined.clone(),
+        );
+        let scrub_blobs = Counter::default();
+        registry.register(
+            "scrub_verified_blobs",
+            "Blobs read and checked against their digest by scrubs",
+            scrub_blobs.clone(),
+        );
+        let scrub_bytes = Counter::default();
+        registry.register_with_unit(
+            "scrub_verified",
+            "Bytes read and checked against their digest by scrubs",
+            Unit::Bytes,
+            scrub_bytes.clone(),
+        );
+        let scrub_last_run = Gauge::default();
+        registry.register_with_unit(
+            "scrub_last_run_timestamp",
+            "When the last scrub that ran to its end ended (Unix time)",
+            Unit::Seconds,
+            scrub_last_run.clone(),
+        );
+        let scrub_duration = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "scrub_last_run_duration",
+            "How long the last scrub that ran to its end took",
+            Unit::Seconds,
+            scrub_duration.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -181,6 +237,14 @@ impl Default for Metrics {
             gc_bytes_freed,
             gc_blobs_deleted,
             gc_uploads_purged,
+            scrub_runs,
+            scrub_corrupt,
+            scrub_errors,
+            scrub_quarantined,
+            scrub_blobs,
+            scrub_bytes,
+            scrub_last_run,
+            scrub_duration,
         }
     }
 }
@@ -255,6 +319,34 @@ impl Metrics {
             Err(()) => "error",
         };
         self.gc_runs
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+    }
+
+    /// Records a scrub. The gauges say what the last one that ran to its end
+    /// found, so an alert on `berth_scrub_corrupt_blobs > 0` clears once a
+    /// scrub after the heal finds nothing.
+    pub fn scrub(&self, result: Result<&ScrubReport, ()>, elapsed: Duration) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let label = match result {
+            Ok(report) => {
+                let moved = report.corrupt.iter().filter(|c| c.moved_to.is_some());
+                self.scrub_corrupt.set(gauge(report.corrupt.len()));
+                self.scrub_errors.set(gauge(report.errors.len()));
+                self.scrub_quarantined.inc_by(moved.count() as u64);
+                self.scrub_blobs.inc_by(report.blobs_checked);
+                self.scrub_bytes.inc_by(report.bytes_checked);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.scrub_last_run
+                    .set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+                self.scrub_duration.set(elapsed.as_secs_f64());
+                "ok"
+            }
+            Err(()) => "error",
+        };
+        self.scrub_runs
             .get_or_create(&ResultLabels { result: label })
             .inc();
     }

@@ -84,6 +84,7 @@ pub fn route_of(path: &str) -> (&'static str, Option<RepoName>) {
         "/readyz" => return ("/readyz", None),
         "/metrics" => return ("/metrics", None),
         "/berth/v1/gc" => return ("/berth/v1/gc", None),
+        "/berth/v1/scrub" => return ("/berth/v1/scrub", None),
         _ => {}
     }
     let Some(tail) = path.strip_prefix("/v2/") else {
@@ -380,15 +381,25 @@ pub fn routes(
         .and_then(referrers::list);
 
     // POST /berth/v1/gc  — admin API, bearer token only
+    let m = metrics.clone();
     let gc = warp::path!("berth" / "v1" / "gc")
         .and(warp::post())
-        .and(admin(admin_token))
-        .map(move || (gc_defaults.clone(), metrics.clone()))
+        .and(admin(admin_token.clone()))
+        .map(move || (gc_defaults.clone(), m.clone()))
         .untuple_one()
         .and(s())
         .and(query())
         .and(admin_body())
         .and_then(admin::gc);
+    // POST /berth/v1/scrub  — admin API, bearer token only
+    let scrub = warp::path!("berth" / "v1" / "scrub")
+        .and(warp::post())
+        .and(admin(admin_token))
+        .map(move || metrics.clone())
+        .and(s())
+        .and(query())
+        .and(admin_body())
+        .and_then(admin::scrub);
 
     let api = base
         .or(catalog)
@@ -429,6 +440,8 @@ pub fn routes(
         .or(metrics_text)
         .unify()
         .or(gc)
+        .unify()
+        .or(scrub)
         .unify()
         .or(api)
         .unify()
@@ -494,6 +507,7 @@ mod tests {
         assert_eq!(t("/v2/_catalog"), "/v2/_catalog");
         assert_eq!(t("/metrics"), "/metrics");
         assert_eq!(t("/berth/v1/gc"), "/berth/v1/gc");
+        assert_eq!(t("/berth/v1/scrub"), "/berth/v1/scrub");
         assert_eq!(t("/v2/app/what"), "other");
         assert_eq!(t("/etc/passwd"), "other");
     }

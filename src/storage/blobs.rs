@@ -1,9 +1,32 @@
 //! Blobs and the per-repository links that decide who may read them.
 
 use super::{Result, Store, StoreError, durable};
-use crate::oci::{Digest, RepoName};
-use std::fs::File;
+use crate::oci::{Algorithm, Digest, RepoName};
+use std::fs::{DirEntry, File};
 use std::io;
+use std::path::Path;
+
+/// Parses the file names of a folder of `<hex>` entries as digests of
+/// `algorithm`; other names (none that the store writes) are skipped.
+pub(super) fn digests_in(dir: &Path, algorithm: Algorithm) -> Result<Vec<(Digest, DirEntry)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let parsed = entry
+            .file_name()
+            .to_str()
+            .and_then(|hex| format!("{}:{hex}", algorithm.as_str()).parse().ok());
+        if let Some(digest) = parsed {
+            found.push((digest, entry));
+        }
+    }
+    Ok(found)
+}
 
 impl Store {
     /// Whether `name` holds a link to `digest` (as a blob or as a manifest).
@@ -14,6 +37,28 @@ impl Store {
             return Ok(true);
         }
         Ok(durable::read_optional(&self.paths().manifest_link(name, digest))?.is_some())
+    }
+
+    /// Calls `visit` with every stored blob (GC's sweep, scrub), one prefix
+    /// folder at a time, so a large store is never listed whole in memory. A
+    /// blob committed or removed during the walk may or may not be visited.
+    pub(super) fn for_each_blob(
+        &self,
+        mut visit: impl FnMut(Digest, DirEntry) -> Result<()>,
+    ) -> Result<()> {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let prefixes = match std::fs::read_dir(self.paths().blobs_of(algorithm)) {
+                Ok(prefixes) => prefixes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for prefix in prefixes {
+                for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
+                    visit(digest, entry)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Size of the stored bytes of `digest`, if present.

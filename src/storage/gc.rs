@@ -32,12 +32,12 @@
 //!   unknown", is never served, and makes a push upload the blob again. The next
 //!   run finishes the work.
 
+use super::blobs::digests_in;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::manifest::Kind;
 use crate::oci::{Algorithm, Digest, Manifest, RepoName, Tag};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
@@ -151,27 +151,6 @@ fn referenced_digests(value: &serde_json::Value, out: &mut HashSet<Digest>) {
     }
 }
 
-/// Parses the file names of a folder of `<hex>` entries as digests of `algorithm`.
-fn digests_in(dir: &Path, algorithm: Algorithm) -> Result<Vec<(Digest, std::fs::DirEntry)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let parsed = entry
-            .file_name()
-            .to_str()
-            .and_then(|hex| format!("{}:{hex}", algorithm.as_str()).parse().ok());
-        if let Some(digest) = parsed {
-            found.push((digest, entry));
-        }
-    }
-    Ok(found)
-}
-
 impl Store {
     /// Runs one collection; `Err(GcRunning)` if one is already under way.
     pub async fn collect(&self, options: GcOptions) -> Result<GcReport> {
@@ -231,8 +210,9 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Held for writing by each deletion a collection makes.
-    fn commit_lock(&self) -> RwLockWriteGuard<'_, ()> {
+    /// Held for writing by each deletion a collection makes (and by each move
+    /// of a scrub, see scrub.rs).
+    pub(super) fn commit_lock(&self) -> RwLockWriteGuard<'_, ()> {
         self.inner
             .commit_lock
             .write()
@@ -411,45 +391,35 @@ impl Store {
         now: SystemTime,
         report: &mut GcReport,
     ) -> Result<()> {
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.paths().blobs_dir().join(algorithm.as_str());
-            let prefixes = match std::fs::read_dir(&dir) {
-                Ok(prefixes) => prefixes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for prefix in prefixes {
-                for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
-                    let path = entry.path();
-                    if marked.contains(&digest) || !older_than(&path, now, options.grace) {
-                        continue;
-                    }
-                    let size = entry.metadata()?.len();
-                    if options.dry_run {
-                        report.blobs_deleted += 1;
-                        report.bytes_freed += size;
-                        continue;
-                    }
-                    let _lock = self.commit_lock();
-                    // Looked at again under the lock: an upload or mount may have
-                    // refreshed the blob since, or a commit pinned it.
-                    if self.pinned(&digest) || !older_than(&path, now, options.grace) {
-                        continue;
-                    }
-                    // Its links go from every repository: no cached size may outlive them.
-                    let _stale = self.inner.cache.stale_all();
-                    for repo in repositories {
-                        durable::remove(&self.paths().blob_link(repo, &digest))?;
-                    }
-                    if durable::remove(&path)? {
-                        self.inner.usage.blob_removed(size);
-                        report.blobs_deleted += 1;
-                        report.bytes_freed += size;
-                    }
-                }
+        self.for_each_blob(|digest, entry| {
+            let path = entry.path();
+            if marked.contains(&digest) || !older_than(&path, now, options.grace) {
+                return Ok(());
             }
-        }
-        Ok(())
+            let size = entry.metadata()?.len();
+            if options.dry_run {
+                report.blobs_deleted += 1;
+                report.bytes_freed += size;
+                return Ok(());
+            }
+            let _lock = self.commit_lock();
+            // Looked at again under the lock: an upload or mount may have
+            // refreshed the blob since, or a commit pinned it.
+            if self.pinned(&digest) || !older_than(&path, now, options.grace) {
+                return Ok(());
+            }
+            // Its links go from every repository: no cached size may outlive them.
+            let _stale = self.inner.cache.stale_all();
+            for repo in repositories {
+                durable::remove(&self.paths().blob_link(repo, &digest))?;
+            }
+            if durable::remove(&path)? {
+                self.inner.usage.blob_removed(size);
+                report.blobs_deleted += 1;
+                report.bytes_freed += size;
+            }
+            Ok(())
+        })
     }
 
     /// Removes upload sessions whose data has not changed for `upload_max_age`.

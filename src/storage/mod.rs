@@ -36,6 +36,10 @@
 //! Tag lookups, manifests and blob sizes are served from a small cache that
 //! every change invalidates after it is on disk (`cache.rs`); the write order
 //! above is the same with or without it.
+//!
+//! Bytes that rot on disk after all this are found by a scrub (`scrub.rs`),
+//! which moves them aside so that the digest reads as absent and the next
+//! push stores it anew.
 
 mod blobs;
 mod cache;
@@ -45,6 +49,7 @@ mod gc;
 mod journal;
 mod manifests;
 pub mod paths;
+mod scrub;
 mod sink;
 mod staging;
 mod uploads;
@@ -54,6 +59,7 @@ mod write_order;
 
 pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use manifests::StoredManifest;
+pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, ScrubReport};
 pub use uploads::Body;
 pub use usage::UsageSnapshot;
 
@@ -94,6 +100,8 @@ pub enum StoreError {
     InsufficientSpace { available: u64, reserve: u64 },
     #[error("a garbage collection is already running")]
     GcRunning,
+    #[error("a scrub is already running")]
+    ScrubRunning,
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("storage: {0}")]
@@ -126,6 +134,7 @@ struct Inner {
     /// Digests referred to by manifests committed while a collection runs.
     pins: Mutex<gc::Pins>,
     gc_running: AtomicBool,
+    scrub_running: AtomicBool,
     usage: usage::Usage,
     /// Tags, manifests and blob sizes recently read (see cache.rs: exact invalidation).
     cache: cache::Cache,
@@ -175,6 +184,7 @@ impl Store {
                 commit_lock: RwLock::new(()),
                 pins: Mutex::new(None),
                 gc_running: AtomicBool::new(false),
+                scrub_running: AtomicBool::new(false),
                 usage,
                 cache: cache::Cache::default(),
             }),

@@ -13,7 +13,12 @@
 //! <root>/tmp/<owner>/                                  a process's staging folder, locked while it lives
 //!                                                      (staging.rs): temp files, renamed into place once complete
 //! <root>/tmp/<owner>/blob-<uuid>                       a single-request upload (`POST ?digest=`) being staged
+//! <root>/quarantine/<alg>/<hex>-<time>                 a blob whose bytes did not match its digest, moved
+//!                                                      aside by a scrub (never served; kept for inspection)
 //! ```
+//!
+//! `quarantine/` is outside `blobs/`, so nothing that reads or counts blobs
+//! (pulls, the usage scan, GC's sweep) ever sees what a scrub moved there.
 //!
 //! Repository name components never start with `_`, so `_blobs` and friends can
 //! never collide with a nested repository such as `a/b`.
@@ -65,18 +70,32 @@ impl Paths {
         self.root.join("blobs")
     }
 
+    /// The folder of `algorithm`'s blobs, which holds their prefix folders.
+    pub fn blobs_of(&self, algorithm: Algorithm) -> PathBuf {
+        self.blobs_dir().join(algorithm.as_str())
+    }
+
     /// The 256 prefix folders of `algorithm`'s blobs (`00` to `ff`).
     pub fn blob_prefixes(&self, algorithm: Algorithm) -> impl Iterator<Item = PathBuf> {
-        let dir = self.blobs_dir().join(algorithm.as_str());
+        let dir = self.blobs_of(algorithm);
         (0..=u8::MAX).map(move |byte| dir.join(format!("{byte:02x}")))
     }
 
     pub fn blob(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.blobs_dir()
+        self.blobs_of(digest.algorithm()).join(&hex[..2]).join(hex)
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Where a scrub moves the corrupt bytes stored as `digest`; `stamp` (the
+    /// time of the move) keeps apart two corrupt copies of one digest.
+    pub fn quarantined(&self, digest: &Digest, stamp: &str) -> PathBuf {
+        self.quarantine_dir()
             .join(digest.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+            .join(format!("{}-{stamp}", digest.hex()))
     }
 
     pub fn repositories_dir(&self) -> PathBuf {
@@ -173,6 +192,12 @@ mod tests {
         assert_eq!(prefixes.len(), 256);
         assert_eq!(prefixes[0], Path::new("/r/blobs/sha256/00"));
         assert_eq!(prefixes[255], Path::new("/r/blobs/sha256/ff"));
+        assert_eq!(
+            p.quarantined(&d, "20250102T030405.000006Z"),
+            Path::new(
+                "/r/quarantine/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855-20250102T030405.000006Z"
+            )
+        );
         assert!(
             prefixes
                 .iter()
