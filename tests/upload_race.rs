@@ -16,7 +16,21 @@ const TRIALS: usize = 300;
 async fn a_patch_racing_the_final_put_never_changes_the_blob() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(root.path());
-    let base = server.url("");
+    race(&server.url(""), &server.url("")).await;
+}
+
+/// The same race with the PUT and the PATCH sent to two processes on one
+/// data folder, as the old and new pod of a rolling update may get them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_race_across_two_processes_on_one_store_never_changes_the_blob() {
+    let root = tempfile::tempdir().unwrap();
+    let (one, two) = (Server::start(root.path()), Server::start(root.path()));
+    race(&one.url(""), &two.url("")).await;
+}
+
+/// Runs [`TRIALS`] races: the upload is opened and filled through `base`, its
+/// final PUT sent to `base` and a racing PATCH to `other`.
+async fn race(base: &str, other: &str) {
     // Two clients: two connections, so the server really runs both at once.
     let (putter, patcher) = (client(), client());
     let mut outcomes = std::collections::BTreeMap::<(u16, u16), usize>::new();
@@ -48,7 +62,7 @@ async fn a_patch_racing_the_final_put_never_changes_the_blob() {
 
         let put = putter.put(format!("{base}{location}?digest={d}")).send();
         let patch = patcher
-            .patch(format!("{base}{location}"))
+            .patch(format!("{other}{location}"))
             .header(
                 "content-range",
                 format!("{}-{}", first.len(), first.len() + more.len() - 1),

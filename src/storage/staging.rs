@@ -51,8 +51,8 @@ impl Staging {
     }
 }
 
-/// Whether `path` still names the folder `lock` was opened on.
-fn still_there(path: &Path, lock: &File) -> io::Result<bool> {
+/// Whether `path` still names the file (or folder) `lock` was opened on.
+pub(super) fn still_there(path: &Path, lock: &File) -> io::Result<bool> {
     let held = lock.metadata()?;
     match fs::metadata(path) {
         Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),

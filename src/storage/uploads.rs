@@ -6,12 +6,12 @@
 //! the client was told about.
 
 use super::sink::{Sink, write_chunks};
-use super::{Result, Store, StoreError, durable};
+use super::{Result, Store, StoreError, durable, staging};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::path::Path;
 use std::pin::Pin;
@@ -145,10 +145,8 @@ impl Store {
     /// Bytes received so far by session `id`.
     pub async fn upload_size(&self, name: &RepoName, id: Uuid) -> Result<u64> {
         let session = self.session(name, id).await?;
-        let state = session.state.lock().await;
-        if state.closed {
-            return Err(StoreError::UploadUnknown);
-        }
+        let mut state = session.state.lock().await;
+        let _claim = self.claim(id, &mut state).await?;
         Ok(state.size)
     }
 
@@ -164,12 +162,58 @@ impl Store {
     ) -> Result<u64> {
         let session = self.session(name, id).await?;
         let mut state = session.state.lock().await;
-        self.append_locked(id, &mut state, start, length, body)
+        let _claim = self.claim(id, &mut state).await?;
+        self.append_claimed(id, &mut state, start, length, body)
             .await?;
         Ok(state.size)
     }
 
-    async fn append_locked(
+    /// Takes session `id`'s file lock, waiting while another process holds it,
+    /// and brings `state` up to date with the disk, where another process may
+    /// have appended to the session or ended it. Called with the session's
+    /// async lock held, so at most one request of this process waits here.
+    async fn claim(&self, id: Uuid, state: &mut State) -> Result<Claim> {
+        if state.closed {
+            return Err(StoreError::UploadUnknown);
+        }
+        let claimed = self
+            .blocking(move |s| {
+                let info = s.paths().upload_info(&id);
+                let file = open_existing(&info)?;
+                file.lock()?;
+                // Ended by another process while we waited: its folder is gone.
+                if !staging::still_there(&info, &file)? {
+                    return Err(StoreError::UploadUnknown);
+                }
+                let size = match std::fs::metadata(s.paths().upload_data(&id)) {
+                    Ok(meta) => meta.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(StoreError::UploadUnknown);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((Claim { _lock: file }, size))
+            })
+            .await;
+        let (claim, size) = match claimed {
+            Ok(claimed) => claimed,
+            Err(StoreError::UploadUnknown) => {
+                state.closed = true;
+                self.sessions().remove(&id);
+                return Err(StoreError::UploadUnknown);
+            }
+            Err(e) => return Err(e),
+        };
+        if size != state.size {
+            // Another process appended: our hash state no longer fits the data.
+            state.size = size;
+            state.hasher = None;
+        }
+        Ok(claim)
+    }
+
+    /// Appends a chunk to a session this request has claimed.
+    async fn append_claimed(
         &self,
         id: Uuid,
         state: &mut State,
@@ -177,9 +221,6 @@ impl Store {
         length: Option<u64>,
         body: Body,
     ) -> Result<()> {
-        if state.closed {
-            return Err(StoreError::UploadUnknown);
-        }
         if let Some(start) = start
             && start != state.size
         {
@@ -234,7 +275,11 @@ impl Store {
     ) -> Result<u64> {
         let session = self.session(name, id).await?;
         let mut state = session.state.lock().await;
-        self.append_locked(id, &mut state, None, None, body).await?;
+        // Held until the folder is gone, so another process waiting for it
+        // then finds the session ended.
+        let _claim = self.claim(id, &mut state).await?;
+        self.append_claimed(id, &mut state, None, None, body)
+            .await?;
         // From here the session is over whatever happens: a request waiting
         // for the lock finds it closed, and none can reopen it from disk while
         // its data becomes the blob (see `session`).
@@ -267,9 +312,7 @@ impl Store {
     pub async fn cancel_upload(&self, name: &RepoName, id: Uuid) -> Result<()> {
         let session = self.session(name, id).await?;
         let mut state = session.state.lock().await;
-        if state.closed {
-            return Err(StoreError::UploadUnknown);
-        }
+        let _claim = self.claim(id, &mut state).await?;
         state.closed = true;
         self.blocking(move |s| s.close_session(id)).await
     }
@@ -400,37 +443,66 @@ impl Store {
     /// Should the removal fail, the entry stays (closed) and the folder is left
     /// for the collection's purge.
     fn close_session(&self, id: Uuid) -> Result<()> {
-        std::fs::remove_dir_all(self.paths().upload_dir(&id))?;
+        match std::fs::remove_dir_all(self.paths().upload_dir(&id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         self.inner.usage.upload_closed();
         self.sessions().remove(&id);
         Ok(())
     }
 
-    /// Closes session `id` for the collection's purge, if no request is using
-    /// it; `Ok(false)` when one is (it is not idle, then). Runs on the blocking
-    /// pool, like the whole collection.
+    /// Closes session `id` for the collection's purge, unless a request of
+    /// this process or another is using it (it is not idle, then: `Ok(false)`).
+    /// Runs on the blocking pool, like the whole collection.
     pub(super) fn purge_session(&self, id: Uuid) -> Result<bool> {
         // Held so that no request loads the session while it is removed.
         let _loading = self.inner.session_loads.blocking_lock();
         let cached = self.sessions().get(&id).cloned();
-        match cached {
-            Some(session) => {
-                let Ok(mut state) = session.state.try_lock() else {
-                    return Ok(false);
-                };
-                if state.closed {
-                    // Finished or cancelled, its folder left behind by a failed removal.
-                    return self.close_session(id).map(|()| true);
-                }
-                state.closed = true;
-                self.close_session(id)?;
-            }
-            None => {
-                std::fs::remove_dir_all(self.paths().upload_dir(&id))?;
-                self.inner.usage.upload_closed();
+        let mut state = match &cached {
+            Some(session) => match session.state.try_lock() {
+                Ok(state) => Some(state),
+                Err(_) => return Ok(false),
+            },
+            None => None,
+        };
+        // A folder without info.json is no session anyone can use.
+        let claim = match open_existing(&self.paths().upload_info(&id)) {
+            Ok(file) => Some(file),
+            Err(StoreError::UploadUnknown) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(file) = &claim {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(false),
+                Err(TryLockError::Error(e)) => return Err(e.into()),
             }
         }
+        if let Some(state) = state.as_mut() {
+            state.closed = true;
+        }
+        self.close_session(id)?;
         Ok(true)
+    }
+}
+
+/// A session's file lock (an flock on its `info.json`), held while a request
+/// writes, finishes, cancels or reads the size of the session. The async lock
+/// in [`Session`] orders the requests of one process; this one orders those
+/// of two processes that share the store for a while (the overlap of a
+/// rolling update, see staging.rs), whose in-memory sessions know nothing of
+/// each other. Released when dropped.
+struct Claim {
+    _lock: File,
+}
+
+/// Opens a session file; a missing one means the session is unknown.
+fn open_existing(path: &Path) -> Result<File> {
+    match File::open(path) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
+        Err(e) => Err(e.into()),
     }
 }
 
