@@ -327,8 +327,12 @@ fn cluster_role_is_least_privilege() {
              "resources": ["registries", "registries/status", "registries/finalizers"],
              "verbs": ["get", "list", "watch", "patch", "update"]},
             {"apiGroups": [""],
-             "resources": ["persistentvolumeclaims", "services", "secrets", "configmaps"],
+             "resources": ["persistentvolumeclaims", "services", "configmaps"],
              "verbs": children},
+            // The Secret watch is metadata-only, and a pass only reads Secrets
+            // and applies its own two: no update, no delete.
+            {"apiGroups": [""], "resources": ["secrets"],
+             "verbs": ["get", "list", "watch", "create", "patch"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": children},
             {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": children},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": children},

@@ -1,7 +1,8 @@
 //! `berth operator`: connects to the cluster (in-cluster config, or KUBECONFIG),
 //! checks that the Registry CRD is installed, serves /healthz and /metrics on a
 //! small port, and runs the kube-rs Controller: it watches Registries and every
-//! kind of child, so a deleted or edited child brings its Registry back to a pass.
+//! kind of child, so a deleted or edited child brings its Registry back to a pass,
+//! and the metadata (never the data) of every Secret, so a changed password does.
 
 use super::crd::Registry;
 use super::htpasswd::LineCache;
@@ -14,6 +15,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -79,6 +81,23 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         htpasswd_lines: Arc::new(LineCache::default()),
     });
 
+    controller(&client)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((registry, _)) => info!(registry = %registry.name, namespace = registry.namespace.as_deref().unwrap_or_default(), "reconciled"),
+                Err(error) => warn!(%error, "reconcile"),
+            }
+        })
+        .await;
+    info!("operator stopped");
+    Ok(())
+}
+
+/// The Controller over Registries with every watch that brings a Registry back
+/// to a pass; `run` drives it.
+fn controller(client: &Client) -> Controller<Registry> {
     // Children carry the managed-by label; watching only those keeps the
     // operator's caches small in a cluster full of other objects.
     let children =
@@ -102,23 +121,16 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         .owns(Api::<CronJob>::all(client.clone()), children())
         .owns(Api::<DaemonSet>::all(client.clone()), children())
         // Secrets: the ones a Registry owns, and the password Secrets it only
-        // refers to, so a password change is applied at once.
+        // refers to, so a password change is applied at once. Those are any
+        // Secret of the cluster (no label marks them), so the watch asks for
+        // metadata only (PartialObjectMetadata): the name, namespace and owners
+        // are all the mapping needs, and no Secret's data ever reaches the
+        // operator through it. A pass reads the few Secrets it uses by name.
         .watches(
-            Api::<Secret>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default(),
             move |secret| registries_of_secret(&registries, &secret),
         )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((registry, _)) => info!(registry = %registry.name, namespace = registry.namespace.as_deref().unwrap_or_default(), "reconciled"),
-                Err(error) => warn!(%error, "reconcile"),
-            }
-        })
-        .await;
-    info!("operator stopped");
-    Ok(())
 }
 
 async fn check_crd(client: &Client) -> Result<(), OperatorError> {
@@ -135,7 +147,11 @@ async fn check_crd(client: &Client) -> Result<(), OperatorError> {
 }
 
 /// The Registries a Secret matters to: its owner, and those whose auth names it.
-fn registries_of_secret(registries: &Store<Registry>, secret: &Secret) -> Vec<ObjectRef<Registry>> {
+/// Only the Secret's metadata is known here (see the watch in [`controller`]).
+fn registries_of_secret(
+    registries: &Store<Registry>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<Registry>> {
     let namespace = secret.namespace();
     let name = secret.name_any();
     let mut refs: Vec<ObjectRef<Registry>> = secret
@@ -189,6 +205,8 @@ fn routes(
 mod tests {
     use super::*;
     use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use kube::core::PartialObjectMetaExt;
 
     #[tokio::test]
     async fn healthz_and_metrics() {
@@ -203,6 +221,170 @@ mod tests {
         assert!(body.contains("berth_operator_reconciles_total 1"), "{body}");
         let missing = warp::test::request().path("/nothing").reply(&routes).await;
         assert_eq!(missing.status(), 404);
+    }
+
+    /// Registries as the controller's store would hold them, in namespace dev.
+    fn store(registries: Vec<Registry>) -> Store<Registry> {
+        let mut writer = kube::runtime::reflector::store::Writer::default();
+        for mut registry in registries {
+            registry.metadata.namespace = Some("dev".into());
+            writer.apply_watcher_event(&watcher::Event::Apply(registry));
+        }
+        writer.as_reader()
+    }
+
+    fn secret_meta(
+        namespace: &str,
+        name: &str,
+        owners: Vec<OwnerReference>,
+    ) -> PartialObjectMeta<Secret> {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            owner_references: Some(owners),
+            ..ObjectMeta::default()
+        }
+        .into_response_partial()
+    }
+
+    #[test]
+    fn a_secret_maps_by_its_metadata_to_its_owner_and_to_the_registries_naming_it() {
+        let mut alice = RegistrySpec::default();
+        alice.auth.users = vec![User {
+            name: "alice".into(),
+            password_secret_ref: SecretKeyRef {
+                name: "alice-pw".into(),
+                key: "password".into(),
+            },
+        }];
+        let mut file = RegistrySpec::default();
+        file.auth.existing_secret = Some("alice-pw".into());
+        let registries = store(vec![
+            Registry::new("cache", alice),
+            Registry::new("mirror", file),
+            Registry::new("plain", RegistrySpec::default()),
+        ]);
+        let names = |refs: Vec<ObjectRef<Registry>>| {
+            let mut names: Vec<String> = refs
+                .into_iter()
+                .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+                .collect();
+            names.sort();
+            names
+        };
+
+        let password = secret_meta("dev", "alice-pw", vec![]);
+        assert_eq!(
+            names(registries_of_secret(&registries, &password)),
+            ["dev/cache", "dev/mirror"]
+        );
+        // The same name in another namespace is another Secret.
+        let elsewhere = secret_meta("prod", "alice-pw", vec![]);
+        assert!(registries_of_secret(&registries, &elsewhere).is_empty());
+
+        // An owned child maps to its owner, a Registry only.
+        let owner = |kind: &str, api_version: &str| OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: "plain".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let htpasswd = secret_meta(
+            "dev",
+            "plain-htpasswd",
+            vec![owner("Registry", "berth.dev/v1alpha1")],
+        );
+        assert_eq!(
+            names(registries_of_secret(&registries, &htpasswd)),
+            ["dev/plain"]
+        );
+        let foreign = secret_meta("dev", "x", vec![owner("Deployment", "apps/v1")]);
+        assert!(registries_of_secret(&registries, &foreign).is_empty());
+    }
+
+    /// Runs the operator's Controller against a mock API server that answers
+    /// every list with no items, and returns `(path?query, Accept)` of each
+    /// request it received within a few seconds.
+    async fn requests_of_the_controller() -> Vec<(String, String)> {
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            // Watches are held open, as a quiet API server does.
+            let mut open_watches = Vec::new();
+            while let Some((request, respond)) = handle.next_request().await {
+                let uri = request.uri().to_string();
+                let accept = request
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock().unwrap().push((uri.clone(), accept));
+                if uri.contains("watch=true") {
+                    open_watches.push(respond);
+                    continue;
+                }
+                let empty = serde_json::json!({"apiVersion": "v1", "kind": "List",
+                    "metadata": {"resourceVersion": "1"}, "items": []});
+                respond.send_response(
+                    http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(
+                            serde_json::to_vec(&empty).unwrap(),
+                        ))
+                        .unwrap(),
+                );
+            }
+        });
+        let client = Client::new(service, "default");
+        let run = controller(&client)
+            .run(
+                |_, _| async {
+                    Ok::<_, std::io::Error>(kube::runtime::controller::Action::await_change())
+                },
+                |_, _, _| kube::runtime::controller::Action::await_change(),
+                Arc::new(()),
+            )
+            .for_each(|_| async {});
+        // Every watch lists first; the lists come at once, the rest never ends.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), run).await;
+        seen.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn the_secret_watch_asks_for_metadata_only() {
+        let requests = requests_of_the_controller().await;
+        let secrets: Vec<&(String, String)> = requests
+            .iter()
+            .filter(|(uri, _)| uri.starts_with("/api/v1/secrets"))
+            .collect();
+        assert!(
+            secrets.iter().any(|(uri, _)| !uri.contains("watch=true"))
+                && secrets.iter().any(|(uri, _)| uri.contains("watch=true")),
+            "the Secrets are listed and watched: {requests:?}"
+        );
+        // The API server then sends PartialObjectMetadata, without data.
+        for (uri, accept) in &secrets {
+            assert!(
+                accept.contains("as=PartialObjectMetadata"),
+                "{uri} asks for {accept:?}"
+            );
+        }
+        // The Registries themselves are watched whole: a pass needs the spec.
+        let registries: Vec<_> = requests
+            .iter()
+            .filter(|(uri, _)| uri.starts_with("/apis/berth.dev/v1alpha1/registries"))
+            .collect();
+        assert!(!registries.is_empty(), "{requests:?}");
+        for (uri, accept) in registries {
+            assert!(!accept.contains("PartialObjectMetadata"), "{uri}");
+        }
     }
 
     #[test]

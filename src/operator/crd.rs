@@ -44,7 +44,12 @@ pub struct RegistrySpec {
     /// Image of the registry (and of its GC job). Default: the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Number of registry pods. More than one needs a ReadWriteMany volume.
+    /// Number of registry pods: 1 (or 0 to stop it). More than 1 is refused, whatever
+    /// the volume's access mode: the registry keeps its catalog, caches, garbage
+    /// collection pins and commit lock in one process, so a second pod on the same
+    /// volume would miss repositories pushed through the first and could delete
+    /// blobs it just committed. The operator then runs 1 pod and sets Degraded
+    /// (reason ReplicasNotSupported). Several replicas will come with object storage.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,

@@ -255,7 +255,9 @@ impl<'a> Pass<'a> {
         }
 
         Ok(Outcome {
-            rollout: status::rollout(&deployment, registry.spec.replicas),
+            // Measured against the pods that run, not those asked for: a refused
+            // replicas > 1 must not leave the rollout waiting for pods that never come.
+            rollout: status::rollout(&deployment, validate::replicas(registry)),
             settings,
             claim,
             storage,
@@ -571,11 +573,17 @@ impl<'a> Pass<'a> {
             ),
         };
         let rollout = &outcome.rollout;
-        let degraded = match (&storage_trouble, &rollout.failure) {
-            (Some((reason, message)), _) | (None, Some((reason, message))) => {
-                wanted(DEGRADED, true, reason.clone(), message.clone())
-            }
-            (None, None) => wanted(
+        // What the pass applied but not as the spec asks, first the refusals of
+        // the spec (they need the user), then a rollout that failed. One
+        // Degraded condition holds one reason: the first.
+        let replicas_trouble =
+            validate::refused_replicas(registry).map(|i| (i.reason.to_string(), i.message));
+        let degraded = match storage_trouble
+            .or(replicas_trouble)
+            .or_else(|| rollout.failure.clone())
+        {
+            Some((reason, message)) => wanted(DEGRADED, true, reason, message),
+            None => wanted(
                 DEGRADED,
                 false,
                 "AsExpected",
@@ -735,7 +743,7 @@ mod tests {
     //! scenario per test.
 
     use super::*;
-    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use crate::operator::crd::{AccessMode, RegistrySpec, SecretKeyRef, User};
     use crate::operator::fixtures::{
         self, Scenario, condition, context, current, default_children, edit, owner_uid, path,
     };
@@ -869,6 +877,80 @@ mod tests {
             registry.status.unwrap().storage_size.as_deref(),
             Some("50Gi")
         );
+    }
+
+    #[tokio::test]
+    async fn more_than_one_replica_is_refused_and_one_pod_runs() {
+        for (modes, strategy) in [
+            (vec![AccessMode::ReadWriteMany], "RollingUpdate"),
+            (vec![AccessMode::ReadWriteOnce], "Recreate"),
+        ] {
+            let mut spec = RegistrySpec {
+                replicas: 2,
+                ..RegistrySpec::default()
+            };
+            spec.storage.access_modes = modes.clone();
+            let (ctx, cluster) = context(Scenario::Fresh(spec));
+            // Not a spec to wait on: the registry serves, so the usual resync.
+            assert_eq!(
+                pass(&ctx, current(&cluster)).await,
+                Action::requeue(RESYNC),
+                "{modes:?}"
+            );
+
+            let deployment = get(&cluster, &path("apps/v1", "deployments", "cache"))
+                .expect("the Deployment is applied");
+            assert_eq!(deployment["spec"]["replicas"], 1, "{modes:?}");
+            assert_eq!(
+                deployment["spec"]["strategy"]["type"], strategy,
+                "{modes:?}"
+            );
+            for child in default_children() {
+                assert!(get(&cluster, &child).is_some(), "{child} for {modes:?}");
+            }
+
+            let registry = status_of(&cluster);
+            let degraded = condition(&registry, DEGRADED).unwrap();
+            assert_eq!(
+                (degraded.status.as_str(), degraded.reason.as_str()),
+                ("True", "ReplicasNotSupported"),
+                "{modes:?}"
+            );
+            assert!(
+                degraded.message.contains("spec.replicas is 2")
+                    && degraded.message.contains("set spec.replicas to 1"),
+                "{}",
+                degraded.message
+            );
+            // The one pod is all the rollout waits for: it is done and serving.
+            assert_eq!(condition(&registry, READY).unwrap().status, "True");
+            assert_eq!(
+                condition(&registry, PROGRESSING).unwrap().reason,
+                "RolloutComplete"
+            );
+            assert_eq!(registry.status.unwrap().ready_replicas, 1);
+
+            // One Warning event, not one per pass.
+            pass(&ctx, current(&cluster)).await;
+            let warnings = |c: &std::sync::Mutex<fixtures::Cluster>| {
+                c.lock()
+                    .unwrap()
+                    .events
+                    .iter()
+                    .filter(|e| *e == "ReplicasNotSupported")
+                    .count()
+            };
+            assert_eq!(warnings(&cluster), 1, "{modes:?}");
+
+            // Asking for one replica clears it.
+            edit(&cluster, |s| s.replicas = 1);
+            pass(&ctx, current(&cluster)).await;
+            let degraded = condition(&status_of(&cluster), DEGRADED).unwrap().clone();
+            assert_eq!(
+                (degraded.status.as_str(), degraded.reason.as_str()),
+                ("False", "AsExpected")
+            );
+        }
     }
 
     #[tokio::test]

@@ -103,11 +103,22 @@ pub fn render(
     if let Some(node_port) = service::node_port_service(&registry) {
         push(&mut out, None, &node_port)?;
     }
+    // The operator applies this Deployment and reports the refusal in the
+    // status; offline, the comment is where it can be said.
+    let deployment_notes: Vec<String> = validate::refused_replicas(&registry)
+        .map(|refused| format!("{}: {}", refused.reason, refused.message))
+        .into_iter()
+        .chain(
+            htpasswd_note
+                .as_ref()
+                .map(|_| "the htpasswd hash annotation is of the placeholder file".into()),
+        )
+        .collect();
     push(
         &mut out,
-        htpasswd_note
-            .as_ref()
-            .map(|_| "the htpasswd hash annotation is of the placeholder file"),
+        (!deployment_notes.is_empty())
+            .then(|| deployment_notes.join("\n# "))
+            .as_deref(),
         &deployment::deployment(&registry, &settings),
     )?;
     if let Some(ingress) = ingress::ingress(&registry) {
@@ -292,6 +303,23 @@ spec: {}
             render("kind: [", Some("b"), &[]),
             Err(RenderError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn replicas_above_one_render_one_pod_and_say_why() {
+        let yaml = PLAIN.replace(
+            "spec: {}",
+            "spec: {replicas: 3, storage: {accessModes: [ReadWriteMany]}}",
+        );
+        let out = render(&yaml, Some("berth:1"), &[]).unwrap();
+        let deployment: Deployment = serde_json::from_value(documents(&out)[5].clone()).unwrap();
+        assert_eq!(deployment.spec.replicas, Some(1));
+        assert!(
+            out.contains("---\n# ReplicasNotSupported: spec.replicas is 3"),
+            "{out}"
+        );
+        let plain = render(PLAIN, Some("berth:1"), &[]).unwrap();
+        assert!(!plain.contains("ReplicasNotSupported"));
     }
 
     const AUTH: &str = "apiVersion: berth.dev/v1alpha1

@@ -50,6 +50,43 @@ pub fn image(registry: &Registry, operator_image: Option<&str>) -> Result<String
         })
 }
 
+/// The most registry pods berth runs for one Registry today. The catalog, the
+/// tag and manifest cache, GC's pins and the commit lock all live in the one
+/// `berth serve` process that owns the volume: a second pod on the same volume
+/// would answer NAME_UNKNOWN for repositories pushed through the first, and its
+/// garbage collection could sweep a blob the first just committed. Several
+/// replicas need a store made for several processes (the object storage issue).
+pub const MAX_REPLICAS: i32 = 1;
+
+/// The number of pods the Deployment gets: `spec.replicas`, but never more than
+/// [`MAX_REPLICAS`] (0 stays 0: scaling to zero is allowed).
+pub fn replicas(registry: &Registry) -> i32 {
+    registry.spec.replicas.clamp(0, MAX_REPLICAS)
+}
+
+/// Why `spec.replicas` is not what runs, when it asks for more than
+/// [`MAX_REPLICAS`]. Unlike the rules of [`check`], this does not stop the
+/// pass: the registry keeps serving with one pod (as a refused shrink keeps the
+/// claim), and the status says Degraded with this reason until the spec asks
+/// for what can run. Whatever the access mode: ReadWriteMany shares the volume,
+/// not the state each process keeps in memory.
+pub fn refused_replicas(registry: &Registry) -> Option<Invalid> {
+    let asked = registry.spec.replicas;
+    (asked > MAX_REPLICAS).then(|| {
+        invalid(
+            "ReplicasNotSupported",
+            format!(
+                "spec.replicas is {asked}, but berth runs {MAX_REPLICAS} registry pod per volume for now: \
+                 the catalog, the tag and manifest cache, GC's pins and the commit lock live in one process, \
+                 so a second pod would answer NAME_UNKNOWN for repositories pushed through the other \
+                 and its garbage collection could delete blobs the other just committed. \
+                 The Deployment runs {MAX_REPLICAS} replica; set spec.replicas to {MAX_REPLICAS}. \
+                 Several replicas will come with object storage."
+            ),
+        )
+    })
+}
+
 /// Every rule on the spec alone.
 pub fn check(registry: &Registry) -> Result<(), Invalid> {
     let spec = &registry.spec;
@@ -82,20 +119,6 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
         return Err(invalid(
             "InvalidAccessModes",
             "the registry writes to its volume; ReadOnlyMany alone cannot work",
-        ));
-    }
-    if spec.replicas > 1 && spec.storage.access_modes.iter().any(|m| m.is_single_node()) {
-        return Err(invalid(
-            "InvalidReplicas",
-            format!(
-                "{} replicas cannot share a {} volume; use ReadWriteMany or one replica",
-                spec.replicas,
-                spec.storage
-                    .access_modes
-                    .iter()
-                    .find(|m| m.is_single_node())
-                    .map_or("single-node", |m| m.as_str())
-            ),
         ));
     }
     if spec.replicas < 0 {
@@ -345,13 +368,45 @@ mod tests {
             reason(|s| s.storage.access_modes = vec![AccessMode::ReadOnlyMany]),
             "InvalidAccessModes"
         );
-        assert_eq!(reason(|s| s.replicas = 2), "InvalidReplicas");
         assert_eq!(reason(|s| s.replicas = -1), "InvalidReplicas");
-        let shared = registry(|s| {
-            s.replicas = 3;
-            s.storage.access_modes = vec![AccessMode::ReadWriteMany];
-        });
-        assert_eq!(check(&shared), Ok(()));
+    }
+
+    #[test]
+    fn more_than_one_replica_is_refused_whatever_the_access_mode() {
+        for modes in [
+            vec![AccessMode::ReadWriteOnce],
+            vec![AccessMode::ReadWriteOncePod],
+            vec![AccessMode::ReadWriteMany],
+            vec![AccessMode::ReadWriteMany, AccessMode::ReadOnlyMany],
+        ] {
+            let r = registry(|s| {
+                s.replicas = 3;
+                s.storage.access_modes = modes.clone();
+            });
+            // Not a stop: the pass goes on, with one pod.
+            assert_eq!(check(&r), Ok(()), "{modes:?}");
+            assert_eq!(replicas(&r), 1, "{modes:?}");
+            let refused = refused_replicas(&r).expect("refused");
+            assert_eq!(refused.reason, "ReplicasNotSupported", "{modes:?}");
+            // The message says what was asked, why not, and what to do instead.
+            for words in [
+                "spec.replicas is 3",
+                "NAME_UNKNOWN",
+                "set spec.replicas to 1",
+                "object storage",
+            ] {
+                assert!(
+                    refused.message.contains(words),
+                    "{words:?} in {}",
+                    refused.message
+                );
+            }
+        }
+        for (asked, runs) in [(0, 0), (1, 1)] {
+            let r = registry(|s| s.replicas = asked);
+            assert_eq!(refused_replicas(&r), None, "{asked}");
+            assert_eq!(replicas(&r), runs);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::{
     container_security_context, labels, metadata, names, pod_security_context, selector_labels,
 };
 use crate::operator::crd::Registry;
+use crate::operator::validate;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
@@ -127,7 +128,9 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
     Deployment {
         metadata: metadata(registry, names::deployment(registry), true),
         spec: DeploymentSpec {
-            replicas: Some(spec.replicas),
+            // At most one pod, whatever spec.replicas asks (the status says
+            // why when it asks for more): see validate::MAX_REPLICAS.
+            replicas: Some(validate::replicas(registry)),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(registry)),
                 ..LabelSelector::default()
@@ -435,7 +438,8 @@ mod tests {
         });
         let d = deployment(&r, &settings());
         let spec = &d.spec;
-        assert_eq!(spec.replicas, Some(3));
+        // Three asked, one runs: one process owns the volume's state.
+        assert_eq!(spec.replicas, Some(1));
         assert_eq!(
             spec.strategy.as_ref().unwrap().type_.as_deref(),
             Some("RollingUpdate")
