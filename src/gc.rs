@@ -110,13 +110,6 @@ async fn remote(url: &str, args: &GcArgs) -> anyhow::Result<GcReport> {
 }
 
 async fn offline(root: &std::path::Path, args: &GcArgs) -> anyhow::Result<GcReport> {
-    // Opening a store creates its folders: refuse a typo rather than collect nothing.
-    if !root.join("blobs").is_dir() {
-        bail!(
-            "{} is not a berth data folder (no blobs/ in it)",
-            root.display()
-        );
-    }
     let defaults = match &args.config {
         Some(path) => gc_options_from_file(path)?,
         None => GcOptions::default(),
@@ -128,10 +121,7 @@ async fn offline(root: &std::path::Path, args: &GcArgs) -> anyhow::Result<GcRepo
         upload_max_age: args.upload_max_age.unwrap_or(defaults.upload_max_age),
         retention: defaults.retention,
     };
-    // No reserve: a collection only frees space.
-    let store = Store::open(root, 0)
-        .await
-        .with_context(|| format!("cannot open {}", root.display()))?;
+    let store = Store::open_offline(root).await?;
     Ok(store.collect(options).await?)
 }
 

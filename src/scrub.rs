@@ -109,17 +109,7 @@ async fn remote(url: &str, args: &ScrubArgs) -> anyhow::Result<ScrubReport> {
 }
 
 async fn offline(root: &Path, rate: Option<ByteSize>) -> anyhow::Result<ScrubReport> {
-    // Opening a store creates its folders: refuse a typo rather than check nothing.
-    if !root.join("blobs").is_dir() {
-        bail!(
-            "{} is not a berth data folder (no blobs/ in it)",
-            root.display()
-        );
-    }
-    // No reserve: a scrub writes nothing but renames.
-    let store = Store::open(root, 0)
-        .await
-        .with_context(|| format!("cannot open {}", root.display()))?;
+    let store = Store::open_offline(root).await?;
     // Nothing else reads this disk: as fast as it goes unless told otherwise.
     let options = ScrubOptions {
         rate: rate.and_then(|r| NonZeroU64::new(r.as_u64())),

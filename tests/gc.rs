@@ -417,6 +417,14 @@ async fn the_gc_command_asks_a_registry_and_collects_a_stopped_one() {
     assert!(stored_blobs(&root).is_empty(), "{:?}", stored_blobs(&root));
     let (ok, _, err) = berth(&["--root", dir.path().join("typo").to_str().unwrap()]);
     assert!(!ok && err.contains("not a berth data folder"), "{err}");
+    // A folder a registry serves is refused: what it commits would not be
+    // pinned against this collection's sweep.
+    let _serving = Server::start(&root);
+    let (ok, _, err) = berth(&["--root", root.to_str().unwrap(), "--grace", "0s"]);
+    assert!(
+        !ok && err.contains("in use by a running berth serve"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

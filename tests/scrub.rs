@@ -328,6 +328,14 @@ async fn an_offline_scrub_of_a_stopped_registry_finds_exactly_the_rotten_blob() 
     // The registry started again does not serve it, and a push heals it.
     let (server, _) = start(&root);
     let base = server.url("");
+    // Offline scrubbing of a folder a registry is serving is refused.
+    let (code, _, stderr) = scrub_command(&["--root", data]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("in use by a running berth serve"),
+        "{stderr}"
+    );
+    assert_eq!(stored_blobs(&root).len(), before.len() - 1);
     for repo in ["app", "other"] {
         assert_eq!(blob_status(&http, &base, repo, &bad).await, [404, 404]);
     }

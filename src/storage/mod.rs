@@ -110,6 +110,20 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Why an offline tool cannot work on a data folder.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("{} is not a berth data folder (no blobs/ in it)", .0.display())]
+    NotAStore(PathBuf),
+    #[error(
+        "{} is in use by a running berth serve; work through that registry with --url instead",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The registry's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -189,6 +203,26 @@ impl Store {
                 cache: cache::Cache::default(),
             }),
         })
+    }
+
+    /// Opens the store at `root` for an offline tool (`berth gc --root`,
+    /// `berth scrub --root`). Refuses a folder that holds no store (opening
+    /// would create one: a typo would check nothing), and one that a live
+    /// process serves: its catalog, caches and GC pins would not see what the
+    /// tool changes, and its commits would not be pinned against our sweep.
+    pub async fn open_offline(root: &Path) -> Result<Store, OfflineError> {
+        if !Paths::new(root).blobs_dir().is_dir() {
+            return Err(OfflineError::NotAStore(root.to_owned()));
+        }
+        // No reserve: offline tools free space or only rename.
+        let store = Store::open(root, 0).await?;
+        let others = store
+            .blocking(|s| Ok(staging::live_others(s.paths())?))
+            .await?;
+        if others > 0 {
+            return Err(OfflineError::InUse(root.to_owned()));
+        }
+        Ok(store)
     }
 
     /// Blob count and bytes, and open upload sessions, as of now.

@@ -51,6 +51,29 @@ impl Staging {
     }
 }
 
+/// How many other live processes hold a staging folder in `paths`' store.
+pub fn live_others(paths: &Paths) -> io::Result<usize> {
+    let ours = paths.staging_dir();
+    let mut live = 0;
+    for entry in fs::read_dir(paths.tmp_dir())? {
+        let entry = entry?;
+        if entry.path() == ours || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let lock = match File::open(entry.path()) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => live += 1,
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(live)
+}
+
 /// Whether `path` still names the file (or folder) `lock` was opened on.
 pub(super) fn still_there(path: &Path, lock: &File) -> io::Result<bool> {
     let held = lock.metadata()?;
@@ -150,7 +173,9 @@ mod tests {
         assert_eq!(staged, b"in flight");
         assert!(!dead.exists());
 
+        assert_eq!(live_others(&second).unwrap(), 1);
         drop(first_lock);
+        assert_eq!(live_others(&second).unwrap(), 0);
         let (third, _third_lock) = claim(root.path());
         let mut expected = vec![second.staging_dir(), third.staging_dir()];
         expected.sort();
