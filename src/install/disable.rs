@@ -13,11 +13,17 @@
 //! The Registry goes first, while the operator runs: it carries a finalizer the
 //! operator removes after taking down the kube-public ConfigMap it published.
 //! When no operator is running to do that, disable does it itself.
+//!
+//! It returns once the namespaces it deleted are gone, not when they begin to
+//! terminate: until then nothing can be created in them, and a `berth enable`
+//! right after would be refused.
 
 use super::enable::{DEFAULT_NAME, DEFAULT_NAMESPACE};
 use super::objects::{self, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, Object};
 use super::progress::Progress;
-use super::{CREATED_BY_LABEL, FIELD_MANAGER, InstallError, is_not_found, kube_error};
+use super::{
+    CREATED_BY_LABEL, FIELD_MANAGER, InstallError, get_opt, is_not_found, kube_error, wait,
+};
 use crate::image::DEFAULT_IMAGE;
 use crate::operator::Registry;
 use crate::operator::reconcile::FINALIZER;
@@ -45,7 +51,8 @@ pub struct DisableArgs {
     /// Purge without asking
     #[arg(long, short = 'y', requires = "purge")]
     pub yes: bool,
-    /// How long to wait for the operator to let the Registry go
+    /// How long to wait for each deletion: the operator letting the Registry
+    /// go, a namespace emptied and gone
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
@@ -95,8 +102,7 @@ pub async fn disable(
 ) -> Result<Disabled, InstallError> {
     let (ns, name) = (args.namespace.as_str(), args.name.as_str());
     let claim = format!("{name}-data");
-    let namespace_is_ours = Api::<Namespace>::all(client.clone())
-        .get_opt(ns)
+    let namespace_is_ours = get_opt(&Api::<Namespace>::all(client.clone()), ns)
         .await
         .map_err(kube_error("read the namespace"))?
         .is_some_and(|n| created_by_us(&n));
@@ -117,8 +123,8 @@ pub async fn disable(
 
     let mut report = Disabled::default();
     let registries: Api<Registry> = Api::namespaced(client.clone(), ns);
-    match registries
-        .get_opt(name)
+    // Without the CRD the Registry kind is unknown (a plain 404): no Registry.
+    match get_opt(&registries, name)
         .await
         .map_err(kube_error("read the Registry"))?
     {
@@ -135,7 +141,11 @@ pub async fn disable(
     let others = other_registries(client).await?;
     // The objects of install.yaml, last applied first.
     let install: Vec<Object> = objects::objects(DEFAULT_IMAGE)?.into_iter().rev().collect();
+    // Namespaces deleted, waited for at the end: until one is gone, nothing can
+    // be created in it, so a `berth enable` right after would fail.
+    let mut deleted_namespaces = Vec::new();
     if others.is_empty() {
+        deleted_namespaces.push(OPERATOR_NAMESPACE.to_string());
         for object in install.iter().filter(|o| !o.is_crd()) {
             delete(
                 &object.api(client),
@@ -156,13 +166,15 @@ pub async fn disable(
     }
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let claim_exists = claims
-        .get_opt(&claim)
+    let claim_exists = get_opt(&claims, &claim)
         .await
         .map_err(kube_error("read the volume claim"))?
         .is_some();
     if args.purge {
         purge_namespace(client, ns, &claim, namespace_is_ours, &mut report).await?;
+        if namespace_is_ours {
+            deleted_namespaces.push(ns.to_string());
+        }
         if others.is_empty() {
             for crd in install.iter().filter(|o| o.is_crd()) {
                 delete(&crd.api(client), &crd.name, "delete the CRD").await?;
@@ -189,6 +201,14 @@ pub async fn disable(
              kubectl delete crd {crd}",
             crd = Registry::crd_name()
         ));
+    }
+
+    let deadline = Instant::now() + args.timeout;
+    for namespace in &deleted_namespaces {
+        let why = "waiting for it to be gone, so that berth enable can install in it again";
+        if wait::namespace_deleted(client, namespace, why, progress, poll, deadline).await? {
+            progress.done(&format!("namespace {namespace} deleted"));
+        }
     }
     Ok(report)
 }
@@ -222,8 +242,7 @@ async fn wait_until_gone(
 ) -> Result<(), InstallError> {
     let name = registry.name_any();
     loop {
-        let Some(current) = registries
-            .get_opt(&name)
+        let Some(current) = get_opt(registries, &name)
             .await
             .map_err(kube_error("read the Registry"))?
         else {
@@ -234,7 +253,7 @@ async fn wait_until_gone(
             match release(client, registries, &current).await {
                 // Changed meanwhile (the operator wrote a status): read it again.
                 Err(InstallError::Kube {
-                    source: kube::Error::Api(status),
+                    error: kube::Error::Api(status),
                     ..
                 }) if status.code == 409 => {}
                 result => result?,
@@ -254,8 +273,8 @@ async fn wait_until_gone(
 }
 
 async fn operator_running(client: &Client) -> Result<bool, InstallError> {
-    let deployment = Api::<Deployment>::namespaced(client.clone(), OPERATOR_NAMESPACE)
-        .get_opt(OPERATOR_DEPLOYMENT)
+    let deployments = Api::<Deployment>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let deployment = get_opt(&deployments, OPERATOR_DEPLOYMENT)
         .await
         .map_err(kube_error("read the operator's Deployment"))?;
     Ok(deployment
@@ -270,8 +289,7 @@ async fn release(
     registry: &Registry,
 ) -> Result<(), InstallError> {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), configmap::NAMESPACE);
-    if let Some(published) = configmaps
-        .get_opt(configmap::NAME)
+    if let Some(published) = get_opt(&configmaps, configmap::NAME)
         .await
         .map_err(kube_error("read the local-registry-hosting ConfigMap"))?
         && configmap::published_by(&published, registry)

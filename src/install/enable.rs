@@ -5,7 +5,8 @@
 //!    than the Registry already asks for), the StorageClass (it must exist; none
 //!    named means the cluster's default, which must exist too), the node port,
 //!    the user. A refusal says why and changes nothing.
-//! 2. Apply install.yaml's objects (the CRD and the operator), wait for the CRD.
+//! 2. Wait for a namespace still being deleted (a `berth disable` just before),
+//!    apply install.yaml's objects (the CRD and the operator), wait for the CRD.
 //! 3. Create the Registry's namespace and the user's password Secret when they
 //!    are missing, then apply the Registry.
 //! 4. Wait for the operator's pod, then for the Registry to be Ready, showing
@@ -17,7 +18,10 @@
 
 use super::objects::{self, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, Object};
 use super::progress::Progress;
-use super::{CREATED_BY_LABEL, FIELD_MANAGER, InstallError, kube_error};
+use super::wait::{self, Look, wait_until};
+use super::{
+    CREATED_BY_LABEL, FIELD_MANAGER, InstallError, get_opt, is_namespace_terminating, kube_error,
+};
 use crate::image::DEFAULT_IMAGE;
 use crate::operator::crd::{DEFAULT_NODE_PORT, Registry, SecretKeyRef, User};
 use crate::operator::quantity::Amount;
@@ -145,37 +149,40 @@ pub async fn enable(
     poll: Duration,
 ) -> Result<Enabled, InstallError> {
     let registries: Api<Registry> = Api::namespaced(client.clone(), &args.namespace);
-    let existing = registries
-        .get_opt(&args.name)
+    // On a cluster without berth the Registry kind itself is unknown: no Registry.
+    let existing = get_opt(&registries, &args.name)
         .await
         .map_err(kube_error("read the Registry"))?;
     let plan = plan(client, args, existing.as_ref()).await?;
     let install = objects::objects(&args.image)?;
+    let deadline = Instant::now() + args.timeout;
+
+    // Right after `berth disable` a namespace may still be going away, and
+    // nothing can be created in it until it is gone.
+    for namespace in namespaces_used(args) {
+        if wait::namespace_deleted(
+            client,
+            namespace,
+            "waiting for it to be gone before installing in it",
+            progress,
+            poll,
+            deadline,
+        )
+        .await?
+        {
+            progress.done(&format!("namespace {namespace} deleted; installing"));
+        }
+    }
 
     progress.waiting("applying the CRD and the operator");
-    for object in &install {
-        object
-            .api(client)
-            .patch(
-                &object.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object.body),
-            )
-            .await
-            .map_err(kube_error(format!(
-                "apply {} {}",
-                object.kind(),
-                object.name
-            )))?;
-    }
-    let deadline = Instant::now() + args.timeout;
+    apply_install(client, &install, progress, poll, deadline).await?;
     wait_for_crd(client, progress, poll, deadline, &install).await?;
     progress.done(&format!(
         "CRD and operator applied (namespace {OPERATOR_NAMESPACE}, image {})",
         args.image
     ));
 
-    ensure_namespace(client, &args.namespace).await?;
+    ensure_namespace(client, &args.namespace, progress, poll, deadline).await?;
     let login = match &plan.user {
         Some(user) => Some(ensure_password(client, args, user).await?),
         None => None,
@@ -209,6 +216,61 @@ pub async fn enable(
         login,
         storage_note,
     })
+}
+
+/// The namespaces enable writes in: the operator's, and the Registry's.
+fn namespaces_used(args: &EnableArgs) -> Vec<&str> {
+    let mut namespaces = vec![OPERATOR_NAMESPACE, args.namespace.as_str()];
+    namespaces.dedup();
+    namespaces
+}
+
+/// Applies install.yaml's objects in their order. A namespace that began to be
+/// deleted after enable looked (a `berth disable` still running) refuses new
+/// content with a 403: then wait for it to be gone, and apply all again, the
+/// namespace first.
+async fn apply_install(
+    client: &Client,
+    install: &[Object],
+    progress: &mut dyn Progress,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<(), InstallError> {
+    'again: loop {
+        for object in install {
+            let applied = object
+                .api(client)
+                .patch(
+                    &object.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&object.body),
+                )
+                .await;
+            match (applied, &object.namespace) {
+                (Ok(_), _) => {}
+                (Err(error), Some(namespace)) if is_namespace_terminating(&error) => {
+                    wait::namespace_deleted(
+                        client,
+                        namespace,
+                        "waiting for it to be gone, then applying again",
+                        progress,
+                        poll,
+                        deadline,
+                    )
+                    .await?;
+                    continue 'again;
+                }
+                (Err(error), _) => {
+                    return Err(kube_error(format!(
+                        "apply {} {}",
+                        object.kind(),
+                        object.name
+                    ))(error));
+                }
+            }
+        }
+        return Ok(());
+    }
 }
 
 /// The Registry the flags ask for, over the one that exists; refuses what cannot
@@ -370,9 +432,8 @@ async fn wait_for_crd(
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let what = format!("the CRD {} to be established", Registry::crd_name());
-    loop {
-        let crd = crds
-            .get_opt(Registry::crd_name())
+    wait_until(progress, poll, deadline, async || {
+        let crd = get_opt(&crds, Registry::crd_name())
             .await
             .map_err(kube_error("read the CRD"))?;
         let established = crd
@@ -380,33 +441,31 @@ async fn wait_for_crd(
             .into_iter()
             .flatten()
             .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return Ok(());
-        }
-        progress.waiting(&format!("waiting for {what}"));
-        sleep_until_next(poll, deadline, &what).await?;
-    }
-}
-
-/// Sleeps one poll, or fails when the deadline is past.
-async fn sleep_until_next(
-    poll: Duration,
-    deadline: Instant,
-    what: &str,
-) -> Result<(), InstallError> {
-    if Instant::now() + poll > deadline {
-        return Err(InstallError::Timeout(what.to_string()));
-    }
-    tokio::time::sleep(poll).await;
-    Ok(())
+        Ok(match established {
+            true => Look::Ready(()),
+            false => Look::Waiting {
+                progress: format!("waiting for {what}"),
+                timeout: what.clone(),
+            },
+        })
+    })
+    .await
 }
 
 /// Creates the namespace unless it exists, marked as ours so that `disable
-/// --purge` deletes only a namespace `enable` made.
-async fn ensure_namespace(client: &Client, name: &str) -> Result<(), InstallError> {
+/// --purge` deletes only a namespace `enable` made. One being deleted is waited
+/// for first: nothing could be created in it.
+async fn ensure_namespace(
+    client: &Client,
+    name: &str,
+    progress: &mut dyn Progress,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<(), InstallError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces
-        .get_opt(name)
+    let why = "waiting for it to be gone before making it again";
+    wait::namespace_deleted(client, name, why, progress, poll, deadline).await?;
+    if get_opt(&namespaces, name)
         .await
         .map_err(kube_error("read the namespace"))?
         .is_some()
@@ -417,11 +476,13 @@ async fn ensure_namespace(client: &Client, name: &str) -> Result<(), InstallErro
         "metadata": {"name": name, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}},
     }))
     .expect("a Namespace");
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .map_err(kube_error(format!("create namespace {name}")))?;
-    Ok(())
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        // Made by someone else between the read and the create: it is there.
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        result => result
+            .map(|_| ())
+            .map_err(kube_error(format!("create namespace {name}"))),
+    }
 }
 
 /// The user's password Secret: kept when it exists (its password is not shown
@@ -438,8 +499,7 @@ async fn ensure_password(
         secret: name.clone(),
         new_password,
     };
-    if secrets
-        .get_opt(&name)
+    if get_opt(&secrets, &name)
         .await
         .map_err(kube_error("read the password Secret"))?
         .is_some()
@@ -456,11 +516,12 @@ async fn ensure_password(
         "stringData": {PASSWORD_KEY: password},
     }))
     .expect("a Secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .map_err(kube_error(format!("create Secret {name}")))?;
-    Ok(login(Some(password)))
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(login(Some(password))),
+        // Another enable made it meanwhile: its password stands, unseen here.
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(login(None)),
+        Err(error) => Err(kube_error(format!("create Secret {name}"))(error)),
+    }
 }
 
 /// Applies the fields `berth enable` owns, and only those: whatever else someone
@@ -504,9 +565,8 @@ async fn wait_for_operator(
 ) -> Result<(), InstallError> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let what = format!("the operator (Deployment {OPERATOR_NAMESPACE}/{OPERATOR_DEPLOYMENT})");
-    loop {
-        let deployment = deployments
-            .get_opt(OPERATOR_DEPLOYMENT)
+    wait_until(progress, poll, deadline, async || {
+        let deployment = get_opt(&deployments, OPERATOR_DEPLOYMENT)
             .await
             .map_err(kube_error("read the operator's Deployment"))?;
         let generation = deployment.as_ref().and_then(|d| d.metadata.generation);
@@ -516,18 +576,21 @@ async fn wait_for_operator(
             && status.updated_replicas.unwrap_or(0) >= 1
             && status.observed_generation >= generation
         {
-            progress.done("operator running");
-            return Ok(());
+            return Ok(Look::Ready(()));
         }
-        progress.waiting(&format!("waiting for {what}: {ready}/1 ready"));
-        // The usual cause: the nodes do not have the image, and cannot pull it.
-        let hint = format!(
-            "{what}, {ready}/1 ready; if its pod cannot pull its image, load the image on the nodes \
-             (berth image export -o berth.tar, then kind load image-archive, ctr images import …) \
-             and look at kubectl -n {OPERATOR_NAMESPACE} get pods"
-        );
-        sleep_until_next(poll, deadline, &hint).await?;
-    }
+        Ok(Look::Waiting {
+            progress: format!("waiting for {what}: {ready}/1 ready"),
+            // The usual cause: the nodes do not have the image, and cannot pull it.
+            timeout: format!(
+                "{what}, {ready}/1 ready; if its pod cannot pull its image, load the image on \
+                 the nodes (berth image export -o berth.tar, then kind load image-archive, ctr \
+                 images import …) and look at kubectl -n {OPERATOR_NAMESPACE} get pods"
+            ),
+        })
+    })
+    .await?;
+    progress.done("operator running");
+    Ok(())
 }
 
 async fn wait_for_registry(
@@ -538,22 +601,25 @@ async fn wait_for_registry(
     deadline: Instant,
 ) -> Result<Registry, InstallError> {
     let what = format!("Registry {name} to be Ready");
-    loop {
-        let registry = registries
-            .get_opt(name)
+    let registry = wait_until(progress, poll, deadline, async || {
+        let registry = get_opt(registries, name)
             .await
             .map_err(kube_error("read the Registry"))?;
         let (ready, message) = match &registry {
             None => (false, "the Registry is not there".to_string()),
             Some(r) => readiness(r),
         };
-        if let (true, Some(registry)) = (ready, registry) {
-            progress.done(&format!("Registry {name} is Ready"));
-            return Ok(registry);
-        }
-        progress.waiting(&format!("waiting for {what}: {message}"));
-        sleep_until_next(poll, deadline, &format!("{what} ({message})")).await?;
-    }
+        Ok(match (ready, registry) {
+            (true, Some(registry)) => Look::Ready(registry),
+            _ => Look::Waiting {
+                progress: format!("waiting for {what}: {message}"),
+                timeout: format!("{what} ({message})"),
+            },
+        })
+    })
+    .await?;
+    progress.done(&format!("Registry {name} is Ready"));
+    Ok(registry)
 }
 
 /// Whether the operator has seen this generation and calls it Ready; what it

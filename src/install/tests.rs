@@ -573,3 +573,265 @@ async fn the_operator_and_crd_stay_while_another_registry_needs_them() {
         "{text}"
     );
 }
+
+/// A cluster where berth was never installed, as a real API server shows it: the
+/// Registry kind is unknown, and its paths answer a plain-text 404.
+fn cluster_without_crd() -> Arc<Mutex<Cluster>> {
+    let cluster = cluster(&[("standard", true)]);
+    cluster.lock().unwrap().registries_need_crd = true;
+    cluster
+}
+
+#[tokio::test]
+async fn enable_on_a_cluster_without_the_crd_takes_the_plain_404_for_no_registry() {
+    let cluster = cluster_without_crd();
+    // The mock answers as kube-apiserver does, and kube 5 makes of it a Status
+    // its own get_opt does not take for "not found".
+    let registries: kube::Api<crate::operator::Registry> =
+        kube::Api::namespaced(client(&cluster), "container-registry");
+    match registries.get_opt("registry").await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 404);
+            assert_eq!(status.message, "404 page not found");
+            assert_eq!(status.reason, "Failed to parse error data");
+        }
+        other => panic!("not what kube makes of a plain 404: {other:?}"),
+    }
+    take_writes(&cluster);
+
+    let _operator = operator(&cluster);
+    let (result, progress) = run_enable(&cluster, EnableArgs::new()).await;
+    let enabled = result.expect("enable on a fresh cluster");
+    let mut expected: Vec<String> = INSTALL_WRITES.iter().map(|w| w.to_string()).collect();
+    expected.push("POST /api/v1/namespaces".into());
+    expected.push(format!("PATCH {REGISTRY}"));
+    assert_eq!(take_writes(&cluster), expected);
+    assert!(enabled.ready, "{progress}");
+    assert!(has(&cluster, CRD));
+
+    // disable on such a cluster: nothing to delete there, and no error.
+    let fresh = cluster_without_crd();
+    let report = run_disable(&fresh, DisableArgs::new(), false)
+        .await
+        .expect("disable on a cluster without berth");
+    assert!(
+        report
+            .to_string()
+            .contains("No Registry container-registry/registry"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn enable_waits_for_a_namespace_still_being_deleted() {
+    let cluster = cluster(&[("standard", true)]);
+    {
+        let mut c = cluster.lock().unwrap();
+        c.insert(
+            "/api/v1/namespaces/berth-system".into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "berth-system"}}),
+        );
+        c.start_deleting_namespace("berth-system", 3);
+    }
+    let _operator = operator(&cluster);
+    let (result, progress) = run_enable(&cluster, EnableArgs::new()).await;
+    result.expect("enable after the namespace is gone");
+    assert!(
+        progress.contains(
+            "… namespace berth-system is being deleted; waiting for it to be gone before installing in it\n"
+        ),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("✓ namespace berth-system deleted; installing"),
+        "{progress}"
+    );
+    let c = cluster.lock().unwrap();
+    let looks = c
+        .log
+        .iter()
+        .take_while(|l| !l.starts_with("PATCH"))
+        .filter(|l| *l == "GET /api/v1/namespaces/berth-system")
+        .count();
+    assert_eq!(
+        looks, 3,
+        "two Terminating answers, then a 404, before any write"
+    );
+    let namespace = &c.objects["/api/v1/namespaces/berth-system"];
+    assert!(namespace["metadata"]["deletionTimestamp"].is_null());
+    assert!(has_in(
+        &c,
+        "/api/v1/namespaces/berth-system/serviceaccounts/berth-operator"
+    ));
+}
+
+fn has_in(c: &Cluster, path: &str) -> bool {
+    c.objects.contains_key(path)
+}
+
+#[tokio::test]
+async fn enable_refused_by_a_namespace_being_terminated_waits_and_applies_again() {
+    let cluster = cluster(&[("standard", true)]);
+    // A disable still running: the operator's namespace starts going away just
+    // as enable applies it, after enable looked.
+    let mut fired = false;
+    cluster.lock().unwrap().before_request = Some(Box::new(move |c, request| {
+        if !fired && request == "PATCH /api/v1/namespaces/berth-system" {
+            fired = true;
+            c.insert(
+                "/api/v1/namespaces/berth-system".into(),
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": "berth-system"}}),
+            );
+            c.start_deleting_namespace("berth-system", 2);
+        }
+    }));
+    let _operator = operator(&cluster);
+    let (result, progress) = run_enable(&cluster, EnableArgs::new()).await;
+    result.expect("enable once the namespace is gone");
+    assert!(
+        progress.contains(
+            "… namespace berth-system is being deleted; waiting for it to be gone, then applying again"
+        ),
+        "{progress}"
+    );
+    let account = "PATCH /api/v1/namespaces/berth-system/serviceaccounts/berth-operator";
+    let writes = take_writes(&cluster);
+    assert_eq!(
+        writes.iter().filter(|w| *w == account).count(),
+        2,
+        "refused with 403, then applied: {writes:#?}"
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| *w == "PATCH /api/v1/namespaces/berth-system")
+            .count(),
+        2,
+        "the namespace applied again first"
+    );
+    assert!(has(
+        &cluster,
+        "/apis/apps/v1/namespaces/berth-system/deployments/berth-operator"
+    ));
+}
+
+async fn run_disable_showing(
+    cluster: &Arc<Mutex<Cluster>>,
+    args: DisableArgs,
+) -> (Result<Disabled, InstallError>, String) {
+    let mut progress = Lines::new(Vec::new());
+    let result = disable(&client(cluster), &args, &mut progress, POLL, &mut |_| true).await;
+    (result, String::from_utf8(progress.into_inner()).unwrap())
+}
+
+#[tokio::test]
+async fn disable_returns_once_the_operator_namespace_is_gone() {
+    let (cluster, _operator) = enabled_cluster().await;
+    cluster.lock().unwrap().namespace_deletion_polls = 3;
+    let (result, progress) = run_disable_showing(&cluster, DisableArgs::new()).await;
+    result.expect("disable");
+    assert!(
+        progress.contains("… namespace berth-system is being deleted; waiting for it to be gone"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("✓ namespace berth-system deleted"),
+        "{progress}"
+    );
+    assert!(
+        !has(&cluster, "/api/v1/namespaces/berth-system"),
+        "disable returned before the namespace was gone"
+    );
+
+    // One that never goes: a timeout that says what to look at.
+    let (cluster, _operator) = enabled_cluster().await;
+    cluster.lock().unwrap().namespace_deletion_polls = u32::MAX;
+    let short = DisableArgs {
+        timeout: Duration::from_millis(100),
+        ..DisableArgs::new()
+    };
+    let (result, _) = run_disable_showing(&cluster, short).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.starts_with("timed out waiting for namespace berth-system to be deleted"),
+        "{message}"
+    );
+    assert!(
+        message.contains("kubectl get namespace berth-system -o yaml"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_of_the_api_server_are_one_line_that_says_what_to_do() {
+    // RBAC: the current context may not write cluster roles.
+    let cluster = cluster(&[("standard", true)]);
+    cluster.lock().unwrap().refuse = Some((
+        "/apis/rbac.authorization.k8s.io/".into(),
+        http::StatusCode::FORBIDDEN,
+    ));
+    let message = run_enable(&cluster, EnableArgs::new())
+        .await
+        .0
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "cannot apply ClusterRole berth-operator: refused by the cluster's RBAC",
+        "User \"dev\" cannot patch resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\"",
+        "needs cluster-admin in the current kube context",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message:?}");
+    }
+    assert!(
+        !message.contains("Status {") && !message.contains('\n'),
+        "{message}"
+    );
+
+    // An object the server will not take.
+    let cluster = cluster_invalid();
+    let message = run_enable(&cluster, EnableArgs::new())
+        .await
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "cannot apply Deployment berth-operator: the API server refused the object as invalid"
+        ),
+        "{message}"
+    );
+    assert!(
+        !message.contains("Status {") && !message.contains('\n'),
+        "{message}"
+    );
+
+    // disable without the rights on the operator's Deployment (it reads it first).
+    let (cluster, _operator) = enabled_cluster().await;
+    cluster.lock().unwrap().refuse = Some((
+        "/apis/apps/v1/namespaces/berth-system/deployments".into(),
+        http::StatusCode::FORBIDDEN,
+    ));
+    let message = run_disable(&cluster, DisableArgs::new(), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("cannot read the operator's Deployment: refused by the cluster's RBAC")
+            && message.contains(
+                "User \"dev\" cannot get resource \"deployments\" in API group \"apps\" \
+                 in the namespace \"berth-system\""
+            ),
+        "{message}"
+    );
+    assert!(message.contains("needs cluster-admin"), "{message}");
+}
+
+fn cluster_invalid() -> Arc<Mutex<Cluster>> {
+    let cluster = cluster(&[("standard", true)]);
+    cluster.lock().unwrap().refuse = Some((
+        "/apis/apps/v1/".into(),
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+    ));
+    cluster
+}

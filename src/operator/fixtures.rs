@@ -49,6 +49,9 @@ pub struct Logged {
     pub body: Value,
 }
 
+/// A test's hook on the mock: it sees `METHOD path` and may change the cluster.
+pub type BeforeRequest = Box<dyn FnMut(&mut Cluster, &str) + Send>;
+
 /// The state the mock API server holds, shared with the test.
 pub struct Cluster {
     /// Objects by path.
@@ -64,6 +67,19 @@ pub struct Cluster {
     /// Requests to paths starting with the prefix are refused with the status
     /// (403 as without RBAC, 422 as for an object the server will not accept).
     pub refuse: Option<(String, StatusCode)>,
+    /// When set, the Registry kind exists only while its CRD object does: until
+    /// then its paths get what a real API server answers for a resource type it
+    /// does not serve, a plain-text `404 page not found`, not a Status.
+    pub registries_need_crd: bool,
+    /// How many GETs a deleted namespace answers Terminating before it is gone
+    /// (0: gone at once). While it is, creating in it is refused as the
+    /// NamespaceLifecycle admission plugin does.
+    pub namespace_deletion_polls: u32,
+    /// Called with `METHOD path` before each request is served, to change the
+    /// cluster at a chosen moment (what another client would do meanwhile).
+    pub before_request: Option<BeforeRequest>,
+    /// Namespaces being deleted, with the GETs each answers before it goes.
+    terminating: BTreeMap<String, u32>,
     next_resource_version: u64,
 }
 
@@ -76,6 +92,10 @@ impl Default for Cluster {
             field_manager: super::FIELD_MANAGER,
             events: Vec::new(),
             refuse: None,
+            registries_need_crd: false,
+            namespace_deletion_polls: 0,
+            before_request: None,
+            terminating: BTreeMap::new(),
             next_resource_version: 0,
         }
     }
@@ -102,6 +122,28 @@ impl Cluster {
             object["metadata"]["generation"] = json!(1);
         }
         self.objects.insert(path, object);
+    }
+
+    /// Marks namespace `name` as being deleted, as a DELETE does: it answers
+    /// Terminating for `polls` GETs, then it and its content are gone.
+    pub fn start_deleting_namespace(&mut self, name: &str, polls: u32) {
+        let path = format!("/api/v1/namespaces/{name}");
+        let Some(mut namespace) = self.objects.get(&path).cloned() else {
+            return;
+        };
+        namespace["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        namespace["spec"] = json!({"finalizers": ["kubernetes"]});
+        namespace["status"] = json!({"phase": "Terminating"});
+        self.insert(path, namespace);
+        self.terminating.insert(name.to_string(), polls);
+    }
+
+    /// Removes a namespace and everything in it.
+    fn remove_namespace(&mut self, name: &str) {
+        self.terminating.remove(name);
+        self.objects.remove(&format!("/api/v1/namespaces/{name}"));
+        let inside = format!("/namespaces/{name}/");
+        self.objects.retain(|key, _| !key.contains(&inside));
     }
 
     /// Whether a request with this method reached this path.
@@ -213,6 +255,93 @@ fn reply(code: StatusCode, body: &Value) -> Response<Body> {
         .expect("a response")
 }
 
+/// What kube-apiserver answers for a path it serves nothing at, e.g. a custom
+/// resource whose CRD is not installed: Go's http.NotFound, not a Status.
+fn page_not_found() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .body(Body::from(b"404 page not found\n".to_vec()))
+        .expect("a response")
+}
+
+/// The NamespaceLifecycle admission plugin's refusal of new content in a
+/// namespace being deleted (kube-apiserver 1.24: 403, reason Forbidden, a
+/// NamespaceTerminating cause).
+fn namespace_terminating(path: &str, namespace: &str, body: &Value) -> Response<Body> {
+    let plural = resource_segments(path)
+        .get(2)
+        .copied()
+        .unwrap_or_default()
+        .to_string();
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    reply(
+        StatusCode::FORBIDDEN,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{plural} \"{name}\" is forbidden: unable to create new content \
+                                    in namespace {namespace} because it is being terminated"),
+                "reason": "Forbidden",
+                "details": {"name": name, "kind": plural, "causes": [
+                    {"reason": "NamespaceTerminating",
+                     "message": format!("namespace {namespace} is being terminated"),
+                     "field": "metadata.namespace"}]},
+                "code": 403}),
+    )
+}
+
+/// RBAC's refusal, worded as kube-apiserver 1.24 words it for user "dev": the
+/// verb, the resource and its API group, and where.
+fn forbidden(method: &Method, path: &str, body: &Value) -> Response<Body> {
+    let group = path
+        .strip_prefix("/apis/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or_default();
+    let segments = resource_segments(path);
+    let (namespace, rest) = match segments.as_slice() {
+        ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(*namespace), rest),
+        rest => (None, rest),
+    };
+    let plural = rest.first().copied().unwrap_or_default();
+    let collection = is_collection(path);
+    let name = match (collection, rest.get(1)) {
+        (false, Some(name)) => name.to_string(),
+        _ => body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let verb = match (method.as_str(), collection) {
+        ("GET", true) => "list",
+        ("GET", false) => "get",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "update",
+    };
+    let qualified = match group {
+        "" => plural.to_string(),
+        group => format!("{plural}.{group}"),
+    };
+    let object = match name.as_str() {
+        "" => qualified,
+        name => format!("{qualified} \"{name}\""),
+    };
+    let scope = match namespace {
+        Some(namespace) => format!("in the namespace \"{namespace}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    reply(
+        StatusCode::FORBIDDEN,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{object} is forbidden: User \"dev\" cannot {verb} resource \
+                                    \"{plural}\" in API group \"{group}\" {scope}"),
+                "reason": "Forbidden",
+                "details": {"name": name, "group": group, "kind": plural},
+                "code": 403}),
+    )
+}
+
 fn failure(code: StatusCode, reason: &str, message: String) -> Response<Body> {
     reply(
         code,
@@ -239,6 +368,10 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
     };
 
     let mut c = cluster.lock().unwrap();
+    if let Some(mut before) = c.before_request.take() {
+        before(&mut c, &format!("{method} {full_path}"));
+        c.before_request = Some(before);
+    }
     c.log.push(format!("{method} {full_path}"));
     c.requests.push(Logged {
         method: method.to_string(),
@@ -250,12 +383,10 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
         .as_ref()
         .filter(|(prefix, _)| full_path.starts_with(prefix))
     {
-        let reason = if *code == StatusCode::FORBIDDEN {
-            "Forbidden"
-        } else {
-            "Invalid"
-        };
-        return failure(*code, reason, format!("{full_path} is refused"));
+        if *code == StatusCode::FORBIDDEN {
+            return forbidden(&method, &full_path, &body);
+        }
+        return failure(*code, "Invalid", format!("{full_path} is refused"));
     }
     let (path, status_subresource) = match full_path.strip_suffix("/status") {
         Some(object) => (object.to_string(), true),
@@ -273,6 +404,44 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
         c.events
             .push(body["reason"].as_str().unwrap_or_default().to_string());
         return reply(StatusCode::OK, &body);
+    }
+
+    if c.registries_need_crd
+        && full_path.starts_with("/apis/berth.dev/")
+        && !c.objects.contains_key(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/registries.berth.dev",
+        )
+    {
+        return page_not_found();
+    }
+    // A namespace being deleted: it answers Terminating a few times, then is
+    // gone; nothing new can be made in it meanwhile.
+    if let Some(name) = path.strip_prefix("/api/v1/namespaces/")
+        && !name.contains('/')
+        && let Some(left) = c.terminating.get(name).copied()
+    {
+        let name = name.to_string();
+        match method {
+            Method::GET if left <= 1 => c.remove_namespace(&name),
+            Method::GET => {
+                c.terminating.insert(name, left - 1);
+                return reply(StatusCode::OK, &c.objects[&path]);
+            }
+            // Applying a namespace being deleted changes nothing of its fate.
+            _ => return reply(StatusCode::OK, &c.objects[&path]),
+        }
+    }
+    let namespace_of_request = match resource_segments(&path).as_slice() {
+        ["namespaces", namespace, ..] => Some(namespace.to_string()),
+        _ => None,
+    };
+    if let Some(namespace) = namespace_of_request
+        && c.terminating.contains_key(&namespace)
+        && resource_segments(&path).len() > 2
+        // Admission refuses creates only: a POST, or an apply of a new object.
+        && (method == Method::POST || (method == Method::PATCH && !c.objects.contains_key(&path)))
+    {
+        return namespace_terminating(&path, &namespace, &body);
     }
 
     let not_found = || {
@@ -322,10 +491,16 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
                 reply(StatusCode::OK, &c.objects[&path])
             }
             Some(object) => {
-                // A namespace takes everything in it.
+                // A namespace takes everything in it, at once or after a few looks.
                 if let Some(namespace) = path.strip_prefix("/api/v1/namespaces/") {
-                    let inside = format!("/namespaces/{namespace}/");
-                    c.objects.retain(|key, _| !key.contains(&inside));
+                    let polls = c.namespace_deletion_polls;
+                    if polls == 0 {
+                        c.remove_namespace(namespace);
+                        return reply(StatusCode::OK, &object);
+                    }
+                    c.objects.insert(path.clone(), object);
+                    c.start_deleting_namespace(namespace, polls);
+                    return reply(StatusCode::OK, &c.objects[&path]);
                 }
                 reply(StatusCode::OK, &object)
             }
