@@ -13,3 +13,4 @@ pub mod operator;
 pub mod registry;
 pub mod scrub;
 pub mod storage;
+pub mod volume;

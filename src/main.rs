@@ -52,6 +52,10 @@ enum Command {
     /// Write containerd's hosts.toml for the registry's node port and keep it in place
     /// (what the DaemonSet of spec.nodeConfig.containerd runs on every node)
     NodeConfig(berth::nodeconfig::NodeConfigArgs),
+    /// Give the registry's data folder to its user (what the registry pod's init
+    /// container runs as root with CAP_CHOWN only; internal, so not in --help)
+    #[command(hide = true)]
+    PrepareVolume(berth::volume::PrepareVolumeArgs),
     /// The berth image (this binary, statically linked): export it as an archive or push it
     #[command(subcommand)]
     Image(ImageCommand),
@@ -89,7 +93,31 @@ fn read(path: &Path) -> anyhow::Result<String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     berth::logging::init(cli.log_format);
-    match cli.command {
+    // In a pod, the kubelet shows a failed container's termination message in
+    // its status, where the operator reads why the registry does not start.
+    let in_pod = matches!(cli.command, Command::Serve(_) | Command::PrepareVolume(_));
+    let result = run(cli.command);
+    if let (true, Err(error)) = (in_pod, &result) {
+        write_termination_message(&format!("{error:#}"));
+    }
+    result
+}
+
+/// Writes /dev/termination-log when the kubelet provides it (never creates it:
+/// outside Kubernetes, /dev is no place for a file of ours).
+fn write_termination_message(message: &str) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open("/dev/termination-log")
+    {
+        // Best effort: the same error is on stderr anyway.
+        let _ = file.write_all(message.as_bytes());
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             tokio::runtime::Runtime::new()?.block_on(berth::registry::serve(args.resolve()?))
         }
@@ -144,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         Command::NodeConfig(args) => {
             Ok(tokio::runtime::Runtime::new()?.block_on(berth::nodeconfig::run(args))?)
         }
+        Command::PrepareVolume(args) => Ok(berth::volume::run(&args)?),
         Command::Image(ImageCommand::Export(args)) => {
             let report = berth::image::command::export(&args)?;
             // The archive may be on standard output; the report never is.

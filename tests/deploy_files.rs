@@ -333,6 +333,8 @@ fn cluster_role_is_least_privilege() {
             // and applies its own two: no update, no delete.
             {"apiGroups": [""], "resources": ["secrets"],
              "verbs": ["get", "list", "watch", "create", "patch"]},
+            // Pods are only read, for the reason a Registry is not Ready.
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": children},
             {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": children},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": children},

@@ -18,12 +18,16 @@
 //!   the password Secret it refers to reaches the htpasswd Secret through the
 //!   operator's metadata-only Secret watch.
 //!
+//! - `a_registry_that_cannot_start_says_why`: a Registry whose image does not
+//!   exist gets Ready=False with the kubelet's reason (ErrImagePull or
+//!   ImagePullBackOff) and the pod's name in the message.
+//!
 //! `BERTH_E2E_IMAGE` must be an image of berth the cluster's nodes can pull (for
 //! kind: `kind load docker-image`; for the one-node cluster of ../shared/kube:
 //! `berth image export` then `ctr -n k8s.io images import`). The registry pod
-//! runs as user 65532 and relies on fsGroup to write its volume; a static
-//! hostPath PersistentVolume (as that cluster's) ignores fsGroup, so its folders
-//! must belong to 65532 first, or the pod stops with "Permission denied".
+//! runs as user 65532; its `prepare-volume` init container gives the volume to
+//! that user first, so the root-owned hostPath PersistentVolumes of that
+//! cluster (which ignore fsGroup) need nothing done by hand.
 
 use berth::operator::Registry;
 use berth::operator::crd::{AccessMode, RegistrySpec, SecretKeyRef, User};
@@ -224,6 +228,62 @@ async fn a_registry_comes_up_and_is_kept() {
         }
     })
     .await;
+
+    delete_namespace(&client, &namespace).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG and BERTH_E2E_IMAGE, run with --ignored"]
+async fn a_registry_that_cannot_start_says_why() {
+    let Some((client, _)) = cluster().await else {
+        return;
+    };
+    let namespace = namespace(&client).await;
+    let mut spec = RegistrySpec {
+        // No node can pull this: the kubelet says ErrImagePull, then backs off.
+        image: Some("kit.local/berth:does-not-exist".into()),
+        local_registry_hosting: false,
+        ..RegistrySpec::default()
+    };
+    spec.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into());
+    spec.service.node_port = None;
+    let mut registry = Registry::new("nopull", spec);
+    registry.metadata.namespace = Some(namespace.clone());
+    let registries: Api<Registry> = Api::namespaced(client.clone(), &namespace);
+    registries
+        .patch(
+            "nopull",
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(&registry),
+        )
+        .await
+        .expect("the Registry applies");
+
+    let ready = wait_for("Ready to say the image cannot be pulled", || {
+        let registries = registries.clone();
+        async move {
+            let registry = registries.get("nopull").await.ok()?;
+            let ready = current_condition(&registry, "Ready")?;
+            (ready.status == "False"
+                && ["ErrImagePull", "ImagePullBackOff"].contains(&ready.reason.as_str()))
+            .then_some(ready)
+        }
+    })
+    .await;
+    eprintln!(
+        "Ready: {} {}: {}",
+        ready.status, ready.reason, ready.message
+    );
+    assert!(
+        ready.message.starts_with("0/1 pods ready: "),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("of pod nopull-"),
+        "{}",
+        ready.message
+    );
 
     delete_namespace(&client, &namespace).await;
 }

@@ -111,6 +111,14 @@ pub struct StorageSpec {
     /// Retain keeps the claim (and the images) when the Registry is deleted.
     #[serde(default)]
     pub delete_policy: DeletePolicy,
+    /// Give the volume to the registry's user before it starts, with an init
+    /// container that runs as root with only CAP_CHOWN: hostPath and several
+    /// local provisioners hand out root-owned folders that fsGroup does not
+    /// change. Set false in a namespace that enforces the `restricted` pod
+    /// security profile (it refuses root containers), with a volume that
+    /// honours fsGroup.
+    #[serde(default = "yes")]
+    pub prepare_volume: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -376,6 +384,7 @@ impl Default for StorageSpec {
             storage_class_name: None,
             access_modes: default_access_modes(),
             delete_policy: DeletePolicy::default(),
+            prepare_volume: true,
         }
     }
 }

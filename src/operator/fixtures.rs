@@ -80,6 +80,10 @@ pub struct Cluster {
     pub before_request: Option<BeforeRequest>,
     /// Namespaces being deleted, with the GETs each answers before it goes.
     terminating: BTreeMap<String, u32>,
+    /// The cluster's controllers do nothing: a Deployment's pods never become
+    /// ready and a claim stays Pending (what the pods and the claim say is
+    /// then up to the test).
+    pub stalled: bool,
     next_resource_version: u64,
 }
 
@@ -96,6 +100,7 @@ impl Default for Cluster {
             namespace_deletion_polls: 0,
             before_request: None,
             terminating: BTreeMap::new(),
+            stalled: false,
             next_resource_version: 0,
         }
     }
@@ -457,6 +462,7 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
                 .objects
                 .iter()
                 .filter(|(key, _)| in_collection(key, &path))
+                .filter(|(_, object)| matches_labels(object, &query))
                 .map(|(_, object)| object.clone())
                 .collect();
             reply(
@@ -528,7 +534,11 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
                 (None, true) => return not_found(),
                 (existing, false) => applied(existing, body),
             };
-            let object = play_controllers(object);
+            let object = if c.stalled {
+                stall(object)
+            } else {
+                play_controllers(object)
+            };
             c.insert(path.clone(), object);
             reply(StatusCode::OK, &c.objects[&path])
         }
@@ -560,6 +570,45 @@ async fn serve(cluster: &Mutex<Cluster>, request: Request<Body>) -> Response<Bod
             format!("the mock does not serve {method} {content_type}"),
         ),
     }
+}
+
+/// Whether an object has every `key=value` of the query's labelSelector (the
+/// equality form, the only one the operator sends).
+fn matches_labels(object: &Value, query: &str) -> bool {
+    let Some(selector) = query
+        .split('&')
+        .find_map(|q| q.strip_prefix("labelSelector="))
+    else {
+        return true;
+    };
+    percent_decode(selector).split(',').all(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).expect("ASCII");
+                out.push(u8::from_str_radix(hex, 16).expect("a %XX escape"));
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
 }
 
 fn has_finalizers(object: &Value) -> bool {
@@ -658,6 +707,38 @@ fn play_controllers(mut object: Value) -> Value {
         _ => {}
     }
     object
+}
+
+/// What a cluster whose pods do not start shows: the Deployment has seen its
+/// spec and has one pod, not ready; a new claim is Pending.
+fn stall(mut object: Value) -> Value {
+    match object["kind"].as_str() {
+        Some("Deployment") => {
+            object["status"] = json!({
+                "observedGeneration": object["metadata"]["generation"],
+                "replicas": 1, "updatedReplicas": 1, "unavailableReplicas": 1,
+            });
+        }
+        Some("PersistentVolumeClaim") if object.get("status").is_none() => {
+            object["status"] = json!({"phase": "Pending"});
+        }
+        _ => {}
+    }
+    object
+}
+
+/// A registry pod of the test Registry, with this status, as the kubelet
+/// writes it.
+pub fn registry_pod(cluster: &Mutex<Cluster>, name: &str, status: Value) {
+    cluster.lock().unwrap().insert(
+        path("v1", "pods", name),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": NAMESPACE,
+                            "labels": {"app.kubernetes.io/name": "berth-registry",
+                                       "app.kubernetes.io/instance": NAME}},
+               "spec": {"containers": [{"name": "registry"}]},
+               "status": status}),
+    );
 }
 
 /// RFC 7386 JSON merge patch.

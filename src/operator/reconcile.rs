@@ -17,17 +17,17 @@ use super::metrics::Metrics;
 use super::resources::configmap::{self, published_by};
 use super::resources::{
     HTPASSWD_KEY, Settings, TOKEN_KEY, cluster_address, cronjob, daemonset, deployment, ingress,
-    names, pvc, secret, service,
+    names, pvc, secret, selector_labels, service,
 };
 use super::status::{self, DEGRADED, PROGRESSING, READY, STORAGE_READY, Wanted, wanted};
 use super::storage::{self, Change, Plan};
 use super::validate::{self, Invalid};
 use super::{Error, FIELD_MANAGER};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -46,6 +46,10 @@ pub const FINALIZER: &str = "berth.dev/local-registry-hosting";
 /// A healthy Registry is looked at again this often even without a change, to
 /// catch what no watch reports (a StorageClass that now allows expansion).
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// A Registry whose pods are not ready is looked at again this often: a pod
+/// that crash-loops or cannot pull changes no Deployment status, and the
+/// Deployment is all the operator watches of its pods.
+pub const NOT_READY_RESYNC: Duration = Duration::from_secs(20);
 /// A spec that cannot be acted on waits for a change, or this long.
 pub const INVALID_RETRY: Duration = Duration::from_secs(600);
 /// A pass that failed on the API is tried again after this.
@@ -177,7 +181,13 @@ impl<'a> Pass<'a> {
             Ok(outcome) => {
                 self.write_status(&outcome).await?;
                 self.announce().await;
-                Ok(Action::requeue(RESYNC))
+                let waiting =
+                    !outcome.rollout.ready.status && validate::replicas(self.registry) > 0;
+                Ok(Action::requeue(if waiting {
+                    NOT_READY_RESYNC
+                } else {
+                    RESYNC
+                }))
             }
             Err(Stop::Invalid(invalid)) => {
                 info!(registry = %self.name, namespace = %self.namespace, %invalid, "cannot act on the spec");
@@ -254,14 +264,40 @@ impl<'a> Pass<'a> {
             self.publish_hosting(hosting).await?;
         }
 
+        // Measured against the pods that run, not those asked for: a refused
+        // replicas > 1 must not leave the rollout waiting for pods that never come.
+        let replicas = validate::replicas(registry);
+        let mut rollout = status::rollout(&deployment, replicas);
+        if !rollout.ready.status && replicas > 0 {
+            // The Deployment only counts ready pods; why they are not is in
+            // the pods and the claim, or, with no pod at all, in the Deployment.
+            let pods = self.registry_pods().await?;
+            rollout.explain(
+                status::diagnose(&pods, claim.as_ref())
+                    .or_else(|| status::replica_failure(&deployment)),
+            );
+        }
         Ok(Outcome {
-            // Measured against the pods that run, not those asked for: a refused
-            // replicas > 1 must not leave the rollout waiting for pods that never come.
-            rollout: status::rollout(&deployment, validate::replicas(registry)),
+            rollout,
             settings,
             claim,
             storage,
         })
+    }
+
+    /// The registry pods of this Registry (by the Deployment's selector labels).
+    async fn registry_pods(&self) -> Result<Vec<Pod>, Stop> {
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let selector = selector_labels(self.registry)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(Error::from)?;
+        Ok(list.items)
     }
 
     /// The htpasswd file: the existing Secret's copy, or lines made from the
@@ -813,6 +849,125 @@ mod tests {
         ] {
             assert_eq!(condition(&registry, type_).unwrap().status, want, "{type_}");
         }
+    }
+
+    /// The Ready and Progressing conditions after a pass, as (status, reason, message).
+    fn why(cluster: &std::sync::Mutex<fixtures::Cluster>) -> [(String, String, String); 2] {
+        let registry = status_of(cluster);
+        [READY, PROGRESSING].map(|type_| {
+            let c = condition(&registry, type_).unwrap();
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_crash_looping_registry_says_why_in_ready() {
+        let (ctx, cluster) = context(Scenario::Existing {
+            spec: RegistrySpec::default(),
+            claim_size: "20Gi".into(),
+        });
+        cluster.lock().unwrap().stalled = true;
+        fixtures::registry_pod(
+            &cluster,
+            "cache-7d9f-abcde",
+            serde_json::json!({
+                "phase": "Running",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{
+                    "name": "registry", "ready": false, "restartCount": 4,
+                    "image": "berth:1", "imageID": "", "started": false,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                        "message": "back-off 1m20s restarting failed container=registry"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                        "message": "Error: cannot open the data folder /var/lib/registry: storage: Permission denied (os error 13)\n"}}
+                }]
+            }),
+        );
+        // A GC Job's pod that cannot pull is not the registry's trouble: the
+        // pods are picked by the registry's labels.
+        cluster.lock().unwrap().insert(
+            path("v1", "pods", "cache-gc-1234"),
+            serde_json::json!({"metadata": {"name": "cache-gc-1234", "namespace": "dev",
+                "labels": {"app.kubernetes.io/name": "berth-gc", "app.kubernetes.io/instance": "cache"}},
+                "status": {"containerStatuses": [{"name": "gc", "ready": false, "restartCount": 0,
+                    "image": "x", "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}),
+        );
+
+        let action = pass(&ctx, current(&cluster)).await;
+        // Pod trouble changes no Deployment status: the operator looks again soon.
+        assert_eq!(action, Action::requeue(NOT_READY_RESYNC));
+        let [ready, progressing] = why(&cluster);
+        assert_eq!(
+            (ready.0.as_str(), ready.1.as_str()),
+            ("False", "CrashLoopBackOff")
+        );
+        for part in [
+            "0/1 pods ready",
+            "container registry of pod cache-7d9f-abcde",
+            "exited with code 1",
+            "cannot open the data folder /var/lib/registry: storage: Permission denied",
+            "restarted 4 times",
+        ] {
+            assert!(ready.2.contains(part), "{part:?} not in {:?}", ready.2);
+        }
+        assert_eq!(
+            (progressing.0.as_str(), progressing.1.as_str()),
+            ("True", "CrashLoopBackOff")
+        );
+        assert_eq!(progressing.2, ready.2);
+        // The pods were read, in the Registry's namespace.
+        let c = cluster.lock().unwrap();
+        let listed = c.log.iter().any(|l| l == "GET /api/v1/namespaces/dev/pods");
+        assert!(listed, "{:?}", c.log);
+    }
+
+    #[tokio::test]
+    async fn an_unbound_claim_is_the_reason_before_the_pod() {
+        let (ctx, cluster) = context(Scenario::Fresh(RegistrySpec::default()));
+        cluster.lock().unwrap().stalled = true;
+        fixtures::registry_pod(
+            &cluster,
+            "cache-7d9f-abcde",
+            serde_json::json!({
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims."}]
+            }),
+        );
+        pass(&ctx, current(&cluster)).await;
+        let [ready, progressing] = why(&cluster);
+        assert_eq!(
+            (ready.0.as_str(), ready.1.as_str()),
+            ("False", "ClaimPending")
+        );
+        assert!(
+            ready.2.contains("the volume claim cache-data is Pending"),
+            "{}",
+            ready.2
+        );
+        assert_eq!(progressing.1, "ClaimPending");
+        let registry = status_of(&cluster);
+        assert_eq!(condition(&registry, STORAGE_READY).unwrap().status, "False");
+
+        // Once the claim is bound, the scheduler's word is what is left.
+        {
+            let mut c = cluster.lock().unwrap();
+            let claim = path("v1", "persistentvolumeclaims", "cache-data");
+            let mut bound = c.get(&claim).unwrap().clone();
+            bound["status"] =
+                serde_json::json!({"phase": "Bound", "capacity": {"storage": "20Gi"}});
+            c.insert(claim, bound);
+        }
+        pass(&ctx, current(&cluster)).await;
+        let [ready, _] = why(&cluster);
+        assert_eq!(ready.1, "Unschedulable");
+        assert!(
+            ready
+                .2
+                .contains("pod cache-7d9f-abcde cannot be scheduled: 0/1 nodes"),
+            "{}",
+            ready.2
+        );
     }
 
     #[tokio::test]

@@ -4,15 +4,16 @@
 
 use super::{
     ADMIN_DIR, AUTH_DIR, CONTAINER_PORT, DATA_DIR, HTPASSWD_KEY, PORT_NAME, Settings, TOKEN_KEY,
-    container_security_context, labels, metadata, names, pod_security_context, selector_labels,
+    USER_ID, container_security_context, labels, metadata, names, pod_security_context,
+    selector_labels,
 };
 use crate::operator::crd::Registry;
 use crate::operator::validate;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,6 +23,10 @@ use std::collections::BTreeMap;
 /// Pod-template annotation with the sha256 of the htpasswd file: a new value
 /// rolls the pods, the same value leaves them alone.
 pub const HTPASSWD_HASH_ANNOTATION: &str = "berth.dev/htpasswd-sha256";
+
+/// The container's last log lines become its termination message when it
+/// fails without writing /dev/termination-log (berth logs its fatal error).
+pub const TERMINATION_MESSAGE_POLICY: &str = "FallbackToLogsOnError";
 
 /// Secret files readable by the owner and the pod's fsGroup only.
 const SECRET_FILE_MODE: i32 = 0o440;
@@ -107,8 +112,16 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         resources: Some(spec.resources.clone()),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
+        // A registry that cannot start says why in its last log lines
+        // ("cannot open the data folder ..."); the kubelet keeps them as the
+        // termination message, which the operator quotes in the Ready condition.
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.into()),
         ..Container::default()
     };
+    let init_containers = spec
+        .storage
+        .prepare_volume
+        .then(|| vec![prepare_volume_container(registry, settings)]);
 
     // Two pods cannot hold a single-node volume at once: a rolling update would
     // wait forever for the new pod's volume, so the old pod goes first.
@@ -153,6 +166,7 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    init_containers,
                     containers: vec![container],
                     volumes: Some(volumes),
                     security_context: Some(pod_security_context()),
@@ -168,6 +182,41 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
             ..DeploymentSpec::default()
         },
         ..Deployment::default()
+    }
+}
+
+/// The init container that gives the data folder to the registry's user
+/// (`berth prepare-volume`, see src/volume.rs). fsGroup would do it on most
+/// volumes, but the kubelet does not apply it to hostPath, and local
+/// provisioners hand out root-owned folders (mode 0755) too. The image has no
+/// shell and no chown, so it is berth itself, as root with every capability
+/// dropped but CHOWN (which is all a chown needs: no mode is changed), and as
+/// locked down as the registry otherwise.
+fn prepare_volume_container(registry: &Registry, settings: &Settings) -> Container {
+    let owner = format!("{USER_ID}:{USER_ID}");
+    Container {
+        name: "prepare-volume".into(),
+        image: Some(settings.image.clone()),
+        args: Some(
+            ["prepare-volume", "--path", DATA_DIR, "--owner", &owner]
+                .map(String::from)
+                .to_vec(),
+        ),
+        // A few milliseconds of work; the registry's requests cover the pod.
+        resources: Some(registry.spec.resources.clone()),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["CHOWN".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..container_security_context()
+        }),
+        volume_mounts: Some(vec![mount("data", DATA_DIR)]),
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.into()),
+        ..Container::default()
     }
 }
 
@@ -354,6 +403,75 @@ mod tests {
         assert_eq!(
             sc.capabilities.as_ref().unwrap().drop,
             Some(vec!["ALL".to_string()])
+        );
+    }
+
+    #[test]
+    fn an_init_container_gives_the_volume_to_the_registry_user() {
+        let d = deployment(&registry(|_| {}), &settings());
+        let init = pod(&d).init_containers.as_deref().expect("init containers");
+        let [init] = init else {
+            panic!("one init container: {init:?}")
+        };
+        assert_eq!(init.name, "prepare-volume");
+        // The same image as the registry: it has no shell and no chown, only berth.
+        assert_eq!(init.image, container(&d).image);
+        assert_eq!(
+            init.args.as_deref().unwrap(),
+            [
+                "prepare-volume",
+                "--path",
+                "/var/lib/registry",
+                "--owner",
+                "65532:65532"
+            ]
+        );
+        let m = &init.volume_mounts.as_deref().unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].name.as_str(), m[0].mount_path.as_str(), m[0].read_only),
+            ("data", "/var/lib/registry", None)
+        );
+        // Root, because only root may chown, but with CAP_CHOWN alone.
+        let sc = init.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_user, Some(0));
+        assert_eq!(sc.run_as_non_root, Some(false));
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(caps.add, Some(vec!["CHOWN".to_string()]));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, None);
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(
+            init.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        // The registry itself still runs as its non-root user.
+        let registry_sc = container(&d).security_context.as_ref().unwrap();
+        assert_eq!(registry_sc.run_as_user, Some(65532));
+        assert_eq!(registry_sc.capabilities.as_ref().unwrap().add, None);
+    }
+
+    #[test]
+    fn a_restricted_namespace_can_do_without_the_init_container() {
+        let r = registry(|s| s.storage.prepare_volume = false);
+        let d = deployment(&r, &settings());
+        assert_eq!(pod(&d).init_containers, None);
+        // Then no container of the pod runs as root or adds a capability.
+        for c in &pod(&d).containers {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.run_as_non_root, Some(true));
+            assert_eq!(sc.capabilities.as_ref().unwrap().add, None);
+        }
+    }
+
+    #[test]
+    fn a_failed_start_leaves_its_error_as_the_termination_message() {
+        let d = deployment(&registry(|_| {}), &settings());
+        assert_eq!(
+            container(&d).termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
         );
     }
 
