@@ -5,7 +5,7 @@
 
 use crate::registry::config::gc_options_from_file;
 use crate::storage::{GcOptions, GcReport, Store};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytesize::ByteSize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,12 +67,6 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
 }
 
 async fn remote(url: &str, args: &GcArgs) -> anyhow::Result<GcReport> {
-    let path = args
-        .token_file
-        .as_ref()
-        .context("--token-file is required with --url: the admin API needs the registry's token")?;
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let mut body = serde_json::json!({
         "dryRun": args.dry_run,
         "deleteUntagged": args.delete_untagged,
@@ -83,30 +77,14 @@ async fn remote(url: &str, args: &GcArgs) -> anyhow::Result<GcReport> {
     if let Some(age) = args.upload_max_age {
         body["uploadMaxAge"] = humantime::format_duration(age).to_string().into();
     }
-    let endpoint = format!("{}/berth/v1/gc", url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()?;
-    let response = client
-        .post(&endpoint)
-        .bearer_auth(token.trim())
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {endpoint}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        // The registry answers OCI error JSON; show its message, not the JSON.
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("garbage collection failed: {status}: {message}");
-    }
-    serde_json::from_str(&text)
-        .with_context(|| format!("unexpected answer from {endpoint}: {text}"))
+    crate::admin_client::post(
+        url,
+        "gc",
+        args.token_file.as_deref(),
+        body,
+        "garbage collection",
+    )
+    .await
 }
 
 async fn offline(root: &std::path::Path, args: &GcArgs) -> anyhow::Result<GcReport> {

@@ -6,11 +6,10 @@
 //! [`ScrubArgs`]), so a script or a Job can alert on it.
 
 use crate::storage::{ScrubOptions, ScrubReport, Store};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytesize::ByteSize;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Exit status when corrupt blobs were found (and moved aside).
 pub const EXIT_CORRUPT: u8 = 2;
@@ -71,41 +70,11 @@ pub fn exit_status(report: &ScrubReport) -> u8 {
 }
 
 async fn remote(url: &str, args: &ScrubArgs) -> anyhow::Result<ScrubReport> {
-    let path = args
-        .token_file
-        .as_ref()
-        .context("--token-file is required with --url: the admin API needs the registry's token")?;
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let mut body = serde_json::json!({});
     if let Some(rate) = args.rate {
         body["rate"] = rate.as_u64().into();
     }
-    let endpoint = format!("{}/berth/v1/scrub", url.trim_end_matches('/'));
-    // No overall timeout: a paced scrub of a large store takes hours.
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()?;
-    let response = client
-        .post(&endpoint)
-        .bearer_auth(token.trim())
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {endpoint}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        // The registry answers OCI error JSON; show its message, not the JSON.
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("scrub failed: {status}: {message}");
-    }
-    serde_json::from_str(&text)
-        .with_context(|| format!("unexpected answer from {endpoint}: {text}"))
+    crate::admin_client::post(url, "scrub", args.token_file.as_deref(), body, "scrub").await
 }
 
 async fn offline(root: &Path, rate: Option<ByteSize>) -> anyhow::Result<ScrubReport> {

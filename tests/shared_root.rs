@@ -41,14 +41,7 @@ async fn a_second_process_starting_mid_upload_leaves_it_alone() {
     tx.send(Ok(data[..half].to_vec())).await.unwrap();
     // Wait until the old process is staging the bytes.
     let tmp = root.path().join("tmp");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while files(&tmp).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing staged in tmp/"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_staging(&tmp).await;
     let staged = files(&tmp);
 
     let new = Server::start(root.path());
@@ -86,14 +79,7 @@ async fn a_killed_processes_staging_is_cleared_at_the_next_start() {
     );
     tx.send(Ok(vec![7u8; 3 * 1024 * 1024])).await.unwrap();
     let tmp = root.path().join("tmp");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while files(&tmp).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing staged in tmp/"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_staging(&tmp).await;
     let dead_folder = files(&tmp)[0].parent().unwrap().to_owned();
     first.stop();
     let _ = upload.await;
@@ -101,6 +87,18 @@ async fn a_killed_processes_staging_is_cleared_at_the_next_start() {
     let _second = Server::start(root.path());
     assert!(!dead_folder.exists(), "{} survived", dead_folder.display());
     assert!(files(&tmp).is_empty());
+}
+
+/// Waits until the server is staging bytes in `tmp`.
+async fn wait_for_staging(tmp: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files(tmp).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing staged in tmp/"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A body stream fed through a channel, so a test decides when bytes arrive.

@@ -1,0 +1,48 @@
+//! The client side of the registry's admin API (`/berth/v1/`), shared by the
+//! commands that ask a running registry to do something: `berth gc --url` and
+//! `berth scrub --url`.
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::time::Duration;
+
+/// Posts `body` to `{url}/berth/v1/{action}` with the bearer token read from
+/// `token_file`, and reads the JSON answer. `what` names the job in errors.
+/// No overall timeout: a paced scrub or a large collection takes hours.
+pub async fn post<T: DeserializeOwned>(
+    url: &str,
+    action: &str,
+    token_file: Option<&Path>,
+    body: serde_json::Value,
+    what: &str,
+) -> anyhow::Result<T> {
+    let path = token_file
+        .context("--token-file is required with --url: the admin API needs the registry's token")?;
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let endpoint = format!("{}/berth/v1/{action}", url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let response = client
+        .post(&endpoint)
+        .bearer_auth(token.trim())
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {endpoint}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        // The registry answers OCI error JSON; show its message, not the JSON.
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        bail!("{what} failed: {status}: {message}");
+    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("unexpected answer from {endpoint}: {text}"))
+}
