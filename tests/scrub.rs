@@ -102,15 +102,7 @@ async fn pull_blob(http: &reqwest::Client, base: &str, repo: &str, digest: &str)
 
 /// Pushes a blob in one request under a sha512 digest.
 async fn push_sha512(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
-    let d = sha512(data);
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "push of {d}");
-    d
+    push_blob_as(http, base, repo, data, sha512(data)).await
 }
 
 /// What the tests push: an image in `app` (config, layer, manifest), the same

@@ -146,7 +146,17 @@ pub mod api {
 
     /// Pushes a blob in one request and returns its digest.
     pub async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
-        let d = digest(data);
+        push_blob_as(http, base, repo, data, digest(data)).await
+    }
+
+    /// Pushes a blob in one request under digest `d` (e.g. a sha512 one).
+    pub async fn push_blob_as(
+        http: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        data: &[u8],
+        d: String,
+    ) -> String {
         let r = http
             .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
             .body(data.to_vec())
