@@ -244,6 +244,11 @@ pub struct GcSpec {
     /// Also delete manifests that no tag points to.
     #[serde(default)]
     pub delete_untagged: bool,
+    /// Keep blobs, manifests and tags younger than this (a duration like `1h`,
+    /// `30m`; default: the registry's, 1h), so a push in progress is never
+    /// collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
     #[serde(default)]
     pub suspend: bool,
 }
@@ -404,6 +409,7 @@ impl Default for GcSpec {
             enabled: true,
             schedule: default_schedule(),
             delete_untagged: false,
+            grace: None,
             suspend: false,
         }
     }

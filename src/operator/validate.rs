@@ -160,6 +160,14 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
             ),
         ));
     }
+    if let Some(grace) = &spec.gc.grace
+        && humantime::parse_duration(grace).is_err()
+    {
+        return Err(invalid(
+            "InvalidGrace",
+            format!("spec.gc.grace {grace:?} is not a duration (like 1h, 30m, 90s)"),
+        ));
+    }
     Ok(())
 }
 
@@ -493,6 +501,14 @@ mod tests {
             s.gc.schedule = "never".into();
         });
         assert_eq!(check(&off), Ok(()));
+        assert_eq!(
+            reason(|s| s.gc.grace = Some("an hour".into())),
+            "InvalidGrace"
+        );
+        assert_eq!(
+            check(&registry(|s| s.gc.grace = Some("90s".into()))),
+            Ok(())
+        );
         let mut long = registry(|_| {});
         long.metadata.name = Some("r".repeat(MAX_NAME_LEN + 1));
         assert_eq!(check(&long).unwrap_err().reason, "NameTooLong");

@@ -39,6 +39,9 @@ pub fn cronjob(registry: &Registry, settings: &Settings) -> Option<CronJob> {
     if gc.delete_untagged {
         args.push("--delete-untagged".into());
     }
+    if let Some(grace) = &gc.grace {
+        args.extend(["--grace".into(), grace.clone()]);
+    }
 
     let container = Container {
         name: "gc".into(),
@@ -189,7 +192,14 @@ mod tests {
         assert_eq!(spec.suspend, Some(true));
         let args = pod(&c).containers[0].args.clone().unwrap();
         assert_eq!(args.last().map(String::as_str), Some("--delete-untagged"));
+        assert!(!args.contains(&"--grace".to_string()), "{args:?}");
         assert_eq!(args[2], "http://cache.dev.svc:5443");
+        let short = registry(|s| s.gc.grace = Some("5m".into()));
+        let args = pod(&cronjob(&short, &settings()).unwrap()).containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert_eq!(args[args.len() - 2..], ["--grace", "5m"]);
         assert!(cronjob(&registry(|s| s.gc.enabled = false), &settings()).is_none());
     }
 
