@@ -6,6 +6,7 @@ use berth::install::progress::{Lines, Progress, Spinner};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -90,17 +91,27 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     berth::logging::init(cli.log_format);
     // In a pod, the kubelet shows a failed container's termination message in
     // its status, where the operator reads why the registry does not start.
     let in_pod = matches!(cli.command, Command::Serve(_) | Command::PrepareVolume(_));
-    let result = run(cli.command);
-    if let (true, Err(error)) = (in_pod, &result) {
-        write_termination_message(&format!("{error:#}"));
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The message and its causes on one line. Not anyhow's Debug form,
+            // which adds a stack backtrace when RUST_BACKTRACE is set: an error
+            // returned here is the user's to fix; a bug panics, and a panic
+            // still prints its backtrace.
+            let message = format!("{error:#}");
+            eprintln!("Error: {message}");
+            if in_pod {
+                write_termination_message(&message);
+            }
+            ExitCode::FAILURE
+        }
     }
-    result
 }
 
 /// Writes /dev/termination-log when the kubelet provides it (never creates it:

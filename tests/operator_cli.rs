@@ -140,6 +140,29 @@ fn render_refuses_what_the_operator_would_refuse() {
 }
 
 #[test]
+fn a_user_error_prints_its_message_without_a_backtrace() {
+    let bad = file(&REGISTRY.replace("  ingress:", "  storage: {size: lots}\n  ingress:"));
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "render",
+            "-f",
+            bad.path().to_str().unwrap(),
+            "--image",
+            "b:1",
+        ])
+        // Set on many developers' machines: it must not turn a refusal into a dump.
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("berth runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("Error: "), "{stderr}");
+    assert!(lines[0].contains("InvalidStorageSize"), "{stderr}");
+}
+
+#[test]
 fn render_defaults_to_the_image_berth_exports() {
     // As the operator without BERTH_IMAGE: the image `berth image export` tags.
     let registry = file(REGISTRY);
