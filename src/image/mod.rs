@@ -34,7 +34,7 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// How to build a binary that runs in the image, for the error that refuses one
 /// that would not.
 pub const STATIC_BUILD_HINT: &str = "build a static berth with \
-     RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu \
+     RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile image --target x86_64-unknown-linux-gnu \
      (your host's target triple), then run that binary";
 
 #[derive(Debug, thiserror::Error)]
