@@ -11,8 +11,8 @@
 //! and the authenticated user. Never a header, a query string or anything else
 //! that may carry a credential.
 
+use super::endpoint::Endpoint;
 use super::metrics::Counted;
-use super::routes::route_of;
 use crate::oci::RepoName;
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
@@ -38,7 +38,7 @@ impl RequestUser {
 /// What is known of a request when it arrives.
 pub struct Entry {
     method: Method,
-    route: &'static str,
+    endpoint: Endpoint,
     repository: Option<RepoName>,
     path: String,
     started: Instant,
@@ -48,10 +48,10 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(method: &Method, path: &str) -> Entry {
-        let (route, repository) = route_of(path);
+        let (endpoint, repository) = Endpoint::of(path);
         Entry {
             method: method.clone(),
-            route,
+            endpoint,
             repository,
             path: path.to_owned(),
             started: Instant::now(),
@@ -60,9 +60,9 @@ impl Entry {
         }
     }
 
-    /// The route template, as the metrics label it.
-    pub fn route(&self) -> &'static str {
-        self.route
+    /// The endpoint the request is for.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
     }
 
     /// Time since the request arrived.
@@ -145,7 +145,7 @@ impl<B: Body> Drop for Logged<B> {
         tracing::info!(
             target: "berth::access",
             method = %entry.method,
-            route = entry.route,
+            route = entry.endpoint.template(),
             repository = entry.repository.as_ref().map(RepoName::as_str),
             path = entry.path,
             status = self.status.as_u16(),

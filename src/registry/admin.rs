@@ -12,8 +12,8 @@
 //! `0` for no limit).
 
 use super::errors::{ApiError, Code};
-use super::metrics::Metrics;
-use crate::storage::{GcOptions, ScrubOptions, Store, StoreError};
+use super::state::Shared;
+use crate::storage::{GcOptions, ScrubOptions, StoreError};
 use bytes::Bytes;
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -21,7 +21,6 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -189,12 +188,12 @@ impl ScrubRequest {
 
 /// `POST /berth/v1/scrub`
 pub async fn scrub(
-    metrics: Arc<Metrics>,
-    store: Store,
+    state: Shared,
     query: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, warp::Rejection> {
     let options = ScrubRequest::parse(&query, &body)?.options();
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
     // On a task of its own, so that a client giving up on a long scrub (the
     // request's future dropped) neither stops it halfway nor loses its metrics.
     let run = tokio::spawn(async move {
@@ -218,13 +217,12 @@ pub async fn scrub(
 
 /// `POST /berth/v1/gc`
 pub async fn gc(
-    defaults: GcOptions,
-    metrics: Arc<Metrics>,
-    store: Store,
+    state: Shared,
     query: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, warp::Rejection> {
-    let options = GcRequest::parse(&query, &body)?.options(&defaults);
+    let options = GcRequest::parse(&query, &body)?.options(&state.gc_defaults);
+    let (store, metrics) = (&state.store, &state.metrics);
     let started = Instant::now();
     let report = store.collect(options).await;
     match &report {

@@ -3,9 +3,9 @@
 
 use super::errors::{ApiError, Code};
 use super::headers::{RangeRequest, etag, not_modified, parse_range};
+use super::state::Shared;
 use super::{DOCKER_CONTENT_DIGEST, empty, set_header};
 use crate::oci::{Digest, RepoName};
-use crate::storage::Store;
 use bytes::Bytes;
 use futures_util::Stream;
 use memmap2::Advice;
@@ -29,9 +29,10 @@ pub async fn get(
     name: RepoName,
     digest: String,
     head: bool,
-    store: Store,
+    state: Shared,
     headers: HeaderMap,
 ) -> Result<Response, Rejection> {
+    let store = &state.store;
     let digest = parse_digest(&digest)?;
     // A HEAD needs only the size, which the store answers from its cache.
     let (file, size) = if head {
@@ -152,9 +153,9 @@ fn tokio_stream_of<T: Send + 'static>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-pub async fn delete(name: RepoName, digest: String, store: Store) -> Result<Response, Rejection> {
+pub async fn delete(name: RepoName, digest: String, state: Shared) -> Result<Response, Rejection> {
     let digest = parse_digest(&digest)?;
-    store.delete_blob(&name, &digest).await?;
+    state.store.delete_blob(&name, &digest).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 

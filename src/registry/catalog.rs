@@ -1,26 +1,25 @@
 //! `GET /v2/_catalog`: repositories, from the store's in-memory index, as far as
 //! the caller may see them.
 
-use super::auth::{Auth, Identity, Right, challenge};
-use super::pagination::Page;
-use super::routes::Query;
+use super::auth::{Identity, Right, challenge};
+use super::pagination::{Page, PageQuery};
+use super::state::Shared;
 use super::{json, set_header};
-use crate::storage::Store;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
 
 /// Lists only the repositories the caller may pull from.
 pub async fn list(
+    state: Shared,
     who: Identity,
-    auth: Auth,
-    store: Store,
-    query: Query,
+    query: PageQuery,
 ) -> Result<Response, warp::Rejection> {
+    let auth = &state.auth;
     if who == Identity::Anonymous && !auth.open_to_anonymous() {
         return Err(challenge("authentication required").into());
     }
-    let page = Page::from_query(&query)?;
-    let mut all = store.repositories();
+    let page = Page::from_query(query)?;
+    let mut all = state.store.repositories();
     all.retain(|repo| auth.allows(&who, repo, Right::Pull));
     let (repositories, more) = page.apply(all.iter().map(|r| r.as_str()));
     let mut response = json(

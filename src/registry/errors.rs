@@ -124,10 +124,6 @@ impl ApiError {
         self
     }
 
-    pub fn code(&self) -> Code {
-        self.code
-    }
-
     pub fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(detail) = self.detail {
@@ -223,7 +219,7 @@ mod tests {
     #[test]
     fn a_full_disk_is_507_not_500() {
         let full = ApiError::from(StoreError::Io(std::io::ErrorKind::StorageFull.into()));
-        assert_eq!(full.code(), Code::StorageFull);
+        assert_eq!(full.code, Code::StorageFull);
         let response = full.into_response();
         assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
         let other = ApiError::from(StoreError::Io(std::io::ErrorKind::PermissionDenied.into()));
@@ -247,7 +243,7 @@ mod tests {
         ];
         for (error, code, status) in cases {
             let e = ApiError::from(error);
-            assert_eq!((e.code().as_str(), e.status.as_u16()), (code, status));
+            assert_eq!((e.code.as_str(), e.status.as_u16()), (code, status));
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Probes for Kubernetes: `/healthz` (the process answers) and `/readyz` (the
 //! store takes writes).
 
+use super::state::Shared;
 use super::{empty, json};
-use crate::storage::Store;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -10,8 +10,8 @@ pub fn healthz() -> Response {
     empty(StatusCode::OK)
 }
 
-pub async fn readyz(store: Store) -> Response {
-    match store.check_writable().await {
+pub async fn readyz(state: Shared) -> Response {
+    match state.store.check_writable().await {
         Ok(()) => empty(StatusCode::OK),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

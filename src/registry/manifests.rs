@@ -3,10 +3,11 @@
 use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
 use super::headers::{acceptable, etag, not_modified};
+use super::state::Shared;
 use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, empty, set_header};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Manifest, Reference, RepoName, Tag};
-use crate::storage::{Body, Store, StoreError};
+use crate::storage::{Body, StoreError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use warp::Rejection;
@@ -28,11 +29,11 @@ pub async fn get(
     name: RepoName,
     reference: String,
     head: bool,
-    store: Store,
+    state: Shared,
     headers: HeaderMap,
 ) -> Result<Response, Rejection> {
     let reference = parse_reference(&reference, Code::ManifestUnknown)?;
-    let manifest = store.get_manifest(&name, &reference).await?;
+    let manifest = state.store.get_manifest(&name, &reference).await?;
     if !acceptable(&headers, &manifest.media_type) {
         return Err(ApiError::new(
             Code::ManifestUnknown,
@@ -92,10 +93,11 @@ async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiE
 pub async fn put(
     name: RepoName,
     reference: String,
-    store: Store,
+    state: Shared,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Rejection> {
+    let store = &state.store;
     let reference = parse_reference(&reference, Code::ManifestInvalid)?;
     let body = read_limited(&headers, body).await?;
     let content_type = headers
@@ -125,8 +127,9 @@ pub async fn put(
 pub async fn delete(
     name: RepoName,
     reference: String,
-    store: Store,
+    state: Shared,
 ) -> Result<Response, Rejection> {
+    let store = &state.store;
     match parse_reference(&reference, Code::ManifestUnknown)? {
         Reference::Tag(tag) => store.delete_tag(&name, &tag).await?,
         Reference::Digest(digest) => store.delete_manifest(&name, &digest).await?,

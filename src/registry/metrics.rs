@@ -7,6 +7,7 @@
 //! bytes are counted as they stream, both ways. Storage figures come from the
 //! store's running counts, never from a walk of the disk.
 
+use super::endpoint::Endpoint;
 use crate::storage::{GcReport, ScrubReport, UsageSnapshot};
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
@@ -254,7 +255,7 @@ impl Metrics {
     pub fn request(
         &self,
         method: &Method,
-        route: &'static str,
+        endpoint: Endpoint,
         status: StatusCode,
         had_credentials: bool,
         elapsed: Duration,
@@ -263,30 +264,31 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
-                route: route.to_owned(),
+                route: endpoint.template().to_owned(),
                 status: code,
             })
             .inc();
         self.duration
             .get_or_create(&RouteLabels {
                 method: method.to_string(),
-                route: route.to_owned(),
+                route: endpoint.template().to_owned(),
             })
             .observe(elapsed.as_secs_f64());
-        let is =
-            |m: &Method, r: &str, codes: &[u16]| method == m && route == r && codes.contains(&code);
-        if is(&Method::GET, super::routes::MANIFEST_ROUTE, &[200]) {
+        let is = |m: &Method, e: Endpoint, codes: &[u16]| {
+            method == m && endpoint == e && codes.contains(&code)
+        };
+        if is(&Method::GET, Endpoint::Manifest, &[200]) {
             self.pulls
                 .get_or_create(&KindLabels { kind: "manifest" })
                 .inc();
-        } else if is(&Method::GET, super::routes::BLOB_ROUTE, &[200, 206]) {
+        } else if is(&Method::GET, Endpoint::Blob, &[200, 206]) {
             self.pulls.get_or_create(&KindLabels { kind: "blob" }).inc();
-        } else if is(&Method::PUT, super::routes::MANIFEST_ROUTE, &[201]) {
+        } else if is(&Method::PUT, Endpoint::Manifest, &[201]) {
             self.pushes
                 .get_or_create(&KindLabels { kind: "manifest" })
                 .inc();
-        } else if is(&Method::POST, super::routes::UPLOAD_START_ROUTE, &[201])
-            || is(&Method::PUT, super::routes::UPLOAD_ROUTE, &[201])
+        } else if is(&Method::POST, Endpoint::UploadStart, &[201])
+            || is(&Method::PUT, Endpoint::Upload, &[201])
         {
             self.pushes
                 .get_or_create(&KindLabels { kind: "blob" })

@@ -1,25 +1,28 @@
 //! The HTTP server: the OCI Distribution API on warp, over the [`Store`].
 //!
-//! `routes.rs` lists every endpoint; each resource has its handler file; every
-//! error leaves through `errors.rs` as OCI error JSON.
+//! `endpoint.rs` says which path is which endpoint; `routes.rs` gives each its
+//! method, right and handler; each resource has its handler file; every error
+//! leaves through `errors.rs` as OCI error JSON.
 
 mod access_log;
-pub mod admin;
-pub mod auth;
+mod admin;
+pub(crate) mod auth;
 mod base;
 mod blobs;
 mod catalog;
-pub mod config;
-pub mod errors;
+pub(crate) mod config;
+mod endpoint;
+mod errors;
 pub mod headers;
 mod health;
 mod leftover;
 mod manifests;
-pub mod metrics;
+mod metrics;
 mod pagination;
 mod referrers;
-pub mod routes;
+mod routes;
 mod server;
+mod state;
 mod tags;
 mod uploads;
 
@@ -53,7 +56,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
     server::run(
         listener,
-        routes::routes(store, auth, admin, config.gc.clone(), metrics.clone()),
+        routes::routes(
+            std::sync::Arc::new(state::State {
+                store,
+                auth,
+                metrics: metrics.clone(),
+                gc_defaults: config.gc.clone(),
+            }),
+            admin,
+        ),
         metrics,
         tls,
         server::Limits::default(),

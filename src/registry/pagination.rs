@@ -2,7 +2,15 @@
 //! points at the next page.
 
 use super::errors::{ApiError, Code};
-use super::routes::Query;
+use serde::Deserialize;
+
+/// `?n=&last=` as the query string gives them: `n` is checked by
+/// [`Page::from_query`], for an OCI error rather than a generic one.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub n: Option<String>,
+    pub last: Option<String>,
+}
 
 pub struct Page {
     pub n: Option<usize>,
@@ -10,8 +18,8 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn from_query(query: &Query) -> Result<Page, ApiError> {
-        let n = match query.get("n") {
+    pub fn from_query(query: PageQuery) -> Result<Page, ApiError> {
+        let n = match query.n {
             None => None,
             Some(n) => Some(n.parse().map_err(|_| {
                 ApiError::new(
@@ -22,7 +30,7 @@ impl Page {
         };
         Ok(Page {
             n,
-            last: query.get("last").cloned(),
+            last: query.last,
         })
     }
 
@@ -79,8 +87,8 @@ mod properties {
         /// holds more than `n` items, all after `last`.
         #[test]
         fn any_query_pages_or_refuses(n in "\\PC{0,12}|[0-9]{1,3}", last in "\\PC{0,8}") {
-            let query = Query::from([("n".to_owned(), n), ("last".to_owned(), last.clone())]);
-            if let Ok(page) = Page::from_query(&query) {
+            let query = PageQuery { n: Some(n), last: Some(last.clone()) };
+            if let Ok(page) = Page::from_query(query) {
                 let items = ["a", "b", "c", "d"];
                 let (got, _) = page.apply(items);
                 prop_assert!(got.len() <= page.n.unwrap_or(usize::MAX));

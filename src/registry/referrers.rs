@@ -2,25 +2,35 @@
 //! subject is that digest, optionally filtered by `artifactType`.
 
 use super::blobs::parse_digest;
-use super::routes::Query;
+use super::state::Shared;
 use super::{OCI_FILTERS_APPLIED, json, set_header};
 use crate::oci::RepoName;
 use crate::oci::manifest::OCI_INDEX;
-use crate::storage::Store;
+use serde::Deserialize;
 use warp::Rejection;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+/// `?artifactType=`
+#[derive(Debug, Default, Deserialize)]
+pub struct ReferrersQuery {
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+}
+
 pub async fn list(
     name: RepoName,
     digest: String,
-    store: Store,
-    query: Query,
+    state: Shared,
+    query: ReferrersQuery,
 ) -> Result<Response, Rejection> {
     let subject = parse_digest(&digest)?;
-    let artifact_type = query.get("artifactType").cloned();
+    let artifact_type = query.artifact_type;
     let filtered = artifact_type.is_some();
-    let manifests = store.referrers(&name, &subject, artifact_type).await?;
+    let manifests = state
+        .store
+        .referrers(&name, &subject, artifact_type)
+        .await?;
     let mut response = json(
         StatusCode::OK,
         OCI_INDEX,

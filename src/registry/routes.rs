@@ -1,110 +1,27 @@
 //! Every endpoint, in one function that reads like the spec's endpoint table.
 //!
-//! Repository names contain slashes, so an OCI path is matched from its end:
-//! `/v2/<name>/manifests/<reference>` is the tail split at its last
-//! `/manifests/`. The name is validated before any handler runs; a bad one is a
-//! NAME_INVALID rejection and never reaches the store.
+//! Which path is which endpoint is `endpoint.rs`'s; here each endpoint gets its
+//! method, the right it needs and its handler. The repository name is
+//! validated before any handler runs; a bad one is a NAME_INVALID rejection
+//! and never reaches the store.
 
 use super::access_log::RequestUser;
 use super::admin::{self, AdminToken};
 use super::auth::{Auth, Identity, Right};
+use super::endpoint::Endpoint;
 use super::errors::{ApiError, Code, recover};
-use super::metrics::Metrics;
 use super::server::ClientAddr;
+use super::state::Shared;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
 use crate::oci::RepoName;
-use crate::storage::{Body, GcOptions, Store};
+use crate::storage::Body;
 use bytes::Buf;
 use futures_util::TryStreamExt;
-use std::collections::HashMap;
-use std::sync::Arc;
+use serde::de::DeserializeOwned;
 use warp::filters::BoxedFilter;
-use warp::http::HeaderMap;
+use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
-
-pub type Query = HashMap<String, String>;
-
-/// The endpoints under `/v2/<name>/`, by the path that follows the name.
-#[derive(Clone, Copy, Debug)]
-enum Endpoint {
-    /// `/manifests/<reference>`
-    Manifest,
-    /// `/blobs/<digest>`
-    Blob,
-    /// `/blobs/uploads/`
-    UploadStart,
-    /// `/blobs/uploads/<id>`
-    Upload,
-    /// `/tags/list`
-    Tags,
-    /// `/referrers/<digest>`
-    Referrers,
-}
-
-/// Splits a path below `/v2/` into the repository name and what follows the
-/// endpoint's keyword (empty for endpoints without a parameter).
-fn match_endpoint(tail: &str, endpoint: Endpoint) -> Option<(&str, &str)> {
-    let with_param = |keyword: &str| {
-        let (name, param) = tail.rsplit_once(keyword)?;
-        (!param.is_empty() && !param.contains('/')).then_some((name, param))
-    };
-    match endpoint {
-        Endpoint::Manifest => with_param("/manifests/"),
-        Endpoint::Blob => with_param("/blobs/").filter(|(_, p)| *p != "uploads"),
-        Endpoint::Upload => with_param("/blobs/uploads/"),
-        Endpoint::Referrers => with_param("/referrers/"),
-        Endpoint::UploadStart => tail
-            .strip_suffix("/blobs/uploads/")
-            .or_else(|| tail.strip_suffix("/blobs/uploads"))
-            .map(|name| (name, "")),
-        Endpoint::Tags => tail.strip_suffix("/tags/list").map(|name| (name, "")),
-    }
-}
-
-/// Route templates: the `route` label of the request metrics.
-pub const MANIFEST_ROUTE: &str = "/v2/<name>/manifests/<reference>";
-pub const BLOB_ROUTE: &str = "/v2/<name>/blobs/<digest>";
-pub const UPLOAD_START_ROUTE: &str = "/v2/<name>/blobs/uploads/";
-pub const UPLOAD_ROUTE: &str = "/v2/<name>/blobs/uploads/<uuid>";
-
-/// The template of the route a path is for, e.g. [`MANIFEST_ROUTE`]; `other`
-/// for paths no endpoint serves.
-pub fn route_template(path: &str) -> &'static str {
-    route_of(path).0
-}
-
-/// The route template of a path and, for the endpoints under `/v2/<name>/`,
-/// the repository it names when that is a valid name.
-pub fn route_of(path: &str) -> (&'static str, Option<RepoName>) {
-    match path {
-        "/v2" | "/v2/" => return ("/v2/", None),
-        "/v2/_catalog" => return ("/v2/_catalog", None),
-        "/healthz" => return ("/healthz", None),
-        "/readyz" => return ("/readyz", None),
-        "/metrics" => return ("/metrics", None),
-        "/berth/v1/gc" => return ("/berth/v1/gc", None),
-        "/berth/v1/scrub" => return ("/berth/v1/scrub", None),
-        _ => {}
-    }
-    let Some(tail) = path.strip_prefix("/v2/") else {
-        return ("other", None);
-    };
-    [
-        (Endpoint::Upload, UPLOAD_ROUTE),
-        (Endpoint::UploadStart, UPLOAD_START_ROUTE),
-        (Endpoint::Blob, BLOB_ROUTE),
-        (Endpoint::Manifest, MANIFEST_ROUTE),
-        (Endpoint::Tags, "/v2/<name>/tags/list"),
-        (Endpoint::Referrers, "/v2/<name>/referrers/<digest>"),
-    ]
-    .into_iter()
-    .find_map(|(endpoint, route)| {
-        let (name, _) = match_endpoint(tail, endpoint)?;
-        Some((route, name.parse().ok()))
-    })
-    .unwrap_or(("other", None))
-}
 
 /// Matches `/v2/<name>/<endpoint path>` and extracts the validated name and the
 /// endpoint's parameter.
@@ -112,8 +29,9 @@ fn repo_path(endpoint: Endpoint) -> BoxedFilter<(RepoName, String)> {
     warp::path("v2")
         .and(warp::path::tail())
         .and_then(move |tail: warp::path::Tail| async move {
-            let (name, param) =
-                match_endpoint(tail.as_str(), endpoint).ok_or_else(warp::reject::not_found)?;
+            let (name, param) = endpoint
+                .split(tail.as_str())
+                .ok_or_else(warp::reject::not_found)?;
             let name: RepoName = name.parse().map_err(|e: crate::oci::NameError| {
                 warp::reject::custom(ApiError::new(Code::NameInvalid, e.to_string()))
             })?;
@@ -138,25 +56,29 @@ fn body() -> BoxedFilter<(Body,)> {
         .boxed()
 }
 
-fn with_store(store: Store) -> BoxedFilter<(Store,)> {
-    warp::any().map(move || store.clone()).boxed()
+/// The server's shared state, for every handler.
+fn with_state(state: Shared) -> BoxedFilter<(Shared,)> {
+    warp::any().map(move || state.clone()).boxed()
 }
 
-fn with_auth(auth: Auth) -> BoxedFilter<(Auth,)> {
-    warp::any().map(move || auth.clone()).boxed()
-}
-
-fn query() -> BoxedFilter<(Query,)> {
-    warp::query::<Query>().boxed()
+/// The query string, as the endpoint's typed struct.
+fn query<T: DeserializeOwned + Send + 'static>() -> BoxedFilter<(T,)> {
+    warp::query::<T>().boxed()
 }
 
 fn headers() -> BoxedFilter<(HeaderMap,)> {
     warp::header::headers_cloned().boxed()
 }
 
-/// A constant for handlers that serve two methods (GET and HEAD).
-fn flag(value: bool) -> BoxedFilter<(bool,)> {
-    warp::any().map(move || value).boxed()
+/// GET or HEAD: the two methods one handler serves, told apart by [`is_head`].
+fn get_or_head() -> BoxedFilter<()> {
+    warp::get().or(warp::head()).unify().boxed()
+}
+
+fn is_head() -> BoxedFilter<(bool,)> {
+    warp::method()
+        .map(|method: Method| method == Method::HEAD)
+        .boxed()
 }
 
 /// The caller, from the Authorization header; wrong credentials are a 401 here.
@@ -254,28 +176,24 @@ fn admin(token: AdminToken) -> BoxedFilter<()> {
 }
 
 /// The whole HTTP API: health probes, then the OCI endpoints.
-pub fn routes(
-    store: Store,
-    auth: Auth,
-    admin_token: AdminToken,
-    gc_defaults: GcOptions,
-    metrics: Arc<Metrics>,
-) -> BoxedFilter<(Response,)> {
-    let s = || with_store(store.clone());
+pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)> {
+    let auth = &state.auth;
+    let s = || with_state(state.clone());
     let get = || warp::get().boxed();
-    let head = || warp::head().boxed();
+    let put = || warp::put().boxed();
+    let delete = || warp::delete().boxed();
 
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .and(s())
         .then(health::readyz);
-    let m = metrics.clone();
     let metrics_text = warp::path!("metrics")
         .and(warp::get())
         .and(s())
-        .map(move |store: Store| {
-            let mut response = Response::new(m.encode(store.usage()).into());
+        .map(|state: Shared| {
+            let text = state.metrics.encode(state.store.usage());
+            let mut response = Response::new(text.into());
             response.headers_mut().insert(
                 warp::http::header::CONTENT_TYPE,
                 warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -284,58 +202,42 @@ pub fn routes(
         });
 
     // GET|HEAD /v2/  — API version check (and login check)
-    let a = auth.clone();
     let base = warp::path("v2")
         .and(warp::path::end())
         .and(warp::get().or(warp::head()).unify())
-        .and(identity(&auth))
-        .and_then(move |who| base::version(a.clone(), who));
-    // GET /v2/_catalog
+        .and(s())
+        .and(identity(auth))
+        .and_then(base::version);
+    // GET /v2/_catalog[?n=&last=]
     let catalog = warp::path!("v2" / "_catalog")
         .and(warp::get())
-        .and(identity(&auth))
-        .and(with_auth(auth.clone()))
         .and(s())
+        .and(identity(auth))
         .and(query())
         .and_then(catalog::list);
 
     // GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>
-    let manifest_get = allowed(get(), Endpoint::Manifest, Right::Pull, &auth)
-        .and(flag(false))
+    let manifest_get = allowed(get_or_head(), Endpoint::Manifest, Right::Pull, auth)
+        .and(is_head())
         .and(s())
         .and(headers())
         .and_then(manifests::get);
-    let manifest_head = allowed(head(), Endpoint::Manifest, Right::Pull, &auth)
-        .and(flag(true))
-        .and(s())
-        .and(headers())
-        .and_then(manifests::get);
-    let manifest_put = allowed(warp::put().boxed(), Endpoint::Manifest, Right::Push, &auth)
+    let manifest_put = allowed(put(), Endpoint::Manifest, Right::Push, auth)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(manifests::put);
-    let manifest_delete = allowed(
-        warp::delete().boxed(),
-        Endpoint::Manifest,
-        Right::Delete,
-        &auth,
-    )
-    .and(s())
-    .and_then(manifests::delete);
+    let manifest_delete = allowed(delete(), Endpoint::Manifest, Right::Delete, auth)
+        .and(s())
+        .and_then(manifests::delete);
 
     // GET|HEAD|DELETE /v2/<name>/blobs/<digest>
-    let blob_get = allowed(get(), Endpoint::Blob, Right::Pull, &auth)
-        .and(flag(false))
+    let blob_get = allowed(get_or_head(), Endpoint::Blob, Right::Pull, auth)
+        .and(is_head())
         .and(s())
         .and(headers())
         .and_then(blobs::get);
-    let blob_head = allowed(head(), Endpoint::Blob, Right::Pull, &auth)
-        .and(flag(true))
-        .and(s())
-        .and(headers())
-        .and_then(blobs::get);
-    let blob_delete = allowed(warp::delete().boxed(), Endpoint::Blob, Right::Delete, &auth)
+    let blob_delete = allowed(delete(), Endpoint::Blob, Right::Delete, auth)
         .and(s())
         .and_then(blobs::delete);
 
@@ -344,49 +246,48 @@ pub fn routes(
         warp::post().boxed(),
         Endpoint::UploadStart,
         Right::Push,
-        &auth,
+        auth,
     )
-    .and(with_auth(auth.clone()))
+    .map(|name, _, who| (name, who))
+    .untuple_one()
     .and(s())
     .and(query())
     .and(body())
     .and_then(uploads::start);
     // GET|PATCH|PUT|DELETE /v2/<name>/blobs/uploads/<id>
-    let upload_status = allowed(get(), Endpoint::Upload, Right::Push, &auth)
+    let upload_status = allowed(get(), Endpoint::Upload, Right::Push, auth)
         .and(s())
         .and_then(uploads::status);
-    let upload_patch = allowed(warp::patch().boxed(), Endpoint::Upload, Right::Push, &auth)
+    let upload_patch = allowed(warp::patch().boxed(), Endpoint::Upload, Right::Push, auth)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(uploads::patch);
-    let upload_put = allowed(warp::put().boxed(), Endpoint::Upload, Right::Push, &auth)
+    let upload_put = allowed(put(), Endpoint::Upload, Right::Push, auth)
         .and(s())
         .and(query())
         .and(body())
         .and_then(uploads::finish);
-    let upload_delete = allowed(warp::delete().boxed(), Endpoint::Upload, Right::Push, &auth)
+    let upload_delete = allowed(delete(), Endpoint::Upload, Right::Push, auth)
         .and(s())
         .and_then(uploads::cancel);
 
     // GET /v2/<name>/tags/list[?n=&last=]
-    let tags = allowed(get(), Endpoint::Tags, Right::Pull, &auth)
+    let tags = allowed(get(), Endpoint::Tags, Right::Pull, auth)
+        .map(|name, _| name)
         .and(s())
         .and(query())
         .and_then(tags::list);
     // GET /v2/<name>/referrers/<digest>[?artifactType=]
-    let referrers = allowed(get(), Endpoint::Referrers, Right::Pull, &auth)
+    let referrers = allowed(get(), Endpoint::Referrers, Right::Pull, auth)
         .and(s())
         .and(query())
         .and_then(referrers::list);
 
     // POST /berth/v1/gc  — admin API, bearer token only
-    let m = metrics.clone();
     let gc = warp::path!("berth" / "v1" / "gc")
         .and(warp::post())
         .and(admin(admin_token.clone()))
-        .map(move || (gc_defaults.clone(), m.clone()))
-        .untuple_one()
         .and(s())
         .and(query())
         .and(admin_body())
@@ -395,7 +296,6 @@ pub fn routes(
     let scrub = warp::path!("berth" / "v1" / "scrub")
         .and(warp::post())
         .and(admin(admin_token))
-        .map(move || metrics.clone())
         .and(s())
         .and(query())
         .and(admin_body())
@@ -406,15 +306,11 @@ pub fn routes(
         .unify()
         .or(manifest_get)
         .unify()
-        .or(manifest_head)
-        .unify()
         .or(manifest_put)
         .unify()
         .or(manifest_delete)
         .unify()
         .or(blob_get)
-        .unify()
-        .or(blob_head)
         .unify()
         .or(blob_delete)
         .unify()
@@ -452,75 +348,4 @@ pub fn routes(
                 .into_response()
         })
         .boxed()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_match_from_the_end() {
-        let m = |t, e| match_endpoint(t, e);
-        assert_eq!(
-            m("a/b/manifests/latest", Endpoint::Manifest),
-            Some(("a/b", "latest"))
-        );
-        assert_eq!(
-            m("a/blobs/sha256:x", Endpoint::Blob),
-            Some(("a", "sha256:x"))
-        );
-        assert_eq!(m("a/blobs/uploads/", Endpoint::Blob), None);
-        assert_eq!(
-            m("a/blobs/uploads/", Endpoint::UploadStart),
-            Some(("a", ""))
-        );
-        assert_eq!(m("a/blobs/uploads/u1", Endpoint::Upload), Some(("a", "u1")));
-        assert_eq!(m("a/blobs/uploads/u1", Endpoint::Blob), None);
-        assert_eq!(m("a/blobs/uploads/u1", Endpoint::UploadStart), None);
-        // A repository may itself be called "blobs" or "manifests".
-        assert_eq!(
-            m("x/manifests/blobs/sha256:y", Endpoint::Blob),
-            Some(("x/manifests", "sha256:y"))
-        );
-        assert_eq!(m("x/manifests/blobs/sha256:y", Endpoint::Manifest), None);
-        assert_eq!(m("a/tags/list", Endpoint::Tags), Some(("a", "")));
-        assert_eq!(
-            m("a/referrers/sha256:z", Endpoint::Referrers),
-            Some(("a", "sha256:z"))
-        );
-        assert_eq!(m("a/manifests/", Endpoint::Manifest), None);
-    }
-
-    #[test]
-    fn route_templates_never_carry_names_or_digests() {
-        let t = route_template;
-        assert_eq!(t("/v2/"), "/v2/");
-        assert_eq!(t("/v2/team/app/manifests/latest"), MANIFEST_ROUTE);
-        assert_eq!(t("/v2/app/blobs/sha256:abc"), BLOB_ROUTE);
-        assert_eq!(t("/v2/app/blobs/uploads/"), UPLOAD_START_ROUTE);
-        assert_eq!(t("/v2/app/blobs/uploads/0b1c"), UPLOAD_ROUTE);
-        assert_eq!(t("/v2/app/tags/list"), "/v2/<name>/tags/list");
-        assert_eq!(
-            t("/v2/app/referrers/sha256:abc"),
-            "/v2/<name>/referrers/<digest>"
-        );
-        assert_eq!(t("/v2/_catalog"), "/v2/_catalog");
-        assert_eq!(t("/metrics"), "/metrics");
-        assert_eq!(t("/berth/v1/gc"), "/berth/v1/gc");
-        assert_eq!(t("/berth/v1/scrub"), "/berth/v1/scrub");
-        assert_eq!(t("/v2/app/what"), "other");
-        assert_eq!(t("/etc/passwd"), "other");
-    }
-
-    #[test]
-    fn the_repository_of_a_path_is_a_valid_name_or_none() {
-        let repo = |path| route_of(path).1.map(|name| name.as_str().to_owned());
-        assert_eq!(
-            repo("/v2/team/app/manifests/latest").as_deref(),
-            Some("team/app")
-        );
-        assert_eq!(repo("/v2/app/blobs/uploads/").as_deref(), Some("app"));
-        assert_eq!(repo("/v2/Bad..Name/tags/list"), None);
-        assert_eq!(repo("/v2/_catalog"), None);
-    }
 }

@@ -176,7 +176,7 @@ impl Connection {
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let method = request.method().clone();
             let entry = access_log::Entry::new(&method, request.uri().path());
-            let route = entry.route();
+            let endpoint = entry.endpoint();
             let had_credentials = request.headers().contains_key(header::AUTHORIZATION);
             let version = request.version();
             let expect_continue = request
@@ -194,7 +194,7 @@ impl Connection {
                 let response = answer.await?;
                 let response = leftover.settle(response, version, expect_continue).await;
                 let status = response.status();
-                metrics.request(&method, route, status, had_credentials, entry.elapsed());
+                metrics.request(&method, endpoint, status, had_credentials, entry.elapsed());
                 let response = response.map(|body| metrics.count_sent(body));
                 Ok::<_, std::convert::Infallible>(entry.finish(response))
             }

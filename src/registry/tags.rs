@@ -1,21 +1,19 @@
 //! `GET /v2/<name>/tags/list`: a repository's tags, sorted, paginated.
 
-use super::pagination::Page;
-use super::routes::Query;
+use super::pagination::{Page, PageQuery};
+use super::state::Shared;
 use super::{json, set_header};
 use crate::oci::RepoName;
-use crate::storage::Store;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
 
 pub async fn list(
     name: RepoName,
-    _: String,
-    store: Store,
-    query: Query,
+    state: Shared,
+    query: PageQuery,
 ) -> Result<Response, warp::Rejection> {
-    let page = Page::from_query(&query)?;
-    let tags = store.tags(&name).await?;
+    let page = Page::from_query(query)?;
+    let tags = state.store.tags(&name).await?;
     let (tags, more) = page.apply(tags.iter().map(|t| t.as_str()));
     let mut response = json(
         StatusCode::OK,

@@ -1,14 +1,15 @@
 //! `POST /v2/<name>/blobs/uploads/` and `GET|PATCH|PUT|DELETE …/uploads/<id>`:
 //! monolithic, chunked and resumable blob uploads, and cross-repository mounts.
 
-use super::auth::{Auth, Identity, Right};
+use super::auth::{Identity, Right};
 use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
 use super::headers::parse_content_range;
-use super::routes::Query;
+use super::state::Shared;
 use super::{DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, empty, set_header};
 use crate::oci::{Digest, RepoName};
-use crate::storage::{Body, Store, StoreError};
+use crate::storage::{Body, StoreError};
+use serde::Deserialize;
 use uuid::Uuid;
 use warp::Rejection;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -50,27 +51,34 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(id).map_err(|_| ApiError::new(Code::BlobUploadUnknown, "blob upload unknown"))
 }
 
+/// `?digest=` (a monolithic upload) or `?mount=&from=` (a cross-repository mount).
+#[derive(Debug, Default, Deserialize)]
+pub struct StartQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
 pub async fn start(
     name: RepoName,
-    _: String,
     who: Identity,
-    auth: Auth,
-    store: Store,
-    query: Query,
+    state: Shared,
+    query: StartQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
-    if let Some(mount) = query.get("mount") {
+    let store = &state.store;
+    if let Some(mount) = &query.mount {
         let digest = parse_digest(mount)?;
         // A mount that cannot be done (a source we cannot name, may not pull
         // from, or that lacks the blob) falls back to a normal upload, as the
         // spec asks; it never tells whether the blob exists there.
-        if let Some(from) = query.get("from").and_then(|f| f.parse::<RepoName>().ok())
-            && auth.allows(&who, &from, Right::Pull)
+        if let Some(from) = query.from.and_then(|f| f.parse::<RepoName>().ok())
+            && state.auth.allows(&who, &from, Right::Pull)
             && store.mount_blob(&name, &from, &digest).await?.is_some()
         {
             return Ok(created(&name, &digest));
         }
-    } else if let Some(digest) = query.get("digest") {
+    } else if let Some(digest) = &query.digest {
         let digest = parse_digest(digest)?;
         store.put_blob(&name, &digest, body).await?;
         return Ok(created(&name, &digest));
@@ -79,19 +87,20 @@ pub async fn start(
     Ok(session_response(StatusCode::ACCEPTED, &name, id, 0))
 }
 
-pub async fn status(name: RepoName, id: String, store: Store) -> Result<Response, Rejection> {
+pub async fn status(name: RepoName, id: String, state: Shared) -> Result<Response, Rejection> {
     let id = parse_id(&id)?;
-    let size = store.upload_size(&name, id).await?;
+    let size = state.store.upload_size(&name, id).await?;
     Ok(session_response(StatusCode::NO_CONTENT, &name, id, size))
 }
 
 pub async fn patch(
     name: RepoName,
     id: String,
-    store: Store,
+    state: Shared,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Rejection> {
+    let store = &state.store;
     let id = parse_id(&id)?;
     let (start, length) = match headers.get(header::CONTENT_RANGE) {
         None => (None, None),
@@ -125,27 +134,33 @@ fn header_value(s: String) -> HeaderValue {
     HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// `?digest=`, which closing an upload requires.
+#[derive(Debug, Default, Deserialize)]
+pub struct FinishQuery {
+    digest: Option<String>,
+}
+
 pub async fn finish(
     name: RepoName,
     id: String,
-    store: Store,
-    query: Query,
+    state: Shared,
+    query: FinishQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
     let id = parse_id(&id)?;
-    let digest = query.get("digest").ok_or_else(|| {
+    let digest = query.digest.ok_or_else(|| {
         ApiError::new(
             Code::DigestInvalid,
             "the digest query parameter is required",
         )
     })?;
-    let digest = parse_digest(digest)?;
-    store.finish_upload(&name, id, &digest, body).await?;
+    let digest = parse_digest(&digest)?;
+    state.store.finish_upload(&name, id, &digest, body).await?;
     Ok(created(&name, &digest))
 }
 
-pub async fn cancel(name: RepoName, id: String, store: Store) -> Result<Response, Rejection> {
+pub async fn cancel(name: RepoName, id: String, state: Shared) -> Result<Response, Rejection> {
     let id = parse_id(&id)?;
-    store.cancel_upload(&name, id).await?;
+    state.store.cancel_upload(&name, id).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

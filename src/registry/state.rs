@@ -1,0 +1,17 @@
+//! What the handlers share: one value for the whole server, handed to each
+//! request by one filter of routes.rs.
+
+use super::auth::Auth;
+use super::metrics::Metrics;
+use crate::storage::{GcOptions, Store};
+use std::sync::Arc;
+
+pub struct State {
+    pub store: Store,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    /// The registry's GC options, for what an admin request leaves out.
+    pub gc_defaults: GcOptions,
+}
+
+pub type Shared = Arc<State>;
