@@ -16,6 +16,9 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm a digest may name, the order the store walks them in.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",

@@ -1,5 +1,6 @@
 //! Blobs and the per-repository links that decide who may read them.
 
+use super::paths::Paths;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
 use std::fs::{DirEntry, File};
@@ -28,6 +29,29 @@ pub(super) fn digests_in(dir: &Path, algorithm: Algorithm) -> Result<Vec<(Digest
     Ok(found)
 }
 
+/// Calls `visit` with every blob under `paths` (the count at start-up, GC's
+/// sweep, scrub), one prefix folder at a time, so a large store is never
+/// listed whole in memory. A blob committed or removed during the walk may or
+/// may not be visited.
+pub(super) fn each_blob(
+    paths: &Paths,
+    mut visit: impl FnMut(Digest, DirEntry) -> Result<()>,
+) -> Result<()> {
+    for algorithm in Algorithm::ALL {
+        let prefixes = match std::fs::read_dir(paths.blobs_of(algorithm)) {
+            Ok(prefixes) => prefixes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for prefix in prefixes {
+            for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
+                visit(digest, entry)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Whether `name` holds a link to `digest` (as a blob or as a manifest).
     /// A blob link is an empty file named by the digest (older stores wrote the
@@ -39,26 +63,12 @@ impl Store {
         Ok(durable::read_optional(&self.paths().manifest_link(name, digest))?.is_some())
     }
 
-    /// Calls `visit` with every stored blob (GC's sweep, scrub), one prefix
-    /// folder at a time, so a large store is never listed whole in memory. A
-    /// blob committed or removed during the walk may or may not be visited.
+    /// Calls `visit` with every stored blob (GC's sweep, scrub): see [`each_blob`].
     pub(super) fn for_each_blob(
         &self,
-        mut visit: impl FnMut(Digest, DirEntry) -> Result<()>,
+        visit: impl FnMut(Digest, DirEntry) -> Result<()>,
     ) -> Result<()> {
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-            let prefixes = match std::fs::read_dir(self.paths().blobs_of(algorithm)) {
-                Ok(prefixes) => prefixes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for prefix in prefixes {
-                for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
-                    visit(digest, entry)?;
-                }
-            }
-        }
-        Ok(())
+        each_blob(self.paths(), visit)
     }
 
     /// Size of the stored bytes of `digest`, if present.

@@ -239,12 +239,8 @@ impl Store {
         repo: &RepoName,
     ) -> Result<Vec<(Digest, Option<super::StoredManifest>)>> {
         let mut found = Vec::new();
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self
-                .paths()
-                .repo(repo)
-                .join("_manifests")
-                .join(algorithm.as_str());
+        for algorithm in Algorithm::ALL {
+            let dir = self.paths().manifest_links(repo, algorithm);
             for (digest, _) in digests_in(&dir, algorithm)? {
                 let stored = match self.read_manifest(repo, &digest) {
                     Ok(stored) => Some(stored),

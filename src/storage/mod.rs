@@ -161,32 +161,31 @@ impl Store {
     /// while less than `min_free` bytes are free.
     pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
         let mut paths = Paths::new(root);
-        let (paths, staging, catalog, usage) =
-            tokio::task::spawn_blocking(move || -> io::Result<_> {
-                for dir in [
-                    paths.blobs_dir(),
-                    paths.repositories_dir(),
-                    paths.uploads_dir(),
-                    paths.tmp_dir(),
-                ] {
-                    durable::ensure_dir(&dir)?;
-                }
-                // Made once here rather than by the first push of each prefix, which
-                // would then wait for one more folder fsync (a small push's p50 went
-                // from 1.22 to 1.01 ms without it here). Only sha256: nearly every
-                // client uses it. A push still makes a missing one, so a full disk,
-                // where these cannot be made, is no reason to refuse to start.
-                if let Err(e) = durable::ensure_dirs(paths.blob_prefixes(Algorithm::Sha256)) {
-                    tracing::warn!(error = %e, "could not make the blob prefix folders ahead");
-                }
-                let staging = staging::Staging::claim(&mut paths)?;
-                let mut catalog = BTreeSet::new();
-                index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
-                let usage = usage::Usage::scan(&paths)?;
-                Ok((paths, staging, catalog, usage))
-            })
-            .await
-            .map_err(io::Error::other)??;
+        let (paths, staging, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
+            for dir in [
+                paths.blobs_dir(),
+                paths.repositories_dir(),
+                paths.uploads_dir(),
+                paths.tmp_dir(),
+            ] {
+                durable::ensure_dir(&dir)?;
+            }
+            // Made once here rather than by the first push of each prefix, which
+            // would then wait for one more folder fsync (a small push's p50 went
+            // from 1.22 to 1.01 ms without it here). Only sha256: nearly every
+            // client uses it. A push still makes a missing one, so a full disk,
+            // where these cannot be made, is no reason to refuse to start.
+            if let Err(e) = durable::ensure_dirs(paths.blob_prefixes(Algorithm::Sha256)) {
+                tracing::warn!(error = %e, "could not make the blob prefix folders ahead");
+            }
+            let staging = staging::Staging::claim(&mut paths)?;
+            let mut catalog = BTreeSet::new();
+            index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
+            let usage = usage::Usage::scan(&paths)?;
+            Ok((paths, staging, catalog, usage))
+        })
+        .await
+        .map_err(io::Error::other)??;
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,

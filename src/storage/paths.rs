@@ -114,10 +114,13 @@ impl Paths {
     }
 
     pub fn manifest_link(&self, name: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo(name)
-            .join("_manifests")
-            .join(digest.algorithm().as_str())
+        self.manifest_links(name, digest.algorithm())
             .join(digest.hex())
+    }
+
+    /// The folder of `name`'s manifest links of one algorithm.
+    pub fn manifest_links(&self, name: &RepoName, algorithm: Algorithm) -> PathBuf {
+        self.repo(name).join("_manifests").join(algorithm.as_str())
     }
 
     pub fn tags_dir(&self, name: &RepoName) -> PathBuf {

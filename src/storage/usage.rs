@@ -3,6 +3,8 @@
 //! blob created or swept and each upload session opened or closed adjusts the
 //! counts.
 
+use super::Result;
+use super::blobs::each_blob;
 use super::paths::Paths;
 use std::io;
 use std::path::Path;
@@ -27,15 +29,12 @@ pub struct UsageSnapshot {
 
 impl Usage {
     /// Counts what is on disk under `paths`.
-    pub(super) fn scan(paths: &Paths) -> io::Result<Usage> {
+    pub(super) fn scan(paths: &Paths) -> Result<Usage> {
         let usage = Usage::default();
-        for algorithm in read_dir_optional(&paths.blobs_dir())? {
-            for prefix in read_dir_optional(&algorithm)? {
-                for blob in read_dir_optional(&prefix)? {
-                    usage.blob_added(std::fs::metadata(&blob)?.len());
-                }
-            }
-        }
+        each_blob(paths, |_, blob| {
+            usage.blob_added(blob.metadata()?.len());
+            Ok(())
+        })?;
         let uploads = read_dir_optional(&paths.uploads_dir())?.len();
         usage.uploads.store(uploads as u64, Ordering::Relaxed);
         Ok(usage)
