@@ -2,15 +2,14 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, TestRegistry};
 use sha2::{Digest as _, Sha512};
 
 #[tokio::test]
 async fn blob_get_head_range_and_etag() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let d = push_blob(&http, &base, "team/app", &data).await;
     let url = format!("{base}/v2/team/app/blobs/{d}");
@@ -62,9 +61,8 @@ async fn blob_get_head_range_and_etag() {
 
 #[tokio::test]
 async fn blobs_are_visible_only_where_pushed_and_go_away_when_deleted() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let d = push_blob(&http, &base, "a", b"private bytes").await;
 
     let r = http
@@ -72,8 +70,7 @@ async fn blobs_are_visible_only_where_pushed_and_go_away_when_deleted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+    expect_error(r, 404, "BLOB_UNKNOWN").await;
 
     let r = http
         .delete(format!("{base}/v2/a/blobs/{d}"))
@@ -86,8 +83,7 @@ async fn blobs_are_visible_only_where_pushed_and_go_away_when_deleted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+    expect_error(r, 404, "BLOB_UNKNOWN").await;
     let r = http
         .delete(format!("{base}/v2/a/blobs/{d}"))
         .send()
@@ -100,15 +96,13 @@ async fn blobs_are_visible_only_where_pushed_and_go_away_when_deleted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
 }
 
 #[tokio::test]
 async fn chunked_upload_with_an_out_of_order_chunk() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let data: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 256) as u8).collect();
 
     let r = http
@@ -177,15 +171,13 @@ async fn chunked_upload_with_an_out_of_order_chunk() {
 
     // The session is gone once finished.
     let r = http.get(format!("{base}{location}")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    expect_error(r, 404, "BLOB_UPLOAD_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn wrong_digest_stores_nothing() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let wrong = digest(b"something else");
 
     let r = http
@@ -194,8 +186,7 @@ async fn wrong_digest_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
 
     let r = http
         .post(format!("{base}/v2/app/blobs/uploads/"))
@@ -213,8 +204,7 @@ async fn wrong_digest_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
     let r = http.get(format!("{base}{location}")).send().await.unwrap();
     assert_eq!(r.status(), 404, "a failed upload's session must be gone");
 
@@ -226,20 +216,23 @@ async fn wrong_digest_stores_nothing() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    let leftovers = |dir: &str| std::fs::read_dir(root.path().join(dir)).unwrap().count();
+    let leftovers = |dir: &str| {
+        std::fs::read_dir(registry.root().join(dir))
+            .unwrap()
+            .count()
+    };
     assert_eq!(leftovers("uploads"), 0, "upload data left behind");
-    let stored = walk(&root.path().join("blobs"));
+    let stored = walk(&registry.root().join("blobs"));
     assert!(stored.is_empty(), "a blob was stored: {stored:?}");
     // The server's own staging folder stays, empty.
-    let staged = walk(&root.path().join("tmp"));
+    let staged = walk(&registry.root().join("tmp"));
     assert!(staged.is_empty(), "staged files left behind: {staged:?}");
 }
 
 #[tokio::test]
 async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let r = http
         .post(format!("{base}/v2/app/blobs/uploads/"))
         .send()
@@ -248,8 +241,7 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
     let location = header(&r, "location");
 
     let r = http.put(format!("{base}{location}")).send().await.unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
 
     // A session belongs to its repository.
     let elsewhere = location.replace("/v2/app/", "/v2/other/");
@@ -267,8 +259,7 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    expect_error(r, 404, "BLOB_UPLOAD_UNKNOWN").await;
     let r = http
         .get(format!("{base}/v2/app/blobs/uploads/not-a-uuid"))
         .send()
@@ -276,7 +267,7 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(
-        std::fs::read_dir(root.path().join("uploads"))
+        std::fs::read_dir(registry.root().join("uploads"))
             .unwrap()
             .count(),
         0
@@ -285,9 +276,8 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
 
 #[tokio::test]
 async fn cross_repository_mount() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let d = push_blob(&http, &base, "base/os", b"a big shared layer").await;
 
     let r = http
@@ -318,7 +308,7 @@ async fn cross_repository_mount() {
     assert_eq!(r.status(), 202);
     assert!(header(&r, "location").starts_with("/v2/app/blobs/uploads/"));
     // Stored once, linked twice.
-    let stored: Vec<_> = walk(&root.path().join("blobs"));
+    let stored: Vec<_> = walk(&registry.root().join("blobs"));
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
 
@@ -337,9 +327,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn sha512_digests_are_accepted() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let data = b"hashed the long way".repeat(1000);
     let d = format!("sha512:{}", hex::encode(Sha512::digest(&data)));
     let r = http

@@ -3,25 +3,24 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, TestRegistry};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 #[tokio::test]
 async fn base_endpoint_and_probes() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
+    let registry = TestRegistry::start();
     let http = client();
-    let r = http.get(server.url("/v2/")).send().await.unwrap();
+    let r = http.get(registry.server.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "docker-distribution-api-version"),
         "registry/2.0"
     );
     assert_eq!(
-        http.get(server.url("/healthz"))
+        http.get(registry.server.url("/healthz"))
             .send()
             .await
             .unwrap()
@@ -29,7 +28,7 @@ async fn base_endpoint_and_probes() {
         200
     );
     assert_eq!(
-        http.get(server.url("/readyz"))
+        http.get(registry.server.url("/readyz"))
             .send()
             .await
             .unwrap()
@@ -37,19 +36,17 @@ async fn base_endpoint_and_probes() {
         200
     );
     let r = http
-        .post(server.url("/v2/x/tags/list"))
+        .post(registry.server.url("/v2/x/tags/list"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(error_code(r).await, "UNSUPPORTED");
+    expect_error(r, 405, "UNSUPPORTED").await;
 }
 
 #[tokio::test]
 async fn tags_are_sorted_and_paginated() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let manifest = push_image(&http, &base, "team/app", "v3", "a").await;
     for tag in ["v1", "latest", "v2", "A-upper"] {
         put_manifest(&http, &base, "team/app", tag, OCI_MANIFEST, &manifest).await;
@@ -98,15 +95,13 @@ async fn tags_are_sorted_and_paginated() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+    expect_error(r, 404, "NAME_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn catalog_is_sorted_and_paginated() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     for repo in ["b", "a/nested/deep", "c", "a"] {
         push_blob(&http, &base, repo, repo.as_bytes()).await;
     }

@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::Server;
+use common::TestRegistry;
 use common::api::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn every_manifest_kind_round_trips_byte_identical() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let layer = b"layer bytes".repeat(50);
     push_blob(&http, &base, "kinds", config).await;
@@ -71,9 +70,8 @@ async fn every_manifest_kind_round_trips_byte_identical() {
 
 #[tokio::test]
 async fn a_multi_arch_index_round_trips() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
         let manifest = push_image(&http, &base, "multi", arch, arch).await;
@@ -109,9 +107,8 @@ async fn a_multi_arch_index_round_trips() {
 
 #[tokio::test]
 async fn content_negotiation_by_accept() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     push_image(&http, &base, "neg", "v1", "neg").await;
     let url = format!("{base}/v2/neg/manifests/v1");
     for accept in [
@@ -144,15 +141,13 @@ async fn content_negotiation_by_accept() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    expect_error(r, 404, "MANIFEST_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn manifest_put_checks_what_it_refers_to() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let put = |reference: &str, media_type: &str, body: Vec<u8>| {
         http.put(format!("{base}/v2/checks/manifests/{reference}"))
             .header("content-type", media_type)
@@ -167,23 +162,20 @@ async fn manifest_put_checks_what_it_refers_to() {
     let r = put("v1", OCI_MANIFEST, image_manifest(&config, &[&layer]))
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    expect_error(r, 400, "MANIFEST_BLOB_UNKNOWN").await;
 
     let absent_child = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest(b"nope"), "size": 4}]});
     let r = put("idx", OCI_INDEX, serde_json::to_vec(&absent_child).unwrap())
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    expect_error(r, 400, "MANIFEST_BLOB_UNKNOWN").await;
 
     let good = image_manifest(&config, &[]);
     let r = put(&digest(b"other bytes"), OCI_MANIFEST, good.clone())
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
     let r = put(&digest(&good), OCI_MANIFEST, good.clone())
         .await
         .unwrap();
@@ -198,8 +190,7 @@ async fn manifest_put_checks_what_it_refers_to() {
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#.to_vec(),
     ] {
         let r = put("bad", OCI_MANIFEST, body).await.unwrap();
-        assert_eq!(r.status(), 400);
-        assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+        expect_error(r, 400, "MANIFEST_INVALID").await;
     }
     let r = put("bad", OCI_INDEX, good.clone()).await.unwrap();
     assert_eq!(
@@ -222,22 +213,19 @@ async fn manifest_put_checks_what_it_refers_to() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    expect_error(r, 404, "MANIFEST_UNKNOWN").await;
     let r = http
         .get(format!("{base}/v2/nobody/manifests/latest"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+    expect_error(r, 404, "NAME_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn deleting_a_tag_or_a_manifest() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let manifest = push_image(&http, &base, "del", "one", "x").await;
     put_manifest(&http, &base, "del", "two", OCI_MANIFEST, &manifest).await;
     let d = digest(&manifest);
@@ -285,15 +273,13 @@ async fn deleting_a_tag_or_a_manifest() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    expect_error(r, 404, "MANIFEST_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn referrers_list_filter_and_forget() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let subject = push_image(&http, &base, "ref", "v1", "subject").await;
     let subject_desc =
         json!({"mediaType": OCI_MANIFEST, "digest": digest(&subject), "size": subject.len()});
@@ -372,6 +358,5 @@ async fn referrers_list_filter_and_forget() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    expect_error(r, 400, "DIGEST_INVALID").await;
 }

@@ -309,8 +309,7 @@ async fn repeated_failures_are_slowed_down() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 429);
-    assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
+    expect_error(r, 429, "TOOMANYREQUESTS").await;
     // Another address is not held back.
     let r = client_from_fresh_address()
         .get(server.url("/v2/"))

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::Server;
+use common::TestRegistry;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -46,11 +46,10 @@ fn bench(url: &str, args: &[&str]) -> Output {
 
 #[test]
 fn every_scenario_against_berth() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
+    let registry = TestRegistry::start();
     let mut args = SMALL.to_vec();
     args.push("--json");
-    let out = bench(&server.url(""), &args);
+    let out = bench(&registry.base(), &args);
     assert!(
         out.status.success(),
         "bench failed: {}",
@@ -85,7 +84,8 @@ fn every_scenario_against_berth() {
     assert_eq!(by("pull")["requests"], 2);
     // The registry served the pushed blob three times: one untimed read, then
     // the two timed ones.
-    let blob_gets = server
+    let blob_gets = registry
+        .server
         .requests()
         .iter()
         .filter(|r| r.method == "GET" && r.path.contains("/push/blobs/sha256:") && r.status == 200)
@@ -118,10 +118,9 @@ fn every_scenario_against_berth() {
 
 #[test]
 fn the_table_is_the_default_output() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
+    let registry = TestRegistry::start();
     let out = bench(
-        &server.url(""),
+        &registry.base(),
         &[SMALL, &["--scenario", "blob-head", "--scenario", "catalog"]].concat(),
     );
     assert!(
@@ -142,14 +141,13 @@ fn the_table_is_the_default_output() {
 
 #[tokio::test]
 async fn catalog_times_a_page_of_its_own_repositories_among_others() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
+    let registry = TestRegistry::start();
     let http = common::api::client();
     // One repository sorting before bench's, one after.
     for repo in ["aaa/first", "zzz/last"] {
-        common::api::push_blob(&http, &server.url(""), repo, repo.as_bytes()).await;
+        common::api::push_blob(&http, &registry.base(), repo, repo.as_bytes()).await;
     }
-    let url = server.url("");
+    let url = registry.base();
     let out = tokio::task::spawn_blocking(move || {
         bench(
             &url,

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, TestRegistry};
 
 const TOKEN: &str = "admin-token-for-tests";
 
@@ -35,9 +35,8 @@ async fn manifest_digest(http: &reqwest::Client, url: &str) -> String {
 
 #[tokio::test]
 async fn tags_and_manifests_follow_every_change() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let (http, base) = (client(), server.url(""));
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
     let tag_url = format!("{base}/v2/app/manifests/v1");
 
     let first = push_image(&http, &base, "app", "v1", "one").await;

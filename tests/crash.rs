@@ -5,7 +5,7 @@
 mod common;
 
 use common::Server;
-use sha2::{Digest as _, Sha256};
+use common::api::digest;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -13,10 +13,6 @@ use std::time::Duration;
 const PUSHERS: usize = 4;
 const KILLS: usize = 8;
 const CHUNK: usize = 64 * 1024;
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// Deterministic bytes (xorshift), so failures can be replayed.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -42,11 +38,7 @@ struct Acked {
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    common::api::client_with_timeout(Duration::from_secs(10))
 }
 
 /// Pushes one blob, monolithically or in chunks, and fails unless it got a 201.

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::Server;
+use common::TestRegistry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -146,9 +146,8 @@ async fn open_upload(addr: &str) -> String {
 
 #[tokio::test]
 async fn every_early_answer_leaves_the_connection_usable() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let addr = server.addr().to_owned();
+    let registry = TestRegistry::start();
+    let addr = registry.server.addr().to_owned();
     let unknown = "/v2/early/app/blobs/uploads/3f9c5d36-5d7b-4bd9-9e0a-1b1c7a1d2e3f";
     let missing = format!("sha256:{}", "ab".repeat(32));
     let mut checked = 0;
@@ -232,9 +231,8 @@ async fn every_early_answer_leaves_the_connection_usable() {
 /// that says the connection closes, rather than a silent drop.
 #[tokio::test]
 async fn a_huge_unread_body_gets_connection_close() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let addr = server.addr();
+    let registry = TestRegistry::start();
+    let addr = registry.server.addr();
     let stream = TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);

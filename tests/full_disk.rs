@@ -135,8 +135,7 @@ async fn a_full_disk_refuses_cleanly_and_recovers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 507);
-    assert_eq!(error_code(r).await, "STORAGE_FULL");
+    expect_error(r, 507, "STORAGE_FULL").await;
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let why = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
@@ -158,8 +157,7 @@ async fn a_full_disk_refuses_cleanly_and_recovers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 507);
-    assert_eq!(error_code(r).await, "STORAGE_FULL");
+    expect_error(r, 507, "STORAGE_FULL").await;
     assert_eq!(
         entries(&root.join("uploads")),
         0,

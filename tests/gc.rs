@@ -258,8 +258,7 @@ async fn the_admin_api_wants_the_bearer_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(error_code(r).await, "DENIED");
+    expect_error(r, 403, "DENIED").await;
 }
 
 /// Sets a file's (or folder's) modification time `age` in the past.
@@ -301,8 +300,7 @@ async fn stale_uploads_are_purged_and_live_ones_kept() {
     assert_eq!(report["uploadsPurged"], 1, "{report}");
     assert!(!stale.exists());
     let r = http.get(server.url(&sessions[0].1)).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    expect_error(r, 404, "BLOB_UPLOAD_UNKNOWN").await;
 
     // The live session carries on and completes.
     let data = b"hello world";

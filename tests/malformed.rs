@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Server;
+use common::TestRegistry;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -190,9 +190,8 @@ fn bad_requests() -> Vec<BadRequest> {
 
 #[test]
 fn malformed_requests_get_4xx_never_5xx() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let addr = server.addr().to_owned();
+    let registry = TestRegistry::start();
+    let addr = registry.server.addr().to_owned();
 
     // A real repository, so that some bad requests hit existing state.
     let ok = raw(

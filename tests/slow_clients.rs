@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Server;
+use common::TestRegistry;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -13,9 +13,8 @@ const SLOW: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_does_not_starve_normal_requests() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let addr = server.addr().to_owned();
+    let registry = TestRegistry::start();
+    let addr = registry.server.addr().to_owned();
 
     // Open the slow connections, each with the first byte of a request.
     let mut slow: Vec<TcpStream> = (0..SLOW)
@@ -35,7 +34,7 @@ async fn slowloris_does_not_starve_normal_requests() {
             let _ = s.write_all(b"E");
         }
         let started = Instant::now();
-        let r = http.get(server.url("/v2/")).send().await.unwrap();
+        let r = http.get(registry.server.url("/v2/")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         // Not a benchmark: a generous bound that only a starved server misses.
         assert!(
@@ -69,9 +68,8 @@ async fn slowloris_does_not_starve_normal_requests() {
 
 #[test]
 fn oversized_headers_get_431() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let registry = TestRegistry::start();
+    let mut s = TcpStream::connect(registry.server.addr()).unwrap();
     let big = "a".repeat(300 * 1024);
     let _ = s.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

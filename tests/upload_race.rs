@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, TestRegistry};
 
 /// Each trial is one chance for the race; the window is a few hundred
 /// microseconds wide, so it takes many to hit it (9 in 300 did before the fix).
@@ -14,9 +14,8 @@ const TRIALS: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_patch_racing_the_final_put_never_changes_the_blob() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
-    race(&server.url(""), &server.url("")).await;
+    let registry = TestRegistry::start();
+    race(&registry.base(), &registry.base()).await;
 }
 
 /// The same race with the PUT and the PATCH sent to two processes on one

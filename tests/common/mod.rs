@@ -103,6 +103,48 @@ impl Drop for Server {
     }
 }
 
+/// A registry for one test: a fresh data folder, `berth serve` on it, and a
+/// client. Every test that needs nothing more starts here. The store behind
+/// it is the filesystem one; another backend would become an option of
+/// [`TestRegistry::start_with`], so that the same tests run on it.
+pub struct TestRegistry {
+    pub server: Server,
+    pub http: reqwest::Client,
+    root: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> TestRegistry {
+        TestRegistry::start_with(&[])
+    }
+
+    /// With extra `berth serve` arguments.
+    pub fn start_with(args: &[&str]) -> TestRegistry {
+        let root = tempfile::tempdir().unwrap();
+        let server = Server::start_with(root.path(), args);
+        TestRegistry {
+            server,
+            http: api::client(),
+            root,
+        }
+    }
+
+    /// The data folder.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// `http://127.0.0.1:PORT`, which the request helpers of [`api`] take.
+    pub fn base(&self) -> String {
+        self.server.url("")
+    }
+
+    /// The client and the base URL, for the helpers of [`api`].
+    pub fn client(&self) -> (reqwest::Client, String) {
+        (self.http.clone(), self.base())
+    }
+}
+
 /// HTTP helpers for the API tests.
 pub mod api {
     use sha2::{Digest as _, Sha256};
@@ -119,10 +161,17 @@ pub mod api {
     }
 
     pub fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        builder().build().unwrap()
+    }
+
+    /// A client whose requests give up after `timeout`, for a server that may
+    /// be killed in the middle of one.
+    pub fn client_with_timeout(timeout: std::time::Duration) -> reqwest::Client {
+        builder().timeout(timeout).build().unwrap()
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
     }
 
     pub fn header(r: &reqwest::Response, name: &str) -> String {
@@ -132,6 +181,17 @@ pub mod api {
             .to_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Asserts that `r` is an OCI error of this status whose body names this code.
+    pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
+        let (got, url) = (r.status(), r.url().clone());
+        let body = r.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(got, status, "{url}: {text}");
+        let parsed: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{url}: not an OCI error body ({e}): {text}"));
+        assert_eq!(parsed["errors"][0]["code"], code, "{url}: {text}");
     }
 
     /// The error code of an OCI error body.
