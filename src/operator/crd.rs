@@ -353,65 +353,40 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
+/// The `Default` of a spec struct is what serde makes of an empty object, so
+/// each default is written once, in the field's `#[serde(default ...)]` (which
+/// the schema shows too), and `Default` cannot disagree with the API server.
+fn serde_defaults<T: serde::de::DeserializeOwned>() -> T {
+    serde_json::from_value(serde_json::json!({})).expect("every field has a serde default")
+}
+
 impl Default for RegistrySpec {
     fn default() -> Self {
-        Self {
-            image: None,
-            replicas: default_replicas(),
-            storage: StorageSpec::default(),
-            service: ServiceSpec::default(),
-            auth: AuthSpec::default(),
-            ingress: IngressSpec::default(),
-            gc: GcSpec::default(),
-            resources: default_resources(),
-            node_selector: None,
-            tolerations: None,
-            affinity: None,
-            local_registry_hosting: true,
-            node_config: NodeConfigSpec::default(),
-        }
+        serde_defaults()
     }
 }
 
 impl Default for NodeConfigSpec {
     fn default() -> Self {
-        Self {
-            containerd: false,
-            certs_dir: default_certs_dir(),
-        }
+        serde_defaults()
     }
 }
 
 impl Default for StorageSpec {
     fn default() -> Self {
-        Self {
-            size: default_size(),
-            storage_class_name: None,
-            access_modes: default_access_modes(),
-            delete_policy: DeletePolicy::default(),
-            prepare_volume: true,
-        }
+        serde_defaults()
     }
 }
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        Self {
-            port: default_port(),
-            node_port: default_node_port(),
-        }
+        serde_defaults()
     }
 }
 
 impl Default for GcSpec {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            schedule: default_schedule(),
-            delete_untagged: false,
-            grace: None,
-            suspend: false,
-        }
+        serde_defaults()
     }
 }
 
