@@ -18,6 +18,7 @@
 pub mod disable;
 pub mod enable;
 pub mod objects;
+mod plan;
 pub mod progress;
 #[cfg(test)]
 mod tests;
