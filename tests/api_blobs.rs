@@ -3,7 +3,7 @@
 mod common;
 
 use common::api::*;
-use common::{Server, TestRegistry};
+use common::{Server, TestRegistry, on_disk};
 use sha2::{Digest as _, Sha512};
 
 #[tokio::test]
@@ -222,10 +222,10 @@ async fn wrong_digest_stores_nothing() {
             .count()
     };
     assert_eq!(leftovers("uploads"), 0, "upload data left behind");
-    let stored = walk(&registry.root().join("blobs"));
+    let stored = on_disk::files_under(&registry.root().join("blobs"));
     assert!(stored.is_empty(), "a blob was stored: {stored:?}");
     // The server's own staging folder stays, empty.
-    let staged = walk(&registry.root().join("tmp"));
+    let staged = on_disk::files_under(&registry.root().join("tmp"));
     assert!(staged.is_empty(), "staged files left behind: {staged:?}");
 }
 
@@ -308,21 +308,8 @@ async fn cross_repository_mount() {
     assert_eq!(r.status(), 202);
     assert!(header(&r, "location").starts_with("/v2/app/blobs/uploads/"));
     // Stored once, linked twice.
-    let stored: Vec<_> = walk(&registry.root().join("blobs"));
+    let stored: Vec<_> = on_disk::files_under(&registry.root().join("blobs"));
     assert_eq!(stored.len(), 1, "{stored:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, on_disk};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -35,21 +35,9 @@ async fn gc(http: &reqwest::Client, server: &Server, query: &str) -> Value {
     json(r).await
 }
 
-/// The digests of every blob file in the store.
-fn stored_blobs(root: &Path) -> HashSet<String> {
-    let mut found = HashSet::new();
-    for alg in ["sha256", "sha512"] {
-        let Ok(prefixes) = std::fs::read_dir(root.join("blobs").join(alg)) else {
-            continue;
-        };
-        for prefix in prefixes {
-            for entry in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
-                let name = entry.unwrap().file_name().into_string().unwrap();
-                found.insert(format!("{alg}:{name}"));
-            }
-        }
-    }
-    found
+/// The digests of every blob in the store.
+fn stored_blobs(root: &Path) -> BTreeSet<String> {
+    on_disk::blobs(root).into_keys().collect()
 }
 
 struct Image {
@@ -130,7 +118,7 @@ async fn deleting_a_tag_frees_exactly_the_blobs_only_it_used() {
 
     let report = gc(&http, &server, "deleteUntagged=true&grace=0s").await;
     // The untagged manifest, its config, its unique layer: the shared layer stays.
-    let expected: HashSet<String> = [&gone.manifest, &gone.blobs[0], &gone.blobs[2]]
+    let expected: BTreeSet<String> = [&gone.manifest, &gone.blobs[0], &gone.blobs[2]]
         .iter()
         .map(|b| digest(b))
         .collect();
@@ -151,7 +139,7 @@ async fn deleting_a_tag_frees_exactly_the_blobs_only_it_used() {
     assert_eq!(dry["dryRun"], true);
     let after = stored_blobs(&root);
     assert_eq!(
-        before.difference(&after).cloned().collect::<HashSet<_>>(),
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
         expected
     );
 
@@ -437,7 +425,7 @@ async fn a_collection_killed_halfway_loses_nothing_reachable() {
     for i in 0..600 {
         push_blob(&http, &base, "junk", format!("junk blob {i}").as_bytes()).await;
     }
-    for entry in walk(&root.join("blobs")) {
+    for entry in on_disk::files_under(&root.join("blobs")) {
         age_file(&entry, Duration::from_secs(7200));
     }
     let collect = {
@@ -472,19 +460,6 @@ async fn a_collection_killed_halfway_loses_nothing_reachable() {
     assert!(report["blobsDeleted"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(stored_blobs(&root).len(), 4);
     kept.assert_pulls(&http, &base, "k", "v1").await;
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// Pushes an image, retrying from the blobs when a collection swept one of them
@@ -591,7 +566,7 @@ async fn pushes_racing_collections_never_lose_a_blob() {
             );
         }
     }
-    let expected: HashSet<String> = live
+    let expected: BTreeSet<String> = live
         .iter()
         .flat_map(|(_, _, i)| i.blobs.iter().chain([&i.manifest]).map(|b| digest(b)))
         .collect();

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, on_disk};
 use serde_json::Value;
 use sha2::{Digest as _, Sha512};
 use std::collections::BTreeMap;
@@ -22,24 +22,6 @@ fn start(root: &Path) -> (Server, PathBuf) {
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let server = Server::start_with(root, &["--admin-token-file", token_file.to_str().unwrap()]);
     (server, token_file)
-}
-
-/// Every blob file in the store: digest to size.
-fn stored_blobs(root: &Path) -> BTreeMap<String, u64> {
-    let mut found = BTreeMap::new();
-    for alg in ["sha256", "sha512"] {
-        let Ok(prefixes) = std::fs::read_dir(root.join("blobs").join(alg)) else {
-            continue;
-        };
-        for prefix in prefixes {
-            for entry in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
-                let entry = entry.unwrap();
-                let name = entry.file_name().into_string().unwrap();
-                found.insert(format!("{alg}:{name}"), entry.metadata().unwrap().len());
-            }
-        }
-    }
-    found
 }
 
 fn blob_file(root: &Path, digest: &str) -> PathBuf {
@@ -193,7 +175,7 @@ fn assert_found_exactly(
     // Every other blob is where it was.
     let mut expected = before.clone();
     expected.remove(bad);
-    assert_eq!(stored_blobs(root), expected);
+    assert_eq!(on_disk::blobs(root), expected);
     moved
 }
 
@@ -229,7 +211,7 @@ async fn an_online_scrub_moves_exactly_the_rotten_blob_aside_and_a_push_heals_it
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let before = stored_blobs(&root);
+    let before = on_disk::blobs(&root);
     assert_eq!(before.len(), 5);
     let rotten = flip(&root, &bad);
     let r = http
@@ -298,7 +280,7 @@ async fn an_offline_scrub_of_a_stopped_registry_finds_exactly_the_rotten_blob() 
     let bad = digest(&pushed.layer);
     server.stop();
 
-    let before = stored_blobs(&root);
+    let before = on_disk::blobs(&root);
     let rotten = flip(&root, &bad);
     let data = root.to_str().unwrap();
     let (code, report, stderr) = scrub_command(&["--root", data]);
@@ -327,7 +309,7 @@ async fn an_offline_scrub_of_a_stopped_registry_finds_exactly_the_rotten_blob() 
         stderr.contains("in use by a running berth serve"),
         "{stderr}"
     );
-    assert_eq!(stored_blobs(&root).len(), before.len() - 1);
+    assert_eq!(on_disk::blobs(&root).len(), before.len() - 1);
     for repo in ["app", "other"] {
         assert_eq!(blob_status(&http, &base, repo, &bad).await, [404, 404]);
     }

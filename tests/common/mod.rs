@@ -145,6 +145,48 @@ impl TestRegistry {
     }
 }
 
+/// The filesystem store's layout, seen from outside: the one place the tests
+/// know that a blob is the file `blobs/<algorithm>/<prefix>/<hex>`.
+pub mod on_disk {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    /// Every blob stored under the data folder `root`: its digest and size.
+    pub fn blobs(root: &Path) -> BTreeMap<String, u64> {
+        let mut found = BTreeMap::new();
+        for algorithm in ["sha256", "sha512"] {
+            let Ok(prefixes) = std::fs::read_dir(root.join("blobs").join(algorithm)) else {
+                continue;
+            };
+            for prefix in prefixes {
+                for entry in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
+                    let entry = entry.unwrap();
+                    let hex = entry.file_name().into_string().unwrap();
+                    found.insert(
+                        format!("{algorithm}:{hex}"),
+                        entry.metadata().unwrap().len(),
+                    );
+                }
+            }
+        }
+        found
+    }
+
+    /// Every file under `dir`, at any depth.
+    pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(files_under(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+}
+
 /// HTTP helpers for the API tests.
 pub mod api {
     use sha2::{Digest as _, Sha256};
