@@ -2,7 +2,7 @@
 //! runs it. One binary, several roles (`serve`, `gc`, `scrub`, `operator`, `crd`, `render`, `bench`);
 //! `main.rs` is only the command line, and each role is an entry point here.
 
-pub mod admin_client;
+pub(crate) mod admin_client;
 pub mod bench;
 pub mod gc;
 pub mod image;

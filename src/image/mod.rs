@@ -11,12 +11,12 @@
 //! - reference.rs: image names, normalized as docker and containerd do.
 //! - command.rs: the two subcommands' flags and what they print.
 
-pub mod archive;
+pub(crate) mod archive;
 pub mod command;
 pub mod elf;
-pub mod layer;
-pub mod push;
-pub mod reference;
+pub(crate) mod layer;
+pub(crate) mod push;
+pub(crate) mod reference;
 
 use crate::oci::digest::Digest;
 use crate::oci::manifest::OCI_MANIFEST;

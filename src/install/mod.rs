@@ -22,7 +22,7 @@ mod plan;
 pub mod progress;
 #[cfg(test)]
 mod tests;
-pub mod wait;
+pub(crate) mod wait;
 
 pub use disable::{DisableArgs, disable};
 pub use enable::{EnableArgs, enable};

@@ -43,12 +43,12 @@
 
 mod blobs;
 mod cache;
-pub mod durable;
+pub(crate) mod durable;
 mod gc;
 #[cfg(test)]
 mod journal;
 mod manifests;
-pub mod paths;
+pub(crate) mod paths;
 mod scrub;
 mod sink;
 mod staging;
