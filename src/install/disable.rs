@@ -26,7 +26,7 @@ use super::{
 };
 use crate::image::DEFAULT_IMAGE;
 use crate::operator::Registry;
-use crate::operator::reconcile::FINALIZER;
+use crate::operator::hosting::FINALIZER;
 use crate::operator::resources::configmap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret};

@@ -402,7 +402,7 @@ async fn enabled_cluster() -> (Arc<Mutex<Cluster>>, tokio::task::JoinHandle<()>)
                             "annotations": {"berth.dev/registry": "container-registry/registry"}}}),
     );
     let registry = c.objects.get_mut(REGISTRY).unwrap();
-    registry["metadata"]["finalizers"] = json!([crate::operator::reconcile::FINALIZER]);
+    registry["metadata"]["finalizers"] = json!([crate::operator::hosting::FINALIZER]);
     registry["metadata"]["uid"] = json!("uid-registry");
     drop(c);
     take_writes(&cluster);

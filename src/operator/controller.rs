@@ -204,7 +204,8 @@ fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use crate::operator::crd::RegistrySpec;
+    use crate::operator::fixtures::alice;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
     use kube::core::PartialObjectMetaExt;
 
@@ -249,18 +250,10 @@ mod tests {
 
     #[test]
     fn a_secret_maps_by_its_metadata_to_its_owner_and_to_the_registries_naming_it() {
-        let mut alice = RegistrySpec::default();
-        alice.auth.users = vec![User {
-            name: "alice".into(),
-            password_secret_ref: SecretKeyRef {
-                name: "alice-pw".into(),
-                key: "password".into(),
-            },
-        }];
         let mut file = RegistrySpec::default();
         file.auth.existing_secret = Some("alice-pw".into());
         let registries = store(vec![
-            Registry::new("cache", alice),
+            Registry::new("cache", alice()),
             Registry::new("mirror", file),
             Registry::new("plain", RegistrySpec::default()),
         ]);
@@ -389,15 +382,7 @@ mod tests {
 
     #[test]
     fn a_password_secret_maps_to_the_registries_using_it() {
-        let mut spec = RegistrySpec::default();
-        spec.auth.users = vec![User {
-            name: "alice".into(),
-            password_secret_ref: SecretKeyRef {
-                name: "alice-pw".into(),
-                key: "password".into(),
-            },
-        }];
-        let registry = Registry::new("cache", spec);
+        let registry = Registry::new("cache", alice());
         assert!(refers_to(&registry, "alice-pw"));
         assert!(!refers_to(&registry, "other"));
         let mut existing = RegistrySpec::default();

@@ -11,13 +11,15 @@
 //! bound, a CRD is established). Tests then assert on what the cluster holds,
 //! which does not break when a pass reads one more object.
 
-use super::crd::{Registry, RegistrySpec};
+use super::crd::{Registry, RegistrySpec, SecretKeyRef, User};
+use super::hosting::FINALIZER;
 use super::htpasswd::LineCache;
 use super::metrics::Metrics;
-use super::reconcile::Context;
+use super::reconcile::{Context, reconcile};
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -116,6 +118,19 @@ impl Cluster {
             .collect()
     }
 
+    /// Where request `METHOD path` first comes among the requests from the
+    /// `from`th on, to assert the order of two writes.
+    pub fn position(&self, from: usize, request: &str) -> usize {
+        let since: Vec<String> = self.requests[from..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        since
+            .iter()
+            .position(|r| r == request)
+            .unwrap_or_else(|| panic!("no {request} in {since:?}"))
+    }
+
     pub fn get(&self, path: &str) -> Option<&Value> {
         self.objects.get(path)
     }
@@ -179,8 +194,22 @@ pub fn registry(spec: RegistrySpec) -> Registry {
     registry.metadata.uid = Some(UID.into());
     registry.metadata.generation = Some(1);
     registry.metadata.resource_version = Some("1".into());
-    registry.metadata.finalizers = Some(vec![super::reconcile::FINALIZER.into()]);
+    registry.metadata.finalizers = Some(vec![FINALIZER.into()]);
     registry
+}
+
+/// A spec with one user, alice, whose password is key `password` of Secret
+/// `alice-pw`.
+pub fn alice() -> RegistrySpec {
+    let mut spec = RegistrySpec::default();
+    spec.auth.users = vec![User {
+        name: "alice".into(),
+        password_secret_ref: SecretKeyRef {
+            name: "alice-pw".into(),
+            key: "password".into(),
+        },
+    }];
+    spec
 }
 
 /// A test context on the mock API server, and the cluster behind it; the
@@ -237,6 +266,18 @@ pub fn context_with_image(
         htpasswd_lines: Arc::new(LineCache::default()),
     };
     (Arc::new(ctx), cluster)
+}
+
+/// A fresh default Registry on the mock, ready for its first pass.
+pub fn fresh() -> (Arc<Context>, Arc<Mutex<Cluster>>, Arc<Registry>) {
+    let (ctx, cluster) = context(Scenario::Fresh(RegistrySpec::default()));
+    let registry = current(&cluster);
+    (ctx, cluster, registry)
+}
+
+/// One reconcile pass, which must not fail.
+pub async fn pass(ctx: &Arc<Context>, registry: Arc<Registry>) -> Action {
+    reconcile(registry, ctx.clone()).await.expect("a pass")
 }
 
 /// A kube client whose API server is the mock holding `cluster`.
@@ -780,6 +821,16 @@ pub fn edit(cluster: &Mutex<Cluster>, change: impl FnOnce(&mut RegistrySpec)) {
     change(&mut registry.spec);
     registry.metadata.generation = registry.metadata.generation.map(|g| g + 1);
     c.insert(registry_path(), serde_json::to_value(registry).unwrap());
+}
+
+/// The Registry as the cluster holds it, with its status.
+pub fn status_of(cluster: &Mutex<Cluster>) -> Registry {
+    cluster.lock().unwrap().registry()
+}
+
+/// The object at `path`, if the cluster holds it.
+pub fn get(cluster: &Mutex<Cluster>, path: &str) -> Option<Value> {
+    cluster.lock().unwrap().get(path).cloned()
 }
 
 /// The Registry as the cluster holds it now, for the next pass.

@@ -7,9 +7,11 @@
 //! - resources/: one pure builder per child object.
 //! - htpasswd.rs: the htpasswd file made from the users' password Secrets.
 //! - reconcile.rs: one pass: read what is needed, apply the children, write the status.
+//! - hosting.rs: the kube-public ConfigMap a pass publishes, and its finalizer.
 //! - metrics.rs: the Prometheus metrics of the passes.
 //! - quantity.rs: Kubernetes quantities as numbers, to compare sizes.
 //! - status.rs: conditions from what a pass saw, with stable transition times.
+//! - report.rs: the status a pass writes, from what it applied or why it could not.
 //! - storage.rs: the volume claim: create, grow, or refuse a shrink.
 //! - controller.rs: the watch wiring, the start-up checks, /healthz and /metrics.
 //! - render.rs: the children of a Registry file, as YAML, with no cluster.
@@ -18,11 +20,13 @@ pub mod controller;
 pub mod crd;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod hosting;
 pub mod htpasswd;
 mod metrics;
 pub mod quantity;
 pub mod reconcile;
 pub mod render;
+mod report;
 pub mod resources;
 pub mod status;
 pub mod storage;

@@ -1,0 +1,330 @@
+//! The status a pass writes: the conditions, endpoints, volume size and image
+//! from what it applied, or Degraded with the reason when it could not act on
+//! the spec. Pure, so the pass only publishes the Warning and patches it.
+
+use super::crd::{Endpoints, Registry, RegistryStatus};
+use super::resources::{cluster_address, ingress, pvc};
+use super::status::{DEGRADED, PROGRESSING, READY, Rollout, STORAGE_READY, Wanted, merge, wanted};
+use super::storage::{self, Plan};
+use super::validate::{self, Invalid};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// What a pass that applied the children learned, for the status.
+pub struct Applied {
+    pub image: String,
+    pub claim: Option<PersistentVolumeClaim>,
+    pub storage: Plan,
+    pub rollout: Rollout,
+}
+
+/// The status a pass writes, and the Degraded condition to announce in a
+/// Warning event when it is news.
+pub struct Report {
+    pub status: RegistryStatus,
+    pub warning: Option<Wanted>,
+}
+
+/// The status after a pass that applied the children.
+pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
+    let (storage_condition, storage_trouble) = match (&outcome.storage, &outcome.claim) {
+        (Plan::Refuse { reason, message }, _) => (
+            wanted(STORAGE_READY, false, *reason, message.clone()),
+            Some((reason.to_string(), message.clone())),
+        ),
+        (Plan::Apply { .. }, Some(claim)) => {
+            let (ready, reason, message) = storage::readiness(claim);
+            (wanted(STORAGE_READY, ready, reason, message), None)
+        }
+        (Plan::Apply { .. }, None) => (
+            wanted(
+                STORAGE_READY,
+                false,
+                "Pending",
+                "the claim is being created",
+            ),
+            None,
+        ),
+    };
+    let rollout = &outcome.rollout;
+    // What the pass applied but not as the spec asks, first the refusals of
+    // the spec (they need the user), then a rollout that failed. One
+    // Degraded condition holds one reason: the first.
+    let replicas_trouble =
+        validate::refused_replicas(registry).map(|i| (i.reason.to_string(), i.message));
+    let degraded = match storage_trouble
+        .or(replicas_trouble)
+        .or_else(|| rollout.failure.clone())
+    {
+        Some((reason, message)) => wanted(DEGRADED, true, reason, message),
+        None => wanted(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "every child is as the spec asks",
+        ),
+    };
+    let wanted_conditions = vec![
+        rollout.ready.clone(),
+        rollout.progressing.clone(),
+        degraded,
+        storage_condition,
+    ];
+    let old = registry.status.clone().unwrap_or_default();
+    let generation = registry.metadata.generation;
+    let spec = &registry.spec;
+    Report {
+        warning: warning(&old, &wanted_conditions),
+        status: RegistryStatus {
+            observed_generation: generation,
+            conditions: merge(&old.conditions, wanted_conditions, generation, now),
+            ready_replicas: rollout.ready_replicas,
+            endpoints: Endpoints {
+                cluster_network: Some(cluster_address(registry)),
+                node: spec.service.node_port.map(|p| format!("localhost:{p}")),
+                external: ingress::ingress(registry).and_then(|_| spec.ingress.host.clone()),
+            },
+            storage_size: outcome.claim.as_ref().and_then(|c| {
+                storage::capacity(c).or_else(|| pvc::requested_size(c).map(String::from))
+            }),
+            image: Some(outcome.image.clone()),
+        },
+    }
+}
+
+/// Degraded with the reason; the rest of the status stays as it was, since
+/// the children were left as they were.
+pub fn invalid(registry: &Registry, invalid: &Invalid, now: &Time) -> Report {
+    let old = registry.status.clone().unwrap_or_default();
+    let generation = registry.metadata.generation;
+    let mut wanted_conditions = vec![
+        wanted(DEGRADED, true, invalid.reason, invalid.message.clone()),
+        wanted(
+            PROGRESSING,
+            false,
+            invalid.reason,
+            "the operator waits for a spec it can act on",
+        ),
+    ];
+    if !old.conditions.iter().any(|c| c.type_ == READY) {
+        wanted_conditions.push(wanted(
+            READY,
+            false,
+            invalid.reason,
+            invalid.message.clone(),
+        ));
+    }
+    Report {
+        warning: warning(&old, &wanted_conditions),
+        status: RegistryStatus {
+            observed_generation: generation,
+            conditions: merge(&old.conditions, wanted_conditions, generation, now),
+            ..old
+        },
+    }
+}
+
+/// Degraded when it turns true or its reason changes; repeating the Warning
+/// every pass would only bury the other events.
+fn warning(old: &RegistryStatus, wanted_conditions: &[Wanted]) -> Option<Wanted> {
+    let degraded = wanted_conditions
+        .iter()
+        .find(|w| w.type_ == DEGRADED && w.status)?;
+    let unchanged = old
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == degraded.reason);
+    (!unchanged).then(|| degraded.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The status whole passes write, on the mock API server of fixtures.rs.
+
+    use super::*;
+    use crate::operator::crd::{AccessMode, RegistrySpec};
+    use crate::operator::fixtures::{
+        self, Scenario, condition, context, current, default_children, edit, get, pass, path,
+        status_of,
+    };
+    use crate::operator::reconcile::{INVALID_RETRY, RESYNC};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::runtime::controller::Action;
+
+    #[tokio::test]
+    async fn a_shrink_is_refused_in_the_status() {
+        let spec = RegistrySpec::default(); // 20Gi, while the claim has 50Gi
+        let (ctx, cluster) = context(Scenario::Existing {
+            spec,
+            claim_size: "50Gi".into(),
+        });
+        pass(&ctx, current(&cluster)).await;
+
+        let claim_path = path("v1", "persistentvolumeclaims", "cache-data");
+        {
+            let c = cluster.lock().unwrap();
+            assert!(
+                !c.requested("PATCH", &claim_path),
+                "the claim was left alone"
+            );
+            assert_eq!(
+                c.objects[&claim_path]["spec"]["resources"]["requests"]["storage"],
+                "50Gi"
+            );
+            assert!(c.events.contains(&"ShrinkNotSupported".to_string()));
+            assert!(
+                c.objects
+                    .contains_key(&path("apps/v1", "deployments", "cache")),
+                "the rest is applied"
+            );
+        }
+
+        let registry = status_of(&cluster);
+        let storage = condition(&registry, STORAGE_READY).unwrap();
+        assert_eq!(
+            (storage.status.as_str(), storage.reason.as_str()),
+            ("False", "ShrinkNotSupported")
+        );
+        assert!(storage.message.contains("20Gi") && storage.message.contains("50Gi"));
+        assert_eq!(condition(&registry, DEGRADED).unwrap().status, "True");
+        assert_eq!(
+            registry.status.unwrap().storage_size.as_deref(),
+            Some("50Gi")
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_one_replica_is_refused_and_one_pod_runs() {
+        for (modes, strategy) in [
+            (vec![AccessMode::ReadWriteMany], "RollingUpdate"),
+            (vec![AccessMode::ReadWriteOnce], "Recreate"),
+        ] {
+            let mut spec = RegistrySpec {
+                replicas: 2,
+                ..RegistrySpec::default()
+            };
+            spec.storage.access_modes = modes.clone();
+            let (ctx, cluster) = context(Scenario::Fresh(spec));
+            // Not a spec to wait on: the registry serves, so the usual resync.
+            assert_eq!(
+                pass(&ctx, current(&cluster)).await,
+                Action::requeue(RESYNC),
+                "{modes:?}"
+            );
+
+            let deployment = get(&cluster, &path("apps/v1", "deployments", "cache"))
+                .expect("the Deployment is applied");
+            assert_eq!(deployment["spec"]["replicas"], 1, "{modes:?}");
+            assert_eq!(
+                deployment["spec"]["strategy"]["type"], strategy,
+                "{modes:?}"
+            );
+            for child in default_children() {
+                assert!(get(&cluster, &child).is_some(), "{child} for {modes:?}");
+            }
+
+            let registry = status_of(&cluster);
+            let degraded = condition(&registry, DEGRADED).unwrap();
+            assert_eq!(
+                (degraded.status.as_str(), degraded.reason.as_str()),
+                ("True", "ReplicasNotSupported"),
+                "{modes:?}"
+            );
+            assert!(
+                degraded.message.contains("spec.replicas is 2")
+                    && degraded.message.contains("set spec.replicas to 1"),
+                "{}",
+                degraded.message
+            );
+            // The one pod is all the rollout waits for: it is done and serving.
+            assert_eq!(condition(&registry, READY).unwrap().status, "True");
+            assert_eq!(
+                condition(&registry, PROGRESSING).unwrap().reason,
+                "RolloutComplete"
+            );
+            assert_eq!(registry.status.unwrap().ready_replicas, 1);
+
+            // One Warning event, not one per pass.
+            pass(&ctx, current(&cluster)).await;
+            let warnings = |c: &std::sync::Mutex<fixtures::Cluster>| {
+                c.lock()
+                    .unwrap()
+                    .events
+                    .iter()
+                    .filter(|e| *e == "ReplicasNotSupported")
+                    .count()
+            };
+            assert_eq!(warnings(&cluster), 1, "{modes:?}");
+
+            // Asking for one replica clears it.
+            edit(&cluster, |s| s.replicas = 1);
+            pass(&ctx, current(&cluster)).await;
+            let degraded = condition(&status_of(&cluster), DEGRADED).unwrap().clone();
+            assert_eq!(
+                (degraded.status.as_str(), degraded.reason.as_str()),
+                ("False", "AsExpected")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_spec_gives_degraded() {
+        let mut spec = RegistrySpec::default();
+        spec.storage.size = Quantity("lots".into());
+        let (ctx, cluster) = context(Scenario::Fresh(spec));
+        assert_eq!(
+            pass(&ctx, current(&cluster)).await,
+            Action::requeue(INVALID_RETRY)
+        );
+
+        {
+            let c = cluster.lock().unwrap();
+            for child in default_children() {
+                assert!(
+                    !c.objects.contains_key(&child),
+                    "{child} applied for a bad spec"
+                );
+            }
+            assert!(c.events.contains(&"InvalidStorageSize".to_string()));
+        }
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "InvalidStorageSize")
+        );
+        assert!(degraded.message.contains("lots"));
+        assert_eq!(condition(&registry, READY).unwrap().status, "False");
+        assert_eq!(registry.status.unwrap().observed_generation, Some(1));
+
+        // Again: no second event for the same reason.
+        pass(&ctx, current(&cluster)).await;
+        let warnings = cluster
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| *e == "InvalidStorageSize")
+            .count();
+        assert_eq!(warnings, 1);
+
+        // Fixed: the children come, and Degraded clears.
+        edit(&cluster, |s| s.storage.size = Quantity("10Gi".into()));
+        pass(&ctx, current(&cluster)).await;
+        let registry = status_of(&cluster);
+        assert_eq!(condition(&registry, DEGRADED).unwrap().status, "False");
+        assert_eq!(registry.status.unwrap().observed_generation, Some(2));
+    }
+
+    #[tokio::test]
+    async fn no_image_anywhere_gives_degraded() {
+        let (ctx, cluster) =
+            fixtures::context_with_image(Scenario::Fresh(RegistrySpec::default()), None);
+        assert_eq!(
+            pass(&ctx, current(&cluster)).await,
+            Action::requeue(INVALID_RETRY)
+        );
+        let registry = status_of(&cluster);
+        assert_eq!(condition(&registry, DEGRADED).unwrap().reason, "NoImage");
+    }
+}
