@@ -135,6 +135,32 @@ async fn catalog_is_sorted_and_paginated() {
     assert_eq!(json(r).await["repositories"], json!(["c"]));
 }
 
+/// A parameter given twice is ambiguous: refused, not settled by its last value.
+#[tokio::test]
+async fn a_repeated_query_parameter_is_refused() {
+    let registry = TestRegistry::start();
+    let (http, base) = registry.client();
+    push_blob(&http, &base, "a", b"a").await;
+    for path in [
+        "/v2/_catalog?n=1&n=2",
+        "/v2/a/tags/list?last=x&last=y",
+        "/v2/a/blobs/uploads/?digest=sha256:0&digest=sha256:1",
+    ] {
+        let request = if path.contains("uploads") {
+            http.post(format!("{base}{path}"))
+        } else {
+            http.get(format!("{base}{path}"))
+        };
+        expect_error(request.send().await.unwrap(), 400, "UNSUPPORTED").await;
+    }
+    let r = http
+        .get(format!("{base}/v2/_catalog?n=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["repositories"], json!(["a"]));
+}
+
 /// Sends a raw request, so that `..` and `%2e` reach the server as written.
 fn raw_status(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -39,6 +39,7 @@ use base64::Engine;
 use berth::install::objects::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
 use berth::operator::Registry;
 use common::api as oci;
+use common::daemons::output_of;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
@@ -611,21 +612,20 @@ async fn disable_keeps_images_and_purge_leaves_nothing(k: &Kube, app_v1: &str) {
 
 async fn helm_install_ends_ready(k: &Kube) {
     let chart = repo().join("charts/berth");
-    k.tool("helm")
-        .args(["install", "berth", chart.to_str().unwrap()])
-        .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
-        .args(["--wait", "--timeout", "3m"])
-        .succeeds();
+    output_of(
+        k.tool("helm")
+            .args(["install", "berth", chart.to_str().unwrap()])
+            .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
+            .args(["--wait", "--timeout", "3m"]),
+    );
     k.example_registry_is_ready().await;
-    k.tool("helm")
-        .args([
-            "uninstall",
-            "berth",
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--wait",
-        ])
-        .succeeds();
+    output_of(k.tool("helm").args([
+        "uninstall",
+        "berth",
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--wait",
+    ]));
     // helm keeps the CRDs of a chart's crds/ folder: a user deletes it by hand.
     k.kubectl(&["delete", "crd", Registry::crd_name()]);
     k.delete_namespace(OPERATOR_NAMESPACE).await;
@@ -715,10 +715,10 @@ impl Kube {
     fn berth(&self, args: &[&str]) -> String {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.args(args).env("KUBECONFIG", &self.kubeconfig);
-        Run(command).succeeds()
+        output_of(&mut command)
     }
 
-    fn tool(&self, name: &str) -> Run {
+    fn tool(&self, name: &str) -> Command {
         let tools = std::env::var_os("BERTH_KUBE_TOOLS")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join("target/kube-tools"));
@@ -729,16 +729,16 @@ impl Kube {
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.join("helm/data"));
-        Run(command)
+        command
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
-        self.tool("kubectl").args(args).succeeds()
+        output_of(self.tool("kubectl").args(args))
     }
 
     /// kubectl's output whether it succeeds or not, for a failure's report.
     fn kubectl_output(&self, args: &[&str]) -> String {
-        match self.tool("kubectl").args(args).0.output() {
+        match self.tool("kubectl").args(args).output() {
             Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
             Err(e) => format!("kubectl: {e}"),
         }
@@ -848,7 +848,7 @@ impl Kube {
                 .arg(socket)
                 .args(["-n", "k8s.io", "images", "export"]);
             command.arg(&archive).arg("kit.local/busybox:1.35");
-            Run(command).succeeds();
+            output_of(&mut command);
         }
         archive
     }
@@ -1007,37 +1007,6 @@ impl Kube {
                 .then_some(())
         })
         .await;
-    }
-}
-
-/// A command that must succeed; its standard output.
-struct Run(Command);
-
-impl Run {
-    fn args<I, S>(mut self, args: I) -> Run
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        self.0.args(args);
-        self
-    }
-
-    fn succeeds(mut self) -> String {
-        let out = self
-            .0
-            .output()
-            .unwrap_or_else(|e| panic!("{:?}: {e}", self.0.get_program()));
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(
-            out.status.success(),
-            "{:?} failed ({}):\n{}\n{}",
-            self.0,
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
     }
 }
 

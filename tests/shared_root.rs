@@ -5,23 +5,9 @@
 
 mod common;
 
-use common::Server;
 use common::api::*;
+use common::{Server, on_disk};
 use std::path::Path;
-
-/// The files under `dir`, at any depth.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
 
 #[tokio::test]
 async fn a_second_process_starting_mid_upload_leaves_it_alone() {
@@ -42,11 +28,11 @@ async fn a_second_process_starting_mid_upload_leaves_it_alone() {
     // Wait until the old process is staging the bytes.
     let tmp = root.path().join("tmp");
     wait_for_staging(&tmp).await;
-    let staged = files(&tmp);
+    let staged = on_disk::files_under(&tmp);
 
     let new = Server::start(root.path());
     assert_eq!(
-        files(&tmp),
+        on_disk::files_under(&tmp),
         staged,
         "the new process's start-up touched the staged upload"
     );
@@ -80,19 +66,19 @@ async fn a_killed_processes_staging_is_cleared_at_the_next_start() {
     tx.send(Ok(vec![7u8; 3 * 1024 * 1024])).await.unwrap();
     let tmp = root.path().join("tmp");
     wait_for_staging(&tmp).await;
-    let dead_folder = files(&tmp)[0].parent().unwrap().to_owned();
+    let dead_folder = on_disk::files_under(&tmp)[0].parent().unwrap().to_owned();
     first.stop();
     let _ = upload.await;
 
     let _second = Server::start(root.path());
     assert!(!dead_folder.exists(), "{} survived", dead_folder.display());
-    assert!(files(&tmp).is_empty());
+    assert!(on_disk::files_under(&tmp).is_empty());
 }
 
 /// Waits until the server is staging bytes in `tmp`.
 async fn wait_for_staging(tmp: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while files(tmp).is_empty() {
+    while on_disk::files_under(tmp).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "nothing staged in tmp/"

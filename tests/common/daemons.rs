@@ -33,14 +33,20 @@ pub fn need(test: &str, tools: &[&str]) -> bool {
 
 /// Runs a command and returns its stdout; a failure shows what it printed.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
+    output_of(Command::new(program).args(args))
+}
+
+/// Runs `command` (with its environment and folder) and returns its stdout;
+/// a failure shows the command and what it printed.
+pub fn output_of(command: &mut Command) -> String {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+        .unwrap_or_else(|e| panic!("{:?}: {e}", command.get_program()));
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(
         out.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
+        "{command:?} failed ({}):\n{}\n{}",
+        out.status,
         text(&out.stdout),
         text(&out.stderr)
     );
