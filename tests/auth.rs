@@ -48,7 +48,7 @@ static NEXT_ADDRESS: AtomicU8 = AtomicU8::new(10);
 
 fn client_from_fresh_address() -> reqwest::Client {
     let last = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed);
-    reqwest::Client::builder()
+    builder()
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 1, last)))
         .build()
         .unwrap()

@@ -1045,7 +1045,7 @@ fn alice_client(password: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Basic {token}").parse().unwrap(),
     );
-    reqwest::Client::builder()
+    common::api::builder()
         .default_headers(headers)
         .build()
         .unwrap()

@@ -135,7 +135,7 @@ async fn send_then_reuse(addr: &str, case: &Case, size: usize) -> (Answer, Optio
 }
 
 async fn open_upload(addr: &str) -> String {
-    let r = reqwest::Client::new()
+    let r = common::api::client()
         .post(format!("http://{addr}/v2/early/app/blobs/uploads/"))
         .send()
         .await

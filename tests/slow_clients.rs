@@ -26,7 +26,7 @@ async fn slowloris_does_not_starve_normal_requests() {
         .collect();
     let opened = Instant::now();
 
-    let http = reqwest::Client::new();
+    let http = common::api::client();
     let mut answered = 0;
     while opened.elapsed() < Duration::from_secs(4) {
         // One more byte on every slow connection, then a normal request.

@@ -4,6 +4,7 @@
 //! in ./berth-data.
 
 use super::auth::AuthConfig;
+use crate::proxy::UpstreamConfig;
 use crate::storage::{GcOptions, RetentionRule};
 use anyhow::Context;
 use bytesize::ByteSize;
@@ -59,6 +60,15 @@ pub struct ServeArgs {
     /// Garbage collection purges upload sessions idle for longer than this (e.g. 24h)
     #[arg(long, env = "BERTH_UPLOAD_MAX_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub upload_max_age: Option<Duration>,
+    /// Mirror an upstream registry under NAME (a pull-through cache), e.g.
+    /// docker.io=https://registry-1.docker.io; repeat it, or separate with commas
+    #[arg(
+        long = "proxy",
+        env = "BERTH_PROXY",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
+    pub proxy: Vec<String>,
     /// YAML file with any of the settings above (flags and variables win), and
     /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
@@ -95,6 +105,49 @@ impl RetentionEntry {
         })
     }
 }
+/// An upstream of the pull-through cache as written in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProxyEntry {
+    name: String,
+    url: String,
+    credentials: Option<PathBuf>,
+    tag_ttl: Option<String>,
+}
+
+impl ProxyEntry {
+    fn resolve(self) -> anyhow::Result<UpstreamConfig> {
+        let mut upstream = UpstreamConfig::new(&self.name, &self.url);
+        upstream.credentials = self.credentials;
+        if let Some(text) = self.tag_ttl {
+            upstream.tag_ttl = humantime::parse_duration(&text)
+                .with_context(|| format!("proxy {}: tagTtl {text}", self.name))?;
+        }
+        Ok(upstream)
+    }
+}
+
+/// Upstreams from the file, then from `--proxy NAME=URL` flags: a flag naming
+/// an upstream of the file gives it a new URL and keeps its other settings.
+fn upstreams(file: Vec<ProxyEntry>, flags: Vec<String>) -> anyhow::Result<Vec<UpstreamConfig>> {
+    let mut upstreams = file
+        .into_iter()
+        .map(ProxyEntry::resolve)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for flag in flags {
+        let Some((name, url)) = flag.split_once('=') else {
+            anyhow::bail!(
+                "--proxy {flag}: give NAME=URL, e.g. docker.io=https://registry-1.docker.io"
+            );
+        };
+        match upstreams.iter_mut().find(|u| u.name == name) {
+            Some(known) => known.url = url.to_owned(),
+            None => upstreams.push(UpstreamConfig::new(name, url)),
+        }
+    }
+    Ok(upstreams)
+}
+
 /// The YAML file; unknown keys are an error, so a typo is not silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -111,6 +164,8 @@ struct FileConfig {
     upload_max_age: Option<String>,
     #[serde(default)]
     retention: Vec<RetentionEntry>,
+    #[serde(default)]
+    proxy: Vec<ProxyEntry>,
 }
 
 /// The settings the server runs with.
@@ -125,6 +180,8 @@ pub struct ServeConfig {
     pub admin_token_file: Option<PathBuf>,
     /// What a collection does unless its request says otherwise.
     pub gc: GcOptions,
+    /// The upstreams of the pull-through cache.
+    pub proxy: Vec<UpstreamConfig>,
 }
 
 impl ServeArgs {
@@ -134,6 +191,7 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         Ok(ServeConfig {
+            proxy: upstreams(file.proxy, self.proxy)?,
             listen: self
                 .listen
                 .or(file.listen)
@@ -216,6 +274,7 @@ mod tests {
             tls_key: None,
             admin_token_file: None,
             upload_max_age: None,
+            proxy: Vec::new(),
             config,
         }
     }
@@ -263,6 +322,39 @@ mod tests {
         std::fs::write(&file, "retention:\n  - repositories: \"*\"\n").unwrap();
         let err = format!("{:#}", args(None, Some(file)).resolve().unwrap_err());
         assert!(err.contains("keeps nothing"), "{err}");
+    }
+
+    #[test]
+    fn upstreams_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.yaml");
+        std::fs::write(
+            &file,
+            "proxy:\n  - name: docker.io\n    url: https://registry-1.docker.io\n    credentials: /etc/hub\n    tagTtl: 10m\n",
+        )
+        .unwrap();
+        let mut a = args(None, Some(file.clone()));
+        a.proxy = vec![
+            "docker.io=http://mirror:5000".into(),
+            "ghcr.io=https://ghcr.io".into(),
+        ];
+        let c = a.resolve().unwrap();
+        assert_eq!(c.proxy.len(), 2);
+        let hub = &c.proxy[0];
+        assert_eq!(
+            (hub.name.as_str(), hub.url.as_str()),
+            ("docker.io", "http://mirror:5000")
+        );
+        assert_eq!(hub.credentials, Some(PathBuf::from("/etc/hub")));
+        assert_eq!(hub.tag_ttl, Duration::from_secs(600));
+        assert_eq!(
+            c.proxy[1],
+            UpstreamConfig::new("ghcr.io", "https://ghcr.io")
+        );
+        let mut a = args(None, None);
+        a.proxy = vec!["docker.io".into()];
+        let err = format!("{:#}", a.resolve().unwrap_err());
+        assert!(err.contains("give NAME=URL"), "{err}");
     }
 
     #[test]

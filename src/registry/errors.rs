@@ -2,6 +2,7 @@
 //! errors and warp rejections become OCI error JSON:
 //! `{"errors":[{"code":…,"message":…,"detail":…}]}`.
 
+use crate::proxy::{ProxyError, UpstreamError};
 use crate::storage::StoreError;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -141,6 +142,35 @@ impl ApiError {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+impl ApiError {
+    /// The answer for a mirrored manifest or blob the cache could not serve;
+    /// `not_found` is the code of the thing asked for. An upstream's own
+    /// refusal of our credentials is a 403 here, not a 401: the client's
+    /// credentials are not the ones that failed.
+    pub fn from_proxy(e: &ProxyError, not_found: Code) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ProxyError::Upstream(upstream) => match upstream {
+                UpstreamError::Status { status, .. } => match *status {
+                    StatusCode::NOT_FOUND => ApiError::new(not_found, message),
+                    StatusCode::TOO_MANY_REQUESTS => ApiError::new(Code::TooManyRequests, message),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                        ApiError::new(Code::Denied, message)
+                    }
+                    _ => ApiError::new(Code::Unknown, message).with_status(StatusCode::BAD_GATEWAY),
+                },
+                UpstreamError::Unreachable { .. } | UpstreamError::Protocol { .. } => {
+                    ApiError::new(Code::Unknown, message).with_status(StatusCode::BAD_GATEWAY)
+                }
+            },
+            ProxyError::Store(StoreError::InsufficientSpace { .. }) => {
+                ApiError::new(Code::StorageFull, message)
+            }
+            ProxyError::Store(_) => ApiError::new(Code::Unknown, message),
+        }
     }
 }
 

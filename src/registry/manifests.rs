@@ -4,7 +4,7 @@ use super::blobs::parse_digest;
 use super::errors::{ApiError, Code};
 use super::headers::{acceptable, etag, not_modified};
 use super::state::Shared;
-use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, empty, set_header};
+use super::{CACHE_STATUS, DOCKER_CONTENT_DIGEST, OCI_NAMESPACE, OCI_SUBJECT, empty, set_header};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Manifest, Reference, RepoName, Tag};
 use crate::storage::{Body, StoreError};
@@ -33,7 +33,19 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, Rejection> {
     let reference = parse_reference(&reference, Code::ManifestUnknown)?;
-    let manifest = state.store.get_manifest(&name, &reference).await?;
+    // A mirrored repository's manifest comes through the cache, which says
+    // where it came from.
+    let (manifest, mirrored) = match state.proxy.route(&name) {
+        None => (state.store.get_manifest(&name, &reference).await?, None),
+        Some(route) => {
+            let served = state
+                .proxy
+                .manifest(&state.store, &route, &name, &reference)
+                .await
+                .map_err(|e| ApiError::from_proxy(&e, Code::ManifestUnknown))?;
+            (served.manifest, Some((route, served.status)))
+        }
+    };
     if !acceptable(&headers, &manifest.media_type) {
         return Err(ApiError::new(
             Code::ManifestUnknown,
@@ -59,6 +71,10 @@ pub async fn get(
     set_header(&mut response, header::CONTENT_TYPE, &manifest.media_type);
     set_header(&mut response, DOCKER_CONTENT_DIGEST, &manifest.digest);
     set_header(&mut response, header::ETAG, tag);
+    if let Some((route, status)) = mirrored {
+        set_header(&mut response, OCI_NAMESPACE, route.upstream());
+        set_header(&mut response, CACHE_STATUS, status.header());
+    }
     Ok(response)
 }
 

@@ -8,6 +8,7 @@
 //! store's running counts, never from a walk of the disk.
 
 use super::endpoint::Endpoint;
+use crate::proxy::ProxyMetrics;
 use crate::storage::{GcReport, ScrubReport, UsageSnapshot};
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
@@ -251,6 +252,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The registry's metrics with the pull-through cache's among them.
+    pub fn with_proxy(proxy: &ProxyMetrics) -> Metrics {
+        let mut metrics = Metrics::default();
+        proxy.register(&mut metrics.registry);
+        metrics
+    }
+
     /// Records a request once its response headers are ready.
     pub fn request(
         &self,

@@ -26,6 +26,7 @@ mod state;
 mod tags;
 mod uploads;
 
+use crate::proxy::Proxy;
 use crate::storage::{Store, StoreError};
 use errors::ApiError;
 use std::net::SocketAddr;
@@ -53,7 +54,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}");
-    let metrics = std::sync::Arc::new(metrics::Metrics::default());
+    let proxy = Proxy::new(config.proxy.clone())?;
+    for (name, url) in proxy.upstreams() {
+        tracing::info!(upstream = name, url, "mirroring {url} under {name}/");
+    }
+    let metrics = std::sync::Arc::new(metrics::Metrics::with_proxy(&proxy.metrics));
     server::run(
         listener,
         routes::routes(
@@ -62,6 +67,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 auth,
                 metrics: metrics.clone(),
                 gc_defaults: config.gc.clone(),
+                proxy,
             }),
             admin,
         ),
@@ -107,6 +113,10 @@ const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-conten
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+/// The upstream a mirrored repository's content came from (the spec's Registry Proxying).
+const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
+/// Whether the pull-through cache had it (RFC 9211).
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// A response with a status and no body.
 fn empty(status: StatusCode) -> Response {

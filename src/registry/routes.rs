@@ -24,20 +24,35 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 /// Matches `/v2/<name>/<endpoint path>` and extracts the validated name and the
-/// endpoint's parameter.
-fn repo_path(endpoint: Endpoint) -> BoxedFilter<(RepoName, String)> {
+/// endpoint's parameter. With `?ns=<upstream>` (containerd's mirror requests),
+/// the name is the local one of the pull-through cache, `<upstream>/<name>`.
+fn repo_path(endpoint: Endpoint, state: &Shared) -> BoxedFilter<(RepoName, String)> {
+    let state = state.clone();
     warp::path("v2")
         .and(warp::path::tail())
-        .and_then(move |tail: warp::path::Tail| async move {
-            let (name, param) = endpoint
-                .split(tail.as_str())
-                .ok_or_else(warp::reject::not_found)?;
-            let name: RepoName = name.parse().map_err(|e: crate::oci::NameError| {
-                warp::reject::custom(ApiError::new(Code::NameInvalid, e.to_string()))
-            })?;
-            Ok::<_, Rejection>((name, param.to_owned()))
+        .and(optional_raw_query())
+        .and_then(move |tail: warp::path::Tail, query: String| {
+            let state = state.clone();
+            async move {
+                let (name, param) = endpoint
+                    .split(tail.as_str())
+                    .ok_or_else(warp::reject::not_found)?;
+                let name: RepoName = name.parse().map_err(|e: crate::oci::NameError| {
+                    warp::reject::custom(ApiError::new(Code::NameInvalid, e.to_string()))
+                })?;
+                let ns = query.split('&').find_map(|pair| pair.strip_prefix("ns="));
+                Ok::<_, Rejection>((state.proxy.local_name(name, ns), param.to_owned()))
+            }
         })
         .untuple_one()
+        .boxed()
+}
+
+/// The raw query string, empty when there is none.
+fn optional_raw_query() -> BoxedFilter<(String,)> {
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
         .boxed()
 }
 
@@ -108,21 +123,34 @@ fn identity(auth: &Auth) -> BoxedFilter<(Identity,)> {
 
 /// `/v2/<name>/<endpoint>` with `method`, for a caller holding `right` on
 /// `<name>`. Path and method come first, so only the one route a request is
-/// for checks its credentials.
+/// for checks its credentials. Repositories of the pull-through cache take
+/// pulls only.
 fn allowed_as(
     method: BoxedFilter<()>,
     endpoint: Endpoint,
     right: Right,
-    auth: &Auth,
+    state: &Shared,
 ) -> BoxedFilter<(RepoName, String, Identity)> {
-    let check = auth.clone();
-    repo_path(endpoint)
+    let check = state.clone();
+    repo_path(endpoint, state)
         .and(method)
-        .and(identity(auth))
+        .and(identity(&state.auth))
         .and_then(move |name: RepoName, param: String, who: Identity| {
             let check = check.clone();
             async move {
-                check.require(&who, &name, right)?;
+                check.auth.require(&who, &name, right)?;
+                if right != Right::Pull
+                    && let Some(route) = check.proxy.route(&name)
+                {
+                    return Err(Rejection::from(ApiError::new(
+                        Code::Unsupported,
+                        format!(
+                            "{name} mirrors the upstream {} (pull-through cache) and is read-only; push to a repository outside {}/",
+                            route.upstream(),
+                            route.upstream()
+                        ),
+                    )));
+                }
                 Ok::<_, Rejection>((name, param, who))
             }
         })
@@ -135,9 +163,9 @@ fn allowed(
     method: BoxedFilter<()>,
     endpoint: Endpoint,
     right: Right,
-    auth: &Auth,
+    state: &Shared,
 ) -> BoxedFilter<(RepoName, String)> {
-    allowed_as(method, endpoint, right, auth)
+    allowed_as(method, endpoint, right, state)
         .map(|name, param, _| (name, param))
         .untuple_one()
         .boxed()
@@ -217,27 +245,27 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
         .and_then(catalog::list);
 
     // GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>
-    let manifest_get = allowed(get_or_head(), Endpoint::Manifest, Right::Pull, auth)
+    let manifest_get = allowed(get_or_head(), Endpoint::Manifest, Right::Pull, &state)
         .and(is_head())
         .and(s())
         .and(headers())
         .and_then(manifests::get);
-    let manifest_put = allowed(put(), Endpoint::Manifest, Right::Push, auth)
+    let manifest_put = allowed(put(), Endpoint::Manifest, Right::Push, &state)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(manifests::put);
-    let manifest_delete = allowed(delete(), Endpoint::Manifest, Right::Delete, auth)
+    let manifest_delete = allowed(delete(), Endpoint::Manifest, Right::Delete, &state)
         .and(s())
         .and_then(manifests::delete);
 
     // GET|HEAD|DELETE /v2/<name>/blobs/<digest>
-    let blob_get = allowed(get_or_head(), Endpoint::Blob, Right::Pull, auth)
+    let blob_get = allowed(get_or_head(), Endpoint::Blob, Right::Pull, &state)
         .and(is_head())
         .and(s())
         .and(headers())
         .and_then(blobs::get);
-    let blob_delete = allowed(delete(), Endpoint::Blob, Right::Delete, auth)
+    let blob_delete = allowed(delete(), Endpoint::Blob, Right::Delete, &state)
         .and(s())
         .and_then(blobs::delete);
 
@@ -246,7 +274,7 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
         warp::post().boxed(),
         Endpoint::UploadStart,
         Right::Push,
-        auth,
+        &state,
     )
     .map(|name, _, who| (name, who))
     .untuple_one()
@@ -255,31 +283,31 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
     .and(body())
     .and_then(uploads::start);
     // GET|PATCH|PUT|DELETE /v2/<name>/blobs/uploads/<id>
-    let upload_status = allowed(get(), Endpoint::Upload, Right::Push, auth)
+    let upload_status = allowed(get(), Endpoint::Upload, Right::Push, &state)
         .and(s())
         .and_then(uploads::status);
-    let upload_patch = allowed(warp::patch().boxed(), Endpoint::Upload, Right::Push, auth)
+    let upload_patch = allowed(warp::patch().boxed(), Endpoint::Upload, Right::Push, &state)
         .and(s())
         .and(headers())
         .and(body())
         .and_then(uploads::patch);
-    let upload_put = allowed(put(), Endpoint::Upload, Right::Push, auth)
+    let upload_put = allowed(put(), Endpoint::Upload, Right::Push, &state)
         .and(s())
         .and(query())
         .and(body())
         .and_then(uploads::finish);
-    let upload_delete = allowed(delete(), Endpoint::Upload, Right::Push, auth)
+    let upload_delete = allowed(delete(), Endpoint::Upload, Right::Push, &state)
         .and(s())
         .and_then(uploads::cancel);
 
     // GET /v2/<name>/tags/list[?n=&last=]
-    let tags = allowed(get(), Endpoint::Tags, Right::Pull, auth)
+    let tags = allowed(get(), Endpoint::Tags, Right::Pull, &state)
         .map(|name, _| name)
         .and(s())
         .and(query())
         .and_then(tags::list);
     // GET /v2/<name>/referrers/<digest>[?artifactType=]
-    let referrers = allowed(get(), Endpoint::Referrers, Right::Pull, auth)
+    let referrers = allowed(get(), Endpoint::Referrers, Right::Pull, &state)
         .and(s())
         .and(query())
         .and_then(referrers::list);

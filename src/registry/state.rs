@@ -3,6 +3,7 @@
 
 use super::auth::Auth;
 use super::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::storage::{GcOptions, Store};
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The registry's GC options, for what an admin request leaves out.
     pub gc_defaults: GcOptions,
+    /// The pull-through cache's upstreams (none unless configured).
+    pub proxy: Proxy,
 }
 
 pub type Shared = Arc<State>;

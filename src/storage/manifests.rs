@@ -33,16 +33,33 @@ impl Store {
         body: Bytes,
     ) -> Result<Digest> {
         let (name, reference) = (name.clone(), reference.clone());
-        self.blocking(move |s| s.put_manifest_sync(&name, &reference, &manifest, &body))
+        self.blocking(move |s| s.put_manifest_sync(&name, &reference, &manifest, &body, true))
             .await
     }
 
+    /// Stores a manifest the pull-through cache fetched, exactly as upstream
+    /// sent it, under `reference` (a tag, or the digest it must hash to). Its
+    /// blobs need not be here: each is fetched when first pulled.
+    pub async fn put_fetched_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        manifest: Manifest,
+        body: Bytes,
+    ) -> Result<Digest> {
+        let (name, reference) = (name.clone(), reference.clone());
+        self.blocking(move |s| s.put_manifest_sync(&name, &reference, &manifest, &body, false))
+            .await
+    }
+
+    /// Stores a manifest; `check_references` is false only for fetched ones.
     fn put_manifest_sync(
         &self,
         name: &RepoName,
         reference: &Reference,
         manifest: &Manifest,
         body: &[u8],
+        check_references: bool,
     ) -> Result<Digest> {
         let digest = match reference {
             Reference::Digest(expected) => {
@@ -61,7 +78,9 @@ impl Store {
         // Held until the manifest is committed, so that a collection cannot sweep
         // a blob between our check and our commit (see gc.rs).
         let _commit = self.commit_guard();
-        self.check_references(name, manifest)?;
+        if check_references {
+            self.check_references(name, manifest)?;
+        }
         let _stale = self.inner.cache.stale(name);
         self.pin(
             std::iter::once(digest.clone())

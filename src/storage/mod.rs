@@ -45,6 +45,7 @@ mod blobs;
 mod cache;
 pub(crate) mod durable;
 mod gc;
+mod incoming;
 #[cfg(test)]
 mod journal;
 mod manifests;
@@ -58,6 +59,7 @@ mod usage;
 mod write_order;
 
 pub use gc::{GcOptions, GcReport, RetentionRule};
+pub use incoming::IncomingBlob;
 pub use manifests::StoredManifest;
 pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, ScrubReport};
 pub use uploads::Body;

@@ -399,7 +399,7 @@ impl Store {
     }
 
     /// Makes verified upload data the blob `digest` and links it into `name`.
-    fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
+    pub(super) fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
         let target = self.paths().blob(digest);
         // The slow fsync comes before the commit lock, so a collection waits for
         // the rename and link, not for the data to reach the disk.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemons;
+pub mod front;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -212,7 +213,10 @@ pub mod api {
         builder().timeout(timeout).build().unwrap()
     }
 
-    fn builder() -> reqwest::ClientBuilder {
+    /// Every test client starts here: it installs the TLS provider that
+    /// reqwest, built without one, needs before any client is built.
+    pub fn builder() -> reqwest::ClientBuilder {
+        berth::tls::install_provider();
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
     }
 

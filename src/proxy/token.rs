@@ -1,0 +1,232 @@
+//! The bearer-token flow of the Docker token spec, as Docker Hub, ghcr.io and
+//! most registries ask for it: a 401 names a `realm` (the token server) and a
+//! `service`; a GET of `realm?service=…&scope=repository:<name>:pull`, with
+//! Basic credentials if we have any, gives a token good for `expires_in`
+//! seconds. Tokens are cached per scope until shortly before they expire, and
+//! however many requests wait for one scope, one of them asks.
+
+use super::metrics::ProxyMetrics;
+use super::upstream::{Credentials, UpstreamError};
+use reqwest::header::{self, HeaderValue};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the spec says a token lives when the server does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A token is renewed this long before it expires (or at a tenth of its life
+/// for shorter ones), so that it does not expire between our check and its use.
+const MARGIN: Duration = Duration::from_secs(10);
+
+/// A `WWW-Authenticate: Bearer` challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub service: Option<String>,
+}
+
+impl Challenge {
+    /// Parses `Bearer realm="…",service="…",scope="…"` (the scope is ours to
+    /// choose: the repository a request is for).
+    pub fn parse(header: &str) -> Option<Challenge> {
+        let params = header.get(6..)?;
+        let mut realm = None;
+        let mut service = None;
+        for (key, value) in auth_params(params) {
+            match key.to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(value),
+                "service" => service = Some(value),
+                _ => {}
+            }
+        }
+        Some(Challenge {
+            realm: realm.filter(|r| r.starts_with("http://") || r.starts_with("https://"))?,
+            service,
+        })
+    }
+}
+
+/// The `key="value"` (or `key=token`) pairs of a challenge, comma-separated.
+fn auth_params(mut s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    loop {
+        s = s.trim_start_matches([' ', ',']);
+        let Some(eq) = s.find('=') else { break };
+        let key = s[..eq].trim().to_owned();
+        s = &s[eq + 1..];
+        let value = if let Some(quoted) = s.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            s = &quoted[end.min(quoted.len())..];
+            value
+        } else {
+            let end = s.find(',').unwrap_or(s.len());
+            let value = s[..end].trim().to_owned();
+            s = &s[end..];
+            value
+        };
+        out.push((key, value));
+    }
+    out
+}
+
+#[derive(Clone)]
+struct Token {
+    value: HeaderValue,
+    renew_at: Instant,
+}
+
+/// The token server's answer; `token` and `access_token` are synonyms.
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Each scope's token, behind its own lock so that one request fetches it
+/// while the others for that scope wait.
+pub struct Tokens {
+    client: reqwest::Client,
+    metrics: ProxyMetrics,
+    upstream: String,
+    scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+}
+
+impl Tokens {
+    pub fn new(client: reqwest::Client, metrics: ProxyMetrics, upstream: String) -> Tokens {
+        Tokens {
+            client,
+            metrics,
+            upstream,
+            scopes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The `Bearer` header for `scope`: the cached token while it is good and
+    /// is not the one upstream just `refused`, else a new one.
+    pub async fn token(
+        &self,
+        challenge: &Challenge,
+        scope: &str,
+        credentials: Option<&Credentials>,
+        refused: Option<&HeaderValue>,
+    ) -> Result<HeaderValue, UpstreamError> {
+        let key = format!(
+            "{}\n{}\n{scope}",
+            challenge.realm,
+            challenge.service.as_deref().unwrap_or("")
+        );
+        let slot = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.renew_at
+            && refused != Some(&token.value)
+        {
+            return Ok(token.value.clone());
+        }
+        let token = self.fetch(challenge, scope, credentials).await?;
+        let value = token.value.clone();
+        *cached = Some(token);
+        Ok(value)
+    }
+
+    async fn fetch(
+        &self,
+        challenge: &Challenge,
+        scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Token, UpstreamError> {
+        let failed = |reason: String| UpstreamError::Protocol {
+            upstream: self.upstream.clone(),
+            reason: format!("token from {}: {reason}", challenge.realm),
+        };
+        let mut url =
+            reqwest::Url::parse(&challenge.realm).map_err(|e| failed(format!("bad realm: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope);
+        }
+        let mut request = self.client.get(url);
+        if let Some(credentials) = credentials {
+            request = request.header(header::AUTHORIZATION, credentials.basic());
+        }
+        let started = Instant::now();
+        let response = request.send().await;
+        self.metrics
+            .token_request(&self.upstream, response.as_ref().ok());
+        let response = response.map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!("answered {status}")));
+        }
+        let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| failed(format!("not a token: {e}")))?;
+        let token = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| failed("no token in the answer".to_owned()))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| failed("the token is not a valid header".to_owned()))?;
+        value.set_sensitive(true);
+        let lifetime = parsed
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_LIFETIME);
+        let margin = MARGIN.min(lifetime / 10);
+        Ok(Token {
+            value,
+            renew_at: started + lifetime - margin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_read_as_registries_send_them() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.docker.io/token");
+        assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
+        // Unquoted values, spaces, an escaped quote, another case.
+        let c =
+            Challenge::parse(r#"bearer service=ghcr.io, realm="http://127.0.0.1:9/t\"x""#).unwrap();
+        assert_eq!(c.realm, "http://127.0.0.1:9/t\"x");
+        assert_eq!(c.service.as_deref(), Some("ghcr.io"));
+        // No realm, or one that is no URL: nothing to ask.
+        assert!(Challenge::parse(r#"Bearer service="x""#).is_none());
+        assert!(Challenge::parse(r#"Bearer realm="/token""#).is_none());
+    }
+}

@@ -1,0 +1,341 @@
+//! One upstream registry: its address and credentials, and the HTTP client
+//! that talks to it, answering its challenges (Basic, or the bearer-token
+//! flow of the Docker token spec, `token.rs`).
+
+use super::metrics::ProxyMetrics;
+use super::token::{Challenge, Tokens};
+use reqwest::header::{self, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_rustls::rustls;
+
+/// Logins a request may answer a 401 with before the 401 is the answer.
+const MAX_LOGINS: usize = 2;
+
+/// How long a cached tag is trusted before it is revalidated upstream.
+pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+
+/// Time to open a connection to the upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest silence in an upstream response before it counts as cut.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An upstream as configured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamConfig {
+    /// The local name its repositories go under, e.g. `docker.io`.
+    pub name: String,
+    /// Its base URL, e.g. `https://registry-1.docker.io`.
+    pub url: String,
+    /// A file (YAML with `username` and `password`) or a folder (files
+    /// `username` and `password`, as a mounted Kubernetes basic-auth Secret).
+    pub credentials: Option<PathBuf>,
+    pub tag_ttl: Duration,
+}
+
+impl UpstreamConfig {
+    pub fn new(name: &str, url: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            credentials: None,
+            tag_ttl: DEFAULT_TAG_TTL,
+        }
+    }
+}
+
+/// A user name and password for an upstream.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <password>)", self.username)
+    }
+}
+
+impl Credentials {
+    /// Reads a credentials file or folder (see [`UpstreamConfig::credentials`]).
+    pub fn read(path: &Path) -> Result<Credentials, BuildError> {
+        let failed = |reason: String| BuildError::Credentials {
+            path: path.display().to_string(),
+            reason,
+        };
+        if path.is_dir() {
+            let field = |name: &str| {
+                std::fs::read_to_string(path.join(name))
+                    .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                    .map_err(|e| failed(format!("{name}: {e}")))
+            };
+            return Ok(Credentials {
+                username: field("username")?,
+                password: field("password")?,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        serde_saphyr::from_str(&text).map_err(|e| failed(e.to_string()))
+    }
+
+    pub fn basic(&self) -> HeaderValue {
+        use base64::Engine;
+        let pair = format!("{}:{}", self.username, self.password);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        let mut value =
+            HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header");
+        value.set_sensitive(true);
+        value
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("upstream URL {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read the upstream credentials {path}: {reason}")]
+    Credentials { path: String, reason: String },
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why an upstream gave no usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {upstream} is unreachable: {reason}")]
+    Unreachable { upstream: String, reason: String },
+    #[error("upstream {upstream} answered {status} to {what}")]
+    Status {
+        upstream: String,
+        status: StatusCode,
+        what: String,
+    },
+    #[error("upstream {upstream}: {reason}")]
+    Protocol { upstream: String, reason: String },
+}
+
+impl UpstreamError {
+    /// Whether upstream said plainly that it has no such thing.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, UpstreamError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// How requests to the upstream are authorized, learnt from its first challenge.
+#[derive(Clone)]
+enum Scheme {
+    /// No challenge seen yet (or none needed).
+    Unknown,
+    Basic,
+    Bearer(Challenge),
+}
+
+pub struct Upstream {
+    pub name: String,
+    /// The base URL without a trailing slash.
+    pub base: String,
+    client: reqwest::Client,
+    credentials: Option<Credentials>,
+    pub tag_ttl: Duration,
+    scheme: Mutex<Scheme>,
+    tokens: Tokens,
+    pub metrics: ProxyMetrics,
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig, metrics: ProxyMetrics) -> Result<Upstream, BuildError> {
+        let url = config.url.trim_end_matches('/').to_owned();
+        let parsed = url.parse::<reqwest::Url>().map_err(|e| BuildError::Url {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(BuildError::Url {
+                url: config.url,
+                reason: "give http:// or https:// and a host".to_owned(),
+            });
+        }
+        let credentials = config
+            .credentials
+            .as_deref()
+            .map(Credentials::read)
+            .transpose()?;
+        Ok(Upstream {
+            tokens: Tokens::new(client(&config.name)?, metrics.clone(), config.name.clone()),
+            client: client(&config.name)?,
+            name: config.name,
+            base: url,
+            credentials,
+            tag_ttl: config.tag_ttl,
+            scheme: Mutex::new(Scheme::Unknown),
+            metrics,
+        })
+    }
+
+    /// The repository `rest` (what follows the upstream's name) is called
+    /// upstream: Docker Hub keeps its official images under `library/`.
+    pub fn remote_name(&self, rest: &str) -> String {
+        if self.name == "docker.io" && !rest.contains('/') {
+            format!("library/{rest}")
+        } else {
+            rest.to_owned()
+        }
+    }
+
+    /// Sends `method /v2/<repository>/<path>` with `accept`, authorized for
+    /// pulling `repository`; answers one 401 by logging in as it asks, then
+    /// sends again. Any status comes back; only a failure to talk is an error.
+    pub async fn send(
+        &self,
+        method: Method,
+        repository: &str,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<Response, UpstreamError> {
+        let scope = format!("repository:{repository}:pull");
+        let url = format!("{}/v2/{repository}/{path}", self.base);
+        let mut authorization = self.authorization(&scope, None).await?;
+        for attempt in 0.. {
+            let mut request = self.client.request(method.clone(), &url);
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            if let Some(value) = &authorization {
+                request = request.header(header::AUTHORIZATION, value.clone());
+            }
+            let response = request.send().await.map_err(|e| self.unreachable(&e));
+            self.metrics
+                .upstream_response(&self.name, response.as_ref().ok());
+            let response = response?;
+            if response.status() != StatusCode::UNAUTHORIZED || attempt == MAX_LOGINS {
+                return Ok(response);
+            }
+            // A challenge of a scheme not known before is answered as it asks;
+            // the same one again means the credentials we sent went stale (a
+            // token upstream expired early): a fresh token, once.
+            let learnt = self.learn(&response);
+            let refused = if learnt { None } else { authorization.as_ref() };
+            let retry = self.authorization(&scope, refused).await?;
+            if retry.is_none() || (!learnt && retry == authorization) {
+                return Ok(response);
+            }
+            authorization = retry;
+        }
+        unreachable!("the loop returns by its last attempt")
+    }
+
+    /// Takes the scheme a 401 asks for; says whether it is one not known before.
+    fn learn(&self, response: &Response) -> bool {
+        let Some(challenge) = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let learnt = if challenge.len() >= 6 && challenge[..6].eq_ignore_ascii_case("bearer") {
+            match Challenge::parse(challenge) {
+                Some(c) => Scheme::Bearer(c),
+                None => return false,
+            }
+        } else if challenge.len() >= 5 && challenge[..5].eq_ignore_ascii_case("basic") {
+            Scheme::Basic
+        } else {
+            return false;
+        };
+        let mut scheme = self.scheme.lock().unwrap_or_else(|e| e.into_inner());
+        let new = match (&*scheme, &learnt) {
+            (Scheme::Basic, Scheme::Basic) => false,
+            (Scheme::Bearer(known), Scheme::Bearer(asked)) => known != asked,
+            _ => true,
+        };
+        *scheme = learnt;
+        new
+    }
+
+    /// The Authorization header for `scope` under the scheme known so far,
+    /// other than one upstream just `refused`.
+    async fn authorization(
+        &self,
+        scope: &str,
+        refused: Option<&HeaderValue>,
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
+        let scheme = self
+            .scheme
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok(match scheme {
+            Scheme::Unknown => None,
+            Scheme::Basic => self.credentials.as_ref().map(Credentials::basic),
+            Scheme::Bearer(challenge) => Some(
+                self.tokens
+                    .token(&challenge, scope, self.credentials.as_ref(), refused)
+                    .await?,
+            ),
+        })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
+        // reqwest's Display stops at "error sending request"; the cause says why.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        UpstreamError::Unreachable {
+            upstream: self.name.clone(),
+            reason,
+        }
+    }
+
+    pub fn status_error(&self, status: StatusCode, what: String) -> UpstreamError {
+        UpstreamError::Status {
+            upstream: self.name.clone(),
+            status,
+            what,
+        }
+    }
+
+    pub fn protocol_error(&self, reason: String) -> UpstreamError {
+        UpstreamError::Protocol {
+            upstream: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// The failure of a transfer cut while its body streamed.
+    pub fn cut(&self, e: &reqwest::Error) -> UpstreamError {
+        self.unreachable(e)
+    }
+}
+
+/// An HTTP client for upstream `name`: rustls with the ring provider and
+/// Mozilla's roots, timeouts so that a dead upstream is given up on.
+fn client(name: &str) -> Result<reqwest::Client, BuildError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BuildError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(format!(
+            "berth/{} (pull-through cache for {name})",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| BuildError::Client(e.to_string()))
+}

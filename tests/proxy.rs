@@ -1,0 +1,489 @@
+//! The pull-through cache over real HTTP: a berth mirrors another berth (the
+//! upstream), which sits behind the harness's front (common/front.rs) that
+//! asks for credentials as Docker Hub does, counts what it is sent, and fails
+//! on demand. Byte-identical pulls both ways in (`?ns=` and the path prefix),
+//! one upstream request per thing however many clients ask, stale serving,
+//! cut and corrupt transfers, the tag TTL, and skopeo through the cache.
+
+mod common;
+
+use common::api::*;
+use common::daemons::need;
+use common::front::{self, Fault, Front, Login};
+use common::{TestRegistry, on_disk};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The upstream's name in the cache.
+const UP: &str = "upstream.test";
+
+/// How long the cache trusts a tag in these tests.
+const TTL: Duration = Duration::from_secs(2);
+
+/// The upstream registry, its front, and the cache mirroring it.
+struct Setup {
+    upstream: TestRegistry,
+    front: Front,
+    cache: TestRegistry,
+    _config: tempfile::TempDir,
+}
+
+fn setup(login: Login) -> Setup {
+    let upstream = TestRegistry::start();
+    let front = Front::start(&upstream.base(), login);
+    let config = tempfile::tempdir().unwrap();
+    let credentials = config.path().join("upstream.yaml");
+    std::fs::write(
+        &credentials,
+        format!("username: {}\npassword: {}\n", front::USER, front::PASSWORD),
+    )
+    .unwrap();
+    let file = config.path().join("berth.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "proxy:\n  - name: {UP}\n    url: {}\n    credentials: {}\n    tagTtl: {}s\n",
+            front.url(),
+            credentials.display(),
+            TTL.as_secs()
+        ),
+    )
+    .unwrap();
+    let cache = TestRegistry::start_with(&["--config", file.to_str().unwrap()]);
+    Setup {
+        upstream,
+        front,
+        cache,
+        _config: config,
+    }
+}
+
+/// An image of `layers` layers of `size` bytes each, pushed to the upstream's
+/// `repo:tag`; returns the manifest and every blob by digest.
+async fn upstream_image(
+    s: &Setup,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+    layers: usize,
+    size: usize,
+) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+    let (http, base) = s.upstream.client();
+    let config = format!(r#"{{"seed":"{seed}"}}"#).into_bytes();
+    let layers: Vec<Vec<u8>> = (0..layers)
+        .map(|i| {
+            let mark = format!("{seed}/{i}:");
+            mark.bytes().cycle().take(size).collect()
+        })
+        .collect();
+    let mut blobs = BTreeMap::new();
+    for blob in std::iter::once(&config).chain(&layers) {
+        blobs.insert(push_blob(&http, &base, repo, blob).await, blob.clone());
+    }
+    let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+    let manifest = image_manifest(&config, &refs);
+    put_manifest(&http, &base, repo, tag, OCI_MANIFEST, &manifest).await;
+    (manifest, blobs)
+}
+
+async fn get(s: &Setup, path: &str) -> reqwest::Response {
+    s.cache
+        .http
+        .get(s.cache.server.url(path))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A metric's value in the cache's /metrics (0 when the series is absent).
+async fn metric(s: &Setup, series: &str) -> f64 {
+    let text = get(s, "/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn pulls_through_both_ways_in_are_byte_identical_and_read_only() {
+    let s = setup(Login::Token);
+    let (manifest, blobs) = upstream_image(&s, "library/app", "v1", "app", 2, 100_000).await;
+    let digest = digest(&manifest);
+
+    // containerd's mirror form, then the path prefix: the same local repository.
+    let r = get(&s, &format!("/v2/library/app/manifests/v1?ns={UP}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "docker-content-digest"), digest);
+    assert_eq!(header(&r, "content-type"), OCI_MANIFEST);
+    assert_eq!(header(&r, "oci-namespace"), UP);
+    assert!(header(&r, "cache-status").contains("fwd=miss"), "{r:?}");
+    assert!(r.bytes().await.unwrap() == manifest);
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert_eq!(header(&r, "cache-status"), "berth; hit");
+    assert!(r.bytes().await.unwrap() == manifest);
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/{digest}")).await;
+    assert!(r.bytes().await.unwrap() == manifest);
+
+    for (i, (d, bytes)) in blobs.iter().enumerate() {
+        // Each blob first one way, then the other.
+        let (first, second) = (
+            format!("/v2/library/app/blobs/{d}?ns={UP}"),
+            format!("/v2/{UP}/library/app/blobs/{d}"),
+        );
+        let (first, second) = if i % 2 == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let r = get(&s, &first).await;
+        assert_eq!(r.status(), 200, "{first}");
+        assert!(header(&r, "cache-status").contains("miss"));
+        assert!(r.bytes().await.unwrap() == bytes.as_slice(), "{first}");
+        let r = get(&s, &second).await;
+        assert_eq!(header(&r, "cache-status"), "berth; hit");
+        assert!(r.bytes().await.unwrap() == bytes.as_slice(), "{second}");
+    }
+    // Stored under the digests upstream gave, with the bytes it sent.
+    let stored = on_disk::blobs(s.cache.root());
+    for (d, bytes) in &blobs {
+        assert_eq!(stored.get(d), Some(&(bytes.len() as u64)), "{d}");
+    }
+    assert_eq!(stored.get(&digest), Some(&(manifest.len() as u64)));
+    // One challenge (the scheme is remembered), one token for the one scope;
+    // the front saw each thing once.
+    assert_eq!(s.front.challenges(), 1);
+    assert_eq!(s.front.tokens_issued(), 1);
+    assert_eq!(s.front.count("GET", "/manifests/v1"), 1);
+    for d in blobs.keys() {
+        assert_eq!(s.front.count("GET", &format!("/blobs/{d}")), 1, "{d}");
+    }
+    let catalog = json(get(&s, "/v2/_catalog").await).await;
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!([format!("{UP}/library/app")])
+    );
+
+    // Read-only: pushes and deletes are refused, whichever way they come.
+    let post = |path: String| s.cache.http.post(s.cache.server.url(&path)).send();
+    let r = post(format!("/v2/{UP}/library/app/blobs/uploads/"))
+        .await
+        .unwrap();
+    let message = r.text().await.unwrap();
+    assert!(
+        message.contains("UNSUPPORTED") && message.contains("read-only"),
+        "{message}"
+    );
+    let r = post(format!("/v2/library/app/blobs/uploads/?ns={UP}"))
+        .await
+        .unwrap();
+    expect_error(r, 405, "UNSUPPORTED").await;
+    let r = s
+        .cache
+        .http
+        .delete(
+            s.cache
+                .server
+                .url(&format!("/v2/{UP}/library/app/manifests/{digest}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 405, "UNSUPPORTED").await;
+    // An ns naming no upstream is ignored: the repository is the local one.
+    let r = get(&s, "/v2/library/app/manifests/v1?ns=elsewhere.test").await;
+    expect_error(r, 404, "NAME_UNKNOWN").await;
+    // What upstream does not have is not found, and says where it looked.
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v9")).await;
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("MANIFEST_UNKNOWN") && text.contains(UP),
+        "{text}"
+    );
+    let missing = digest_of_nothing();
+    let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{missing}")).await;
+    expect_error(r, 404, "BLOB_UNKNOWN").await;
+    // Tokens live 300 s: no other token was asked for.
+    assert_eq!(s.front.tokens_issued(), 1);
+}
+
+fn digest_of_nothing() -> String {
+    digest(b"bytes nobody pushed")
+}
+
+#[tokio::test]
+async fn basic_and_anonymous_upstreams_are_pulled_from_too() {
+    for login in [Login::Basic, Login::Anonymous] {
+        let s = setup(login);
+        let (manifest, blobs) = upstream_image(&s, "team/tool", "1.0", "tool", 1, 5000).await;
+        let r = get(&s, &format!("/v2/team/tool/manifests/1.0?ns={UP}")).await;
+        assert_eq!(r.status(), 200, "{login:?}");
+        assert!(r.bytes().await.unwrap() == manifest);
+        for (d, bytes) in &blobs {
+            let r = get(&s, &format!("/v2/{UP}/team/tool/blobs/{d}")).await;
+            assert!(r.bytes().await.unwrap() == bytes.as_slice(), "{login:?}");
+        }
+        assert_eq!(s.front.tokens_issued(), 0);
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_pulls_ask_upstream_once_per_manifest_and_blob() {
+    let s = setup(Login::Token);
+    let (manifest, blobs) = upstream_image(&s, "library/big", "v1", "big", 3, 2 << 20).await;
+    // Slow enough that the pulls overlap, so most of them wait on another's fetch.
+    s.front.set_delay(Duration::from_millis(400));
+    let pulls = (0..50).map(|i| {
+        let http = s.cache.http.clone();
+        let base = s.cache.base();
+        let blobs = blobs.clone();
+        let manifest = manifest.clone();
+        async move {
+            let path = if i % 2 == 0 {
+                format!("{base}/v2/library/big/manifests/v1?ns={UP}")
+            } else {
+                format!("{base}/v2/{UP}/library/big/manifests/v1")
+            };
+            let r = http
+                .get(path)
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(r.bytes().await.unwrap() == manifest);
+            for (d, bytes) in &blobs {
+                let r = http
+                    .get(format!("{base}/v2/{UP}/library/big/blobs/{d}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(digest(&r.bytes().await.unwrap()), *d);
+                assert_eq!(bytes.len(), bytes.len());
+            }
+        }
+    });
+    futures_util::future::join_all(pulls).await;
+
+    assert_eq!(
+        s.front.count("GET", "/manifests/v1"),
+        1,
+        "{:?}",
+        s.front.requests()
+    );
+    for d in blobs.keys() {
+        assert_eq!(s.front.count("GET", &format!("/blobs/{d}")), 1, "{d}");
+    }
+    assert_eq!((s.front.challenges(), s.front.tokens_issued()), (1, 1));
+    // The upstream registry's own count agrees: a GET per blob (the config
+    // and three layers), one manifest GET.
+    let text = s
+        .upstream
+        .http
+        .get(s.upstream.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |route: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("berth_http_requests_total{") && l.contains("method=\"GET\""))
+            .filter(|l| l.contains(&format!("route=\"{route}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        count("/v2/<name>/blobs/<digest>"),
+        blobs.len() as f64,
+        "{text}"
+    );
+    assert_eq!(count("/v2/<name>/manifests/<reference>"), 1.0, "{text}");
+    // Most pulls waited on a fetch someone else started.
+    let coalesced = metric(&s, "berth_proxy_coalesced_total").await;
+    assert!(coalesced >= 49.0, "coalesced {coalesced}");
+}
+
+#[tokio::test]
+async fn cached_content_is_served_stale_while_upstream_fails() {
+    let mut s = setup(Login::Token);
+    let (manifest, blobs) = upstream_image(&s, "library/app", "v1", "stale", 1, 1000).await;
+    upstream_image(&s, "library/app", "v2", "never-pulled", 1, 1000).await;
+    let digest = digest(&manifest);
+    assert_eq!(
+        get(&s, &format!("/v2/{UP}/library/app/manifests/v1"))
+            .await
+            .status(),
+        200
+    );
+    for d in blobs.keys() {
+        assert_eq!(
+            get(&s, &format!("/v2/{UP}/library/app/blobs/{d}"))
+                .await
+                .status(),
+            200
+        );
+    }
+
+    for (fault, code, error) in [
+        (Fault::Status(429), 429, "TOOMANYREQUESTS"),
+        (Fault::Status(500), 502, "UNKNOWN"),
+    ] {
+        s.front.set_fault(fault);
+        tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+        let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+        assert_eq!(r.status(), 200, "{fault:?}");
+        let status = header(&r, "cache-status");
+        assert!(
+            status.contains("stale") && status.contains(&fault_status(fault)),
+            "{status}"
+        );
+        assert!(r.bytes().await.unwrap() == manifest);
+        // What was never cached fails, with upstream's reason.
+        let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v2")).await;
+        expect_error(r, code, error).await;
+    }
+
+    s.front.stop();
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    let r = get(&s, &format!("/v2/library/app/manifests/v1?ns={UP}")).await;
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "cache-status").contains("unreachable"));
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/{digest}")).await;
+    assert_eq!(
+        header(&r, "cache-status"),
+        "berth; hit",
+        "a digest never goes upstream"
+    );
+    for (d, bytes) in &blobs {
+        let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{d}")).await;
+        assert!(r.bytes().await.unwrap() == bytes.as_slice());
+    }
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v2")).await;
+    let text = r.text().await.unwrap();
+    assert!(text.contains("unreachable"), "{text}");
+    let stale = metric(
+        &s,
+        "berth_proxy_served_total{upstream=\"upstream.test\",kind=\"manifest\",result=\"stale\"}",
+    )
+    .await;
+    assert_eq!(stale, 3.0);
+}
+
+fn fault_status(fault: Fault) -> String {
+    match fault {
+        Fault::Status(code) => code.to_string(),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn a_cut_or_corrupt_transfer_stores_nothing_and_fails_every_waiter() {
+    let s = setup(Login::Anonymous);
+    let (_, blobs) = upstream_image(&s, "library/app", "v1", "faulty", 1, 3 << 20).await;
+    let (layer, bytes) = blobs.iter().max_by_key(|(_, b)| b.len()).unwrap();
+    let _ = bytes;
+    s.front.set_delay(Duration::from_millis(300));
+    for fault in [Fault::CutBlobs, Fault::CorruptBlobs] {
+        s.front.set_fault(fault);
+        s.front.clear_log();
+        let waiters = (0..5).map(|_| async {
+            let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{layer}")).await;
+            // The 200 went out with the first bytes; the body must not end whole.
+            assert_eq!(r.status(), 200);
+            let body = r.bytes().await;
+            assert!(body.is_err(), "{fault:?}: a body ended whole");
+        });
+        futures_util::future::join_all(waiters).await;
+        assert_eq!(
+            s.front.count("GET", &format!("/blobs/{layer}")),
+            1,
+            "{fault:?}"
+        );
+        assert!(
+            !on_disk::blobs(s.cache.root()).contains_key(layer),
+            "{fault:?}"
+        );
+        let staged = on_disk::files_under(&s.cache.root().join("tmp"));
+        assert!(staged.is_empty(), "{fault:?}: {staged:?}");
+    }
+    // Once upstream is sound, the next pull fetches it whole.
+    s.front.set_fault(Fault::None);
+    let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{layer}")).await;
+    assert!(r.bytes().await.unwrap() == bytes.as_slice());
+    assert!(on_disk::blobs(s.cache.root()).contains_key(layer));
+}
+
+#[tokio::test]
+async fn a_moved_tag_is_seen_after_the_ttl_and_digests_never_go_upstream() {
+    let s = setup(Login::Token);
+    let (first, _) = upstream_image(&s, "library/app", "v1", "first", 1, 100).await;
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert!(r.bytes().await.unwrap() == first);
+    let (second, _) = upstream_image(&s, "library/app", "v1", "second", 1, 100).await;
+    s.front.clear_log();
+
+    // Within the TTL: the cached tag, and upstream is not asked.
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert!(r.bytes().await.unwrap() == first);
+    assert!(s.front.requests().is_empty(), "{:?}", s.front.requests());
+
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert!(header(&r, "cache-status").contains("miss"));
+    assert!(r.bytes().await.unwrap() == second);
+    assert_eq!(s.front.count("HEAD", "/manifests/v1"), 1);
+    assert_eq!(s.front.count("GET", "/manifests/v1"), 1);
+
+    // Past the TTL again with nothing moved: one HEAD, no GET.
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    s.front.clear_log();
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert_eq!(header(&r, "cache-status"), "berth; hit");
+    assert_eq!(s.front.requests().len(), 1, "{:?}", s.front.requests());
+    assert_eq!(s.front.count("HEAD", "/manifests/v1"), 1);
+
+    // Both digests are cached: asking for them goes nowhere.
+    s.front.clear_log();
+    for manifest in [&first, &second] {
+        let r = get(
+            &s,
+            &format!("/v2/{UP}/library/app/manifests/{}", digest(manifest)),
+        )
+        .await;
+        assert!(r.bytes().await.unwrap() == manifest.as_slice());
+    }
+    assert!(s.front.requests().is_empty(), "{:?}", s.front.requests());
+}
+
+#[test]
+fn skopeo_copies_an_image_through_the_cache() {
+    if !need("skopeo_copies_an_image_through_the_cache", &["skopeo"]) {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s = setup(Login::Token);
+    let (manifest, blobs) =
+        runtime.block_on(upstream_image(&s, "library/app", "v1", "skopeo", 2, 50_000));
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("image");
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!(
+            "docker://{}/{UP}/library/app:v1",
+            s.cache.server.addr()
+        ))
+        .arg(format!("dir:{}", target.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // skopeo's dir: holds the manifest as pulled and each blob under its hex.
+    assert!(std::fs::read(target.join("manifest.json")).unwrap() == manifest);
+    for (d, bytes) in &blobs {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert!(std::fs::read(target.join(hex)).unwrap() == *bytes, "{d}");
+    }
+    drop(runtime);
+}
