@@ -22,7 +22,7 @@ pub async fn post<T: DeserializeOwned>(
     let token = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let endpoint = format!("{}/berth/v1/{action}", url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder()
         .connect_timeout(Duration::from_secs(10))
         .build()?;
     let response = client

@@ -94,7 +94,6 @@ fn read(path: &Path) -> anyhow::Result<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     berth::logging::init(cli.log_format);
-    berth::tls::install_provider();
     // In a pod, the kubelet shows a failed container's termination message in
     // its status, where the operator reads why the registry does not start.
     let in_pod = matches!(cli.command, Command::Serve(_) | Command::PrepareVolume(_));

@@ -1,10 +1,22 @@
-//! The process's TLS crypto provider: ring, which serving TLS uses too.
-//! reqwest is built without a provider of its own (its default, aws-lc-rs,
-//! would need a C toolchain in every build), so every HTTP client of the
-//! process finds this one, installed once at start-up.
+//! TLS for the process's HTTP clients (`berth gc --url`, the pull-through
+//! cache's upstreams): rustls on ring, which serving TLS uses too, with
+//! Mozilla's roots built in. The image is the static binary alone, with no
+//! system certificates to load, and reqwest is built without a crypto
+//! provider of its own (its default, aws-lc-rs, needs a C toolchain).
 
-/// Installs ring as the process's default provider; a second call, or one
-/// after another provider was installed, leaves things as they are.
-pub fn install_provider() {
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+use std::sync::Arc;
+use tokio_rustls::rustls;
+
+/// A reqwest client builder whose TLS needs nothing from the system.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls's default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(config)
 }

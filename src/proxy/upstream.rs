@@ -7,9 +7,8 @@ use super::token::{Challenge, Tokens};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio_rustls::rustls;
 
 /// Logins a request may answer a 401 with before the 401 is the answer.
 const MAX_LOGINS: usize = 2;
@@ -316,20 +315,10 @@ impl Upstream {
     }
 }
 
-/// An HTTP client for upstream `name`: rustls with the ring provider and
-/// Mozilla's roots, timeouts so that a dead upstream is given up on.
+/// An HTTP client for upstream `name`, with timeouts so that a dead
+/// upstream is given up on.
 fn client(name: &str) -> Result<reqwest::Client, BuildError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| BuildError::Client(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    crate::tls::client_builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .user_agent(format!(

@@ -213,11 +213,10 @@ pub mod api {
         builder().timeout(timeout).build().unwrap()
     }
 
-    /// Every test client starts here: it installs the TLS provider that
-    /// reqwest, built without one, needs before any client is built.
+    /// Every test client starts here: reqwest is built without a TLS
+    /// provider of its own, and berth's builder brings one.
     pub fn builder() -> reqwest::ClientBuilder {
-        berth::tls::install_provider();
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+        berth::tls::client_builder().redirect(reqwest::redirect::Policy::none())
     }
 
     pub fn header(r: &reqwest::Response, name: &str) -> String {
