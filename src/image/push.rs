@@ -72,10 +72,13 @@ pub async fn push(image: &Image, options: &PushOptions) -> Result<Pushed, PushEr
         });
     }
     let base = format!("http://{}/v2/{}", target.domain, target.repository);
-    let session = Session {
-        http: Client::new(),
-        options,
-    };
+    let http = crate::tls::client_builder()
+        .build()
+        .map_err(|source| PushError::Http {
+            url: base.clone(),
+            source,
+        })?;
+    let session = Session { http, options };
     let mut pushed = Pushed {
         digest: image.manifest.digest.to_string(),
         blobs_sent: 0,
