@@ -11,7 +11,20 @@
 //!   capabilities = ["pull", "resolve"]
 //! ```
 //!
-//! The file is written atomically (temp file, fsync, rename), then the process
+//! With `--mirror docker.io=https://registry-1.docker.io` it also writes
+//! `certs.d/docker.io/hosts.toml`, which makes the registry's pull-through
+//! cache the mirror of that upstream (containerd adds `?ns=docker.io` to each
+//! request, which is how the registry knows the upstream), and the upstream
+//! itself the fallback when the cache cannot answer:
+//!
+//! ```toml
+//! server = "https://registry-1.docker.io"
+//!
+//! [host."http://localhost:32000"]
+//!   capabilities = ["pull", "resolve"]
+//! ```
+//!
+//! Each file is written atomically (temp file, fsync, rename), then the process
 //! stays and puts it back if it is changed or removed, until it is stopped.
 //! containerd reads hosts.toml on every pull, so no restart is needed.
 
@@ -30,7 +43,11 @@ pub struct NodeConfigArgs {
     /// The registry host the kubelet pulls from
     #[arg(long, value_name = "HOST:PORT", default_value = "localhost:32000")]
     pub host: String,
-    /// Write the file once and exit instead of keeping it in place
+    /// Also make the registry the mirror of an upstream it caches, e.g.
+    /// docker.io=https://registry-1.docker.io; repeatable
+    #[arg(long, value_name = "NAME=URL")]
+    pub mirror: Vec<String>,
+    /// Write the files once and exit instead of keeping them in place
     #[arg(long)]
     pub once: bool,
 }
@@ -39,6 +56,8 @@ pub struct NodeConfigArgs {
 pub enum NodeConfigError {
     #[error("{0:?} is not a registry host: HOST:PORT with no '/'")]
     Host(String),
+    #[error("--mirror {0}: give NAME=URL, e.g. docker.io=https://registry-1.docker.io")]
+    Mirror(String),
     #[error("cannot write {0}: {1}")]
     Write(PathBuf, #[source] std::io::Error),
 }
@@ -54,25 +73,64 @@ pub fn hosts_toml(host: &str) -> String {
     )
 }
 
-/// Writes `certs_dir/host/hosts.toml` unless it already holds the right content;
-/// returns whether it wrote.
-pub fn ensure(certs_dir: &Path, host: &str) -> Result<bool, NodeConfigError> {
+/// The hosts.toml of upstream `url` mirrored by the registry at `host`.
+pub fn mirror_toml(host: &str, name: &str, url: &str) -> String {
+    format!(
+        "# Written by berth node-config: pull {name} through the pull-through cache at http://{host},\n\
+         # and from {url} itself when the cache cannot answer.\n\
+         server = \"{url}\"\n\
+         \n\
+         [host.\"http://{host}\"]\n  \
+         capabilities = [\"pull\", \"resolve\"]\n"
+    )
+}
+
+/// One hosts.toml to keep in place: the folder of certs.d it goes in, and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostsFile {
+    pub host: String,
+    pub content: String,
+}
+
+/// The files `args` asks for: the registry's own, then one per mirror.
+pub fn files(args: &NodeConfigArgs) -> Result<Vec<HostsFile>, NodeConfigError> {
+    let mut files = vec![HostsFile {
+        host: args.host.clone(),
+        content: hosts_toml(&args.host),
+    }];
+    for mirror in &args.mirror {
+        let (name, url) = mirror
+            .split_once('=')
+            .filter(|(_, url)| url.starts_with("http://") || url.starts_with("https://"))
+            .filter(|(_, url)| !url.contains(['"', '\\', '\n']))
+            .ok_or_else(|| NodeConfigError::Mirror(mirror.clone()))?;
+        files.push(HostsFile {
+            host: name.to_owned(),
+            content: mirror_toml(&args.host, name, url),
+        });
+    }
+    Ok(files)
+}
+
+/// Writes `certs_dir/<file.host>/hosts.toml` unless it already holds the
+/// right content; returns whether it wrote.
+pub fn ensure(certs_dir: &Path, file: &HostsFile) -> Result<bool, NodeConfigError> {
+    let host = &file.host;
     if host.is_empty() || host.contains(['/', '\\']) || host.starts_with('.') {
         return Err(NodeConfigError::Host(host.to_string()));
     }
     let dir = certs_dir.join(host);
     let path = dir.join("hosts.toml");
-    let content = hosts_toml(host);
-    if std::fs::read_to_string(&path).is_ok_and(|c| c == content) {
+    if std::fs::read_to_string(&path).is_ok_and(|c| c == file.content) {
         return Ok(false);
     }
     let failed = |e| NodeConfigError::Write(path.clone(), e);
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let temp = dir.join(".hosts.toml.tmp");
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(content.as_bytes())?;
-        file.sync_all()?;
+        let mut out = std::fs::File::create(&temp)?;
+        out.write_all(file.content.as_bytes())?;
+        out.sync_all()?;
         std::fs::rename(&temp, &path)?;
         std::fs::File::open(&dir)?.sync_all()
     })();
@@ -83,16 +141,19 @@ pub fn ensure(certs_dir: &Path, host: &str) -> Result<bool, NodeConfigError> {
     Ok(true)
 }
 
-/// Writes the file, then (unless `--once`) keeps it in place until SIGTERM.
+/// Writes the files, then (unless `--once`) keeps them in place until SIGTERM.
 pub async fn run(args: NodeConfigArgs) -> Result<(), NodeConfigError> {
-    let path = args.certs_dir.join(&args.host).join("hosts.toml");
-    ensure(&args.certs_dir, &args.host)?;
-    tracing::info!(path = %path.display(), "hosts.toml in place");
+    let files = files(&args)?;
+    let path = |file: &HostsFile| args.certs_dir.join(&file.host).join("hosts.toml");
+    for file in &files {
+        ensure(&args.certs_dir, file)?;
+        tracing::info!(path = %path(file).display(), "hosts.toml in place");
+    }
     if args.once {
         return Ok(());
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| NodeConfigError::Write(path.clone(), e))?;
+        .map_err(|e| NodeConfigError::Write(path(&files[0]), e))?;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RECHECK) => {}
@@ -101,10 +162,12 @@ pub async fn run(args: NodeConfigArgs) -> Result<(), NodeConfigError> {
         }
         // A failure to rewrite is logged, not fatal: the file may come back, and a
         // crash loop would not help the node.
-        match ensure(&args.certs_dir, &args.host) {
-            Ok(true) => tracing::info!(path = %path.display(), "hosts.toml put back"),
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "cannot put hosts.toml back"),
+        for file in &files {
+            match ensure(&args.certs_dir, file) {
+                Ok(true) => tracing::info!(path = %path(file).display(), "hosts.toml put back"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot put hosts.toml back"),
+            }
         }
     }
 }
@@ -129,21 +192,58 @@ mod tests {
         assert_eq!(parsed.len(), 2, "nothing else: {text}");
     }
 
+    fn own(host: &str) -> HostsFile {
+        HostsFile {
+            host: host.to_owned(),
+            content: hosts_toml(host),
+        }
+    }
+
+    #[test]
+    fn a_mirror_goes_through_the_cache_and_falls_back_to_its_upstream() {
+        let args = NodeConfigArgs {
+            certs_dir: PathBuf::from("/x"),
+            host: "localhost:32000".into(),
+            mirror: vec!["docker.io=https://registry-1.docker.io".into()],
+            once: true,
+        };
+        let files = files(&args).unwrap();
+        assert_eq!(files[0], own("localhost:32000"));
+        assert_eq!(files[1].host, "docker.io");
+        let parsed: toml::Table = files[1].content.parse().unwrap();
+        assert_eq!(
+            parsed["server"].as_str(),
+            Some("https://registry-1.docker.io")
+        );
+        let host = &parsed["host"]["http://localhost:32000"];
+        assert_eq!(host["capabilities"].as_array().unwrap().len(), 2);
+        assert_eq!(parsed.len(), 2, "nothing else: {}", files[1].content);
+        for bad in ["docker.io", "docker.io=ftp://x", "docker.io=http://a\"b"] {
+            let args = NodeConfigArgs {
+                mirror: vec![bad.into()],
+                ..args.clone()
+            };
+            assert!(files_err(&args), "{bad}");
+        }
+    }
+
+    fn files_err(args: &NodeConfigArgs) -> bool {
+        matches!(files(args), Err(NodeConfigError::Mirror(_)))
+    }
+
     #[test]
     fn ensure_writes_once_and_puts_it_back() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(ensure(dir.path(), "localhost:32000").unwrap());
+        let file = own("localhost:32000");
+        assert!(ensure(dir.path(), &file).unwrap());
         let path = dir.path().join("localhost:32000/hosts.toml");
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             hosts_toml("localhost:32000")
         );
-        assert!(
-            !ensure(dir.path(), "localhost:32000").unwrap(),
-            "already right"
-        );
+        assert!(!ensure(dir.path(), &file).unwrap(), "already right");
         std::fs::write(&path, "server = \"https://elsewhere\"\n").unwrap();
-        assert!(ensure(dir.path(), "localhost:32000").unwrap());
+        assert!(ensure(dir.path(), &file).unwrap());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             hosts_toml("localhost:32000")
@@ -159,7 +259,7 @@ mod tests {
     fn a_host_cannot_reach_outside_the_folder() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", "../etc", "a/b", ".."] {
-            assert!(ensure(dir.path(), bad).is_err(), "{bad}");
+            assert!(ensure(dir.path(), &own(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -63,6 +63,8 @@ const NS: &str = "container-registry";
 const NAME: &str = "registry";
 /// The node port every step pushes and pulls through.
 const NODE: &str = "localhost:32000";
+/// The upstream the cache mirrors in step 3b.
+const MIRROR: &str = "mirror.test";
 /// Where the test's own pods run.
 const APPS: &str = "berth-e2e-apps";
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -86,6 +88,9 @@ async fn berth_lives_its_whole_life_on_a_real_cluster() {
 
     step("3. push through the NodePort, pull from a pod");
     let app_v1 = push_and_pull_through_the_node_port(&k).await;
+
+    step("3b. berth enable --proxy: a pod pulls an upstream's image through the cache");
+    pods_pull_an_upstream_through_the_cache(&k, &app_v1).await;
 
     step("4. berth enable --auth");
     let alice = logins_are_required(&k).await;
@@ -349,6 +354,72 @@ async fn push_and_pull_through_the_node_port(k: &Kube) -> String {
     let outcome = k.run_pod("pull-app", &format!("{NODE}/app:v1"), None).await;
     assert_eq!(outcome, Ok("pulled through berth".into()));
     digest
+}
+
+/// `berth enable --proxy`: the registry mirrors an upstream, and the
+/// node-config DaemonSet makes it every node's mirror of that upstream, so a
+/// pod whose image names the upstream is pulled through the cache. The kit
+/// has no internet; the upstream is the cluster's own registry, reached by its
+/// Service name from the registry pod (the upstream repository `app` becomes
+/// the cached `mirror.test/app`).
+async fn pods_pull_an_upstream_through_the_cache(k: &Kube, app_v1: &str) {
+    let upstream = format!("http://{NAME}.{NS}.svc.cluster.local:5000");
+    let out = k.berth(&["enable", "--proxy", &format!("{MIRROR}={upstream}")]);
+    assert!(out.contains("berth is ready"), "{out}");
+    let hosts = k
+        .dir
+        .join(format!("containerd/certs.d/{MIRROR}/hosts.toml"));
+    let written = k
+        .wait_for(
+            "the node-config DaemonSet to write the mirror's hosts.toml",
+            || async { std::fs::read_to_string(&hosts).ok() },
+        )
+        .await;
+    assert!(
+        written.contains(&format!("server = \"{upstream}\""))
+            && written.contains("[host.\"http://localhost:32000\"]"),
+        "{written}"
+    );
+    // Through a wait: the client may hold a connection to the pod that
+    // enable's rollout replaced.
+    let catalog = || {
+        k.wait_for("the catalog", || async {
+            let r = k
+                .http
+                .get(format!("http://{NODE}/v2/_catalog"))
+                .send()
+                .await
+                .ok()?;
+            Some(oci::json(r).await["repositories"].clone())
+        })
+    };
+    let mirrored = json!(format!("{MIRROR}/app"));
+    let before = catalog().await;
+    assert!(!before.as_array().unwrap().contains(&mirrored), "{before}");
+
+    // containerd asks localhost:32000 with ?ns=mirror.test; the cache fetches
+    // from upstream and the kubelet runs the image.
+    let outcome = k
+        .run_pod("through-cache", &format!("{MIRROR}/app:v1"), None)
+        .await;
+    assert_eq!(outcome, Ok("pulled through berth".into()));
+    let after = catalog().await;
+    assert!(after.as_array().unwrap().contains(&mirrored), "{after}");
+    assert_eq!(
+        manifest_digest(&k.http, &format!("{MIRROR}/app:v1"))
+            .await
+            .as_deref(),
+        Some(app_v1),
+        "the cache holds upstream's manifest under its digest"
+    );
+    // Mirrored repositories take no push.
+    let refused = k
+        .http
+        .post(format!("http://{NODE}/v2/{MIRROR}/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 405);
 }
 
 /// `berth enable --auth alice`: returns alice's printed password.

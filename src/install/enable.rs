@@ -313,6 +313,10 @@ async fn apply_registry(client: &Client, registry: &Registry) -> Result<(), Inst
     if spec.node_config != Default::default() {
         body["spec"]["nodeConfig"] = json!(spec.node_config);
     }
+    // The whole list: it holds the Registry's upstreams with the flags' added.
+    if !spec.proxy.upstreams.is_empty() {
+        body["spec"]["proxy"] = json!(spec.proxy);
+    }
     let namespace = registry.namespace().unwrap_or_default();
     Api::<Registry>::namespaced(client.clone(), &namespace)
         .patch(

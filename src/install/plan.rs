@@ -5,7 +5,7 @@
 
 use super::{InstallError, kube_error};
 use crate::image::DEFAULT_IMAGE;
-use crate::operator::crd::{DEFAULT_NODE_PORT, Registry, SecretKeyRef, User};
+use crate::operator::crd::{DEFAULT_NODE_PORT, Registry, SecretKeyRef, UpstreamSpec, User};
 use crate::operator::quantity::Amount;
 use crate::operator::validate;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -49,6 +49,12 @@ pub struct EnableArgs {
     /// (MicroK8s: /var/snap/microk8s/current/args/certs.d)
     #[arg(long, value_name = "DIR")]
     pub certs_dir: Option<String>,
+    /// Mirror an upstream registry through the registry's pull-through cache,
+    /// NAME or NAME=URL (docker.io is https://registry-1.docker.io, any other
+    /// name https://NAME); every node then pulls it through the cache (this
+    /// turns --containerd-hosts on unless it is given false). Repeatable
+    #[arg(long, value_name = "NAME[=URL]")]
+    pub proxy: Vec<String>,
     /// Image of the operator and the registry (import it on the nodes first:
     /// `berth image export`)
     #[arg(long, default_value = DEFAULT_IMAGE)]
@@ -73,6 +79,7 @@ impl EnableArgs {
             node_port: None,
             containerd_hosts: None,
             certs_dir: None,
+            proxy: Vec::new(),
             image: DEFAULT_IMAGE.into(),
             timeout: Duration::from_secs(300),
             no_wait: false,
@@ -176,8 +183,27 @@ pub(super) async fn plan(
             .or(old_spec.and_then(|s| s.service.node_port))
             .unwrap_or(DEFAULT_NODE_PORT),
     );
+    // Upstreams add to those the Registry has; one named again gets the new URL.
+    spec.proxy = old_spec.map(|s| s.proxy.clone()).unwrap_or_default();
+    for flag in &args.proxy {
+        let (name, url) = match flag.split_once('=') {
+            Some((name, url)) => (name, Some(url.to_owned())),
+            None => (flag.as_str(), None),
+        };
+        match spec.proxy.upstreams.iter_mut().find(|u| u.name == name) {
+            Some(known) => known.url = url.or(known.url.take()),
+            None => spec.proxy.upstreams.push(UpstreamSpec {
+                name: name.to_owned(),
+                url,
+                credentials_secret: None,
+                tag_ttl: None,
+            }),
+        }
+    }
     let old_node_config = old_spec.map(|s| s.node_config.clone()).unwrap_or_default();
-    spec.node_config.containerd = args.containerd_hosts.unwrap_or(old_node_config.containerd);
+    spec.node_config.containerd = args
+        .containerd_hosts
+        .unwrap_or(old_node_config.containerd || !args.proxy.is_empty());
     spec.node_config.certs_dir = args.certs_dir.clone().unwrap_or(old_node_config.certs_dir);
     spec.auth.users = old_spec.map(|s| s.auth.users.clone()).unwrap_or_default();
     if let Some(user) = &user {

@@ -253,6 +253,26 @@ async fn enable_again_grows_the_volume_and_keeps_what_no_flag_says() {
     assert_eq!(body["spec"]["service"]["nodePort"], 32000);
     assert_eq!(body["spec"]["nodeConfig"]["containerd"], true);
 
+    // Upstreams of the pull-through cache add up, and stay without the flag.
+    run_enable(&cluster, args(|a| a.proxy = vec!["docker.io".into()]))
+        .await
+        .0
+        .unwrap();
+    let mirror = "mirror.local=http://mirror.ns.svc:5000";
+    run_enable(&cluster, args(|a| a.proxy = vec![mirror.into()]))
+        .await
+        .0
+        .unwrap();
+    run_enable(&cluster, EnableArgs::new()).await.0.unwrap();
+    let body = last_body(&cluster, REGISTRY);
+    assert_eq!(
+        body["spec"]["proxy"],
+        json!({"upstreams": [
+            {"name": "docker.io"},
+            {"name": "mirror.local", "url": "http://mirror.ns.svc:5000"},
+        ]})
+    );
+
     // A shrink or another class is refused, with nothing written.
     take_writes(&cluster);
     let (shrink, _) = run_enable(&cluster, args(|a| a.size = Some("30Gi".into()))).await;

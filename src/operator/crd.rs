@@ -78,6 +78,50 @@ pub struct RegistrySpec {
     pub local_registry_hosting: bool,
     #[serde(default)]
     pub node_config: NodeConfigSpec,
+    #[serde(default)]
+    pub proxy: ProxySpec,
+}
+
+/// The pull-through cache: upstream registries that the registry mirrors,
+/// each under its name (`docker.io/library/alpine`), read-only. With
+/// `nodeConfig.containerd`, every node pulls them through the cache, with no
+/// change to any pod's image.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySpec {
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSpec>,
+}
+
+/// One upstream of the pull-through cache.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    /// The registry host as images name it (docker.io, ghcr.io, quay.io,
+    /// registry.k8s.io): its repositories go under it, and the nodes' hosts.toml
+    /// is written for it.
+    pub name: String,
+    /// Its URL. Default: https://registry-1.docker.io for docker.io,
+    /// https://NAME for any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A Secret of this namespace with the keys `username` and `password`
+    /// (type kubernetes.io/basic-auth fits) to log in upstream with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// How long a cached tag is trusted before it is checked upstream again
+    /// (a duration like 5m, 1h). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_ttl: Option<String>,
+}
+
+impl UpstreamSpec {
+    /// The URL, with its default.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| crate::proxy::default_url(&self.name))
+    }
 }
 
 /// What the DaemonSet `NAME-node-config` sets up on every node.

@@ -150,6 +150,7 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
     check_auth(registry)?;
     check_ingress(registry)?;
     check_node_config(registry)?;
+    check_proxy(registry)?;
 
     if spec.gc.enabled && !is_cron_schedule(&spec.gc.schedule) {
         return Err(invalid(
@@ -167,6 +168,51 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
             "InvalidGrace",
             format!("spec.gc.grace {grace:?} is not a duration (like 1h, 30m, 90s)"),
         ));
+    }
+    Ok(())
+}
+
+fn check_proxy(registry: &Registry) -> Result<(), Invalid> {
+    let mut seen = BTreeSet::new();
+    for upstream in &registry.spec.proxy.upstreams {
+        let name = &upstream.name;
+        if !crate::proxy::valid_name(name) {
+            return Err(invalid(
+                "InvalidProxy",
+                format!(
+                    "spec.proxy.upstreams name {name:?} is not a registry host berth can mirror: lowercase letters, digits, '.', '_' and '-', with no port or '/' (like docker.io, ghcr.io)"
+                ),
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(invalid(
+                "InvalidProxy",
+                format!("spec.proxy.upstreams names {name} twice"),
+            ));
+        }
+        let url = upstream.url();
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .filter(|rest| !rest.is_empty() && !rest.contains(['"', '\\', ' ', '\n']));
+        if host.is_none() {
+            return Err(invalid(
+                "InvalidProxy",
+                format!(
+                    "spec.proxy.upstreams {name}: url {url:?} is not an http:// or https:// URL"
+                ),
+            ));
+        }
+        if let Some(ttl) = &upstream.tag_ttl
+            && humantime::parse_duration(ttl).is_err()
+        {
+            return Err(invalid(
+                "InvalidProxy",
+                format!(
+                    "spec.proxy.upstreams {name}: tagTtl {ttl:?} is not a duration (like 5m, 1h)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -290,7 +336,7 @@ fn is_cron_schedule(schedule: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::crd::{RegistrySpec, SecretKeyRef, User};
+    use crate::operator::crd::{RegistrySpec, SecretKeyRef, UpstreamSpec, User};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn registry(edit: impl FnOnce(&mut RegistrySpec)) -> Registry {
@@ -507,6 +553,36 @@ mod tests {
         );
         assert_eq!(
             check(&registry(|s| s.gc.grace = Some("90s".into()))),
+            Ok(())
+        );
+        let upstream = |name: &str, url: Option<&str>, ttl: Option<&str>| UpstreamSpec {
+            name: name.into(),
+            url: url.map(Into::into),
+            credentials_secret: None,
+            tag_ttl: ttl.map(Into::into),
+        };
+        for bad in [
+            vec![upstream("localhost:5000", None, None)],
+            vec![upstream("Docker.io", None, None)],
+            vec![
+                upstream("docker.io", None, None),
+                upstream("docker.io", None, None),
+            ],
+            vec![upstream("ghcr.io", Some("ftp://ghcr.io"), None)],
+            vec![upstream("ghcr.io", None, Some("soon"))],
+        ] {
+            assert_eq!(
+                reason(|s| s.proxy.upstreams = bad.clone()),
+                "InvalidProxy",
+                "{bad:?}"
+            );
+        }
+        let good = vec![
+            upstream("docker.io", None, Some("10m")),
+            upstream("mirror.local", Some("http://mirror.ns.svc:5000"), None),
+        ];
+        assert_eq!(
+            check(&registry(|s| s.proxy.upstreams = good.clone())),
             Ok(())
         );
         let mut long = registry(|_| {});

@@ -37,6 +37,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use upstream::Upstream;
 
+/// Where an upstream known by `name` is, when no URL is given: Docker Hub's
+/// registry for docker.io, the name itself over HTTPS for any other.
+pub fn default_url(name: &str) -> String {
+    match name {
+        "docker.io" => "https://registry-1.docker.io".to_owned(),
+        _ => format!("https://{name}"),
+    }
+}
+
+/// Whether `name` can name an upstream: one repository path component
+/// (lowercase letters, digits and separators), e.g. docker.io.
+pub fn valid_name(name: &str) -> bool {
+    !name.contains('/') && name.parse::<RepoName>().is_ok()
+}
+
 /// How a cached answer relates to the upstream, for the `Cache-Status`
 /// response header (RFC 9211) and the metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,8 +138,7 @@ impl Proxy {
         let metrics = ProxyMetrics::default();
         let mut upstreams = BTreeMap::new();
         for config in configs {
-            let valid = !config.name.contains('/') && config.name.parse::<RepoName>().is_ok();
-            if !valid {
+            if !valid_name(&config.name) {
                 return Err(ConfigError::Name(config.name));
             }
             let name = config.name.clone();
@@ -149,9 +163,16 @@ impl Proxy {
 
     /// The local name of a request's repository: with an `ns` that names an
     /// upstream, the name goes under it. An `ns` naming no upstream is
-    /// ignored, as the spec asks, and the name is served as it came.
+    /// ignored, as the spec asks, and the name is served as it came; so is a
+    /// name already under that upstream (containerd sends `ns` with a
+    /// hosts.toml `override_path` to the path prefix, too).
     pub fn local_name(&self, name: RepoName, ns: Option<&str>) -> RepoName {
-        match ns.filter(|ns| self.upstreams.contains_key(*ns)) {
+        let under = |ns: &str| {
+            name.as_str()
+                .strip_prefix(ns)
+                .is_some_and(|rest| rest.starts_with('/'))
+        };
+        match ns.filter(|ns| self.upstreams.contains_key(*ns) && !under(ns)) {
             Some(ns) => format!("{ns}/{name}").parse().unwrap_or(name),
             None => name,
         }
@@ -196,6 +217,8 @@ mod tests {
         assert_eq!(local.as_str(), "docker.io/library/alpine");
         assert_eq!(p.route(&local).unwrap().remote, "library/alpine");
         assert_eq!(p.route(&local).unwrap().upstream(), "docker.io");
+        // With ns, a name already under that upstream stays as it is.
+        assert_eq!(p.local_name(local.clone(), Some("docker.io")), local);
         // An ns that names no upstream is ignored; so is a repository under none.
         assert_eq!(p.local_name(name.clone(), Some("quay.io")), name);
         assert!(p.route(&name).is_none());

@@ -69,6 +69,24 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub proxy: Vec<String>,
+    /// Credentials of an upstream: a YAML file (username, password) or a folder
+    /// of the files username and password (a mounted Secret); repeatable
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CREDENTIALS",
+        value_name = "NAME=PATH",
+        value_delimiter = ','
+    )]
+    pub proxy_credentials: Vec<String>,
+    /// How long a cached tag of an upstream is trusted before it is checked
+    /// there again (default 5m); repeatable
+    #[arg(
+        long,
+        env = "BERTH_PROXY_TAG_TTL",
+        value_name = "NAME=DURATION",
+        value_delimiter = ','
+    )]
+    pub proxy_tag_ttl: Vec<String>,
     /// YAML file with any of the settings above (flags and variables win), and
     /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
@@ -127,25 +145,61 @@ impl ProxyEntry {
     }
 }
 
-/// Upstreams from the file, then from `--proxy NAME=URL` flags: a flag naming
-/// an upstream of the file gives it a new URL and keeps its other settings.
-fn upstreams(file: Vec<ProxyEntry>, flags: Vec<String>) -> anyhow::Result<Vec<UpstreamConfig>> {
+/// The `--proxy*` flags, which beat the file's `proxy:` entries.
+struct ProxyFlags {
+    upstreams: Vec<String>,
+    credentials: Vec<String>,
+    tag_ttl: Vec<String>,
+}
+
+/// Upstreams from the file, then from the flags: `--proxy NAME=URL` naming an
+/// upstream of the file gives it a new URL and keeps its other settings;
+/// `--proxy-credentials` and `--proxy-tag-ttl` set those of a named upstream.
+fn upstreams(file: Vec<ProxyEntry>, flags: ProxyFlags) -> anyhow::Result<Vec<UpstreamConfig>> {
     let mut upstreams = file
         .into_iter()
         .map(ProxyEntry::resolve)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for flag in flags {
-        let Some((name, url)) = flag.split_once('=') else {
-            anyhow::bail!(
-                "--proxy {flag}: give NAME=URL, e.g. docker.io=https://registry-1.docker.io"
-            );
-        };
+    for value in flags.upstreams {
+        let (name, url) = split("proxy", &value)?;
         match upstreams.iter_mut().find(|u| u.name == name) {
-            Some(known) => known.url = url.to_owned(),
-            None => upstreams.push(UpstreamConfig::new(name, url)),
+            Some(known) => known.url = url,
+            None => upstreams.push(UpstreamConfig::new(&name, &url)),
         }
     }
+    for value in flags.credentials {
+        let (upstream, path) = named(&mut upstreams, "proxy-credentials", &value)?;
+        upstream.credentials = Some(PathBuf::from(path));
+    }
+    for value in flags.tag_ttl {
+        let (upstream, text) = named(&mut upstreams, "proxy-tag-ttl", &value)?;
+        upstream.tag_ttl =
+            humantime::parse_duration(&text).with_context(|| format!("--proxy-tag-ttl {value}"))?;
+    }
     Ok(upstreams)
+}
+
+/// `NAME=VALUE` of a `--proxy*` flag.
+fn split(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
+    match value.split_once('=') {
+        Some((name, rest)) => Ok((name.to_owned(), rest.to_owned())),
+        None => anyhow::bail!("--{flag} {value}: give NAME=VALUE, e.g. docker.io=…"),
+    }
+}
+
+/// The upstream a `--proxy-*` flag's `NAME=VALUE` names, and the value.
+fn named<'a>(
+    upstreams: &'a mut [UpstreamConfig],
+    flag: &str,
+    value: &str,
+) -> anyhow::Result<(&'a mut UpstreamConfig, String)> {
+    let (name, setting) = split(flag, value)?;
+    match upstreams.iter_mut().find(|u| u.name == name) {
+        Some(upstream) => Ok((upstream, setting)),
+        None => {
+            anyhow::bail!("--{flag} {value}: no upstream {name} is configured (--proxy {name}=URL)")
+        }
+    }
 }
 
 /// The YAML file; unknown keys are an error, so a typo is not silently ignored.
@@ -191,7 +245,14 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         Ok(ServeConfig {
-            proxy: upstreams(file.proxy, self.proxy)?,
+            proxy: upstreams(
+                file.proxy,
+                ProxyFlags {
+                    upstreams: self.proxy,
+                    credentials: self.proxy_credentials,
+                    tag_ttl: self.proxy_tag_ttl,
+                },
+            )?,
             listen: self
                 .listen
                 .or(file.listen)
@@ -275,6 +336,8 @@ mod tests {
             admin_token_file: None,
             upload_max_age: None,
             proxy: Vec::new(),
+            proxy_credentials: Vec::new(),
+            proxy_tag_ttl: Vec::new(),
             config,
         }
     }
@@ -354,7 +417,22 @@ mod tests {
         let mut a = args(None, None);
         a.proxy = vec!["docker.io".into()];
         let err = format!("{:#}", a.resolve().unwrap_err());
-        assert!(err.contains("give NAME=URL"), "{err}");
+        assert!(err.contains("give NAME=VALUE"), "{err}");
+        // The operator's way: everything as flags.
+        let mut a = args(None, None);
+        a.proxy = vec!["docker.io=https://registry-1.docker.io".into()];
+        a.proxy_credentials = vec!["docker.io=/etc/berth/proxy/docker.io".into()];
+        a.proxy_tag_ttl = vec!["docker.io=90s".into()];
+        let c = a.resolve().unwrap();
+        assert_eq!(
+            c.proxy[0].credentials,
+            Some(PathBuf::from("/etc/berth/proxy/docker.io"))
+        );
+        assert_eq!(c.proxy[0].tag_ttl, Duration::from_secs(90));
+        let mut a = args(None, None);
+        a.proxy_tag_ttl = vec!["ghcr.io=1m".into()];
+        let err = format!("{:#}", a.resolve().unwrap_err());
+        assert!(err.contains("no upstream ghcr.io is configured"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The DaemonSet `NAME-node-config` (only with `spec.nodeConfig.containerd`): on
 //! every node, `berth node-config` writes containerd's
 //! `CERTS_DIR/localhost:NODEPORT/hosts.toml`, which tells containerd to pull
-//! `localhost:NODEPORT/…` over plain HTTP, then stays to put the file back if it
-//! goes. containerd reads hosts.toml on each pull, so nothing restarts.
+//! `localhost:NODEPORT/…` over plain HTTP, and one `CERTS_DIR/UPSTREAM/hosts.toml`
+//! per upstream of `spec.proxy`, which makes the pull-through cache that
+//! upstream's mirror; then it stays to put the files back if they go.
+//! containerd reads hosts.toml on each pull, so nothing restarts.
 //!
 //! The pod runs as root, because certs.d on the node belongs to root, but with
 //! no capability, no privilege escalation and a read-only root file system; the
@@ -35,6 +37,25 @@ fn pod_selector(registry: &Registry) -> BTreeMap<String, String> {
     ])
 }
 
+/// `berth node-config`'s arguments: the registry's own host, and each
+/// upstream of the pull-through cache as a mirror.
+fn args(registry: &Registry, node_port: i32) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "node-config".into(),
+        "--certs-dir".into(),
+        CERTS_MOUNT.into(),
+        "--host".into(),
+        format!("localhost:{node_port}"),
+    ];
+    for upstream in &registry.spec.proxy.upstreams {
+        args.extend([
+            "--mirror".into(),
+            format!("{}={}", upstream.name, upstream.url()),
+        ]);
+    }
+    args
+}
+
 /// The DaemonSet, or None unless `spec.nodeConfig.containerd` (and a node port).
 pub fn daemonset(registry: &Registry, settings: &Settings) -> Option<DaemonSet> {
     let node_config = &registry.spec.node_config;
@@ -47,13 +68,7 @@ pub fn daemonset(registry: &Registry, settings: &Settings) -> Option<DaemonSet> 
     let container = Container {
         name: "node-config".into(),
         image: Some(settings.image.clone()),
-        args: Some(vec![
-            "node-config".into(),
-            "--certs-dir".into(),
-            CERTS_MOUNT.into(),
-            "--host".into(),
-            format!("localhost:{node_port}"),
-        ]),
+        args: Some(args(registry, node_port)),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), Quantity("1m".into())),
@@ -149,6 +164,27 @@ mod tests {
             }
         });
         daemonset(&r, &settings()).expect("a DaemonSet")
+    }
+
+    #[test]
+    fn each_upstream_gets_its_hosts_toml_through_the_cache() {
+        use crate::operator::crd::UpstreamSpec;
+        let r = registry(|s| {
+            s.node_config.containerd = true;
+            s.proxy.upstreams = vec![UpstreamSpec {
+                name: "docker.io".into(),
+                url: None,
+                credentials_secret: None,
+                tag_ttl: None,
+            }];
+        });
+        let ds = daemonset(&r, &settings()).unwrap();
+        let pod = ds.spec.template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        assert_eq!(
+            args[args.len() - 2..],
+            ["--mirror", "docker.io=https://registry-1.docker.io"]
+        );
     }
 
     #[test]

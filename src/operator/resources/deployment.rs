@@ -3,8 +3,8 @@
 //! only when the htpasswd content changes.
 
 use super::{
-    ADMIN_DIR, AUTH_DIR, CONTAINER_PORT, DATA_DIR, HTPASSWD_KEY, PORT_NAME, Settings, TOKEN_KEY,
-    USER_ID, container_security_context, labels, metadata, names, pod_security_context,
+    ADMIN_DIR, AUTH_DIR, CONTAINER_PORT, DATA_DIR, HTPASSWD_KEY, PORT_NAME, PROXY_DIR, Settings,
+    TOKEN_KEY, USER_ID, container_security_context, labels, metadata, names, pod_security_context,
     selector_labels,
 };
 use crate::operator::crd::Registry;
@@ -82,6 +82,26 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
             names::htpasswd(registry),
             HTPASSWD_KEY,
         ));
+    }
+    // The pull-through cache: each upstream as flags, its credentials Secret
+    // mounted as the folder of files `username` and `password`.
+    for (i, upstream) in spec.proxy.upstreams.iter().enumerate() {
+        let name = &upstream.name;
+        args.extend(["--proxy".into(), format!("{name}={}", upstream.url())]);
+        if let Some(ttl) = &upstream.tag_ttl {
+            args.extend(["--proxy-tag-ttl".into(), format!("{name}={ttl}")]);
+        }
+        if let Some(secret) = &upstream.credentials_secret {
+            let volume = format!("proxy-{i}");
+            let dir = format!("{PROXY_DIR}/{name}");
+            args.extend(["--proxy-credentials".into(), format!("{name}={dir}")]);
+            mounts.push(mount_read_only(&volume, &dir));
+            volumes.push(secret_keys_volume(
+                &volume,
+                secret.clone(),
+                &["username", "password"],
+            ));
+        }
     }
 
     let probe = |path: &str, period: i32| Probe {
@@ -237,15 +257,24 @@ fn mount_read_only(name: &str, path: &str) -> VolumeMount {
 
 /// A volume of one key of a Secret, as a file of the same name.
 pub(super) fn secret_volume(name: &str, secret: String, key: &str) -> Volume {
+    secret_keys_volume(name, secret, &[key])
+}
+
+/// A volume of `keys` of a Secret, each a file of its name.
+fn secret_keys_volume(name: &str, secret: String, keys: &[&str]) -> Volume {
     Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret),
-            items: Some(vec![KeyToPath {
-                key: key.into(),
-                path: key.into(),
-                ..KeyToPath::default()
-            }]),
+            items: Some(
+                keys.iter()
+                    .map(|key| KeyToPath {
+                        key: (*key).into(),
+                        path: (*key).into(),
+                        ..KeyToPath::default()
+                    })
+                    .collect(),
+            ),
             default_mode: Some(SECRET_FILE_MODE),
             ..SecretVolumeSource::default()
         }),
@@ -582,5 +611,56 @@ mod tests {
         let r = registry(|s| s.storage.access_modes = vec![AccessMode::ReadWriteOncePod]);
         let d = deployment(&r, &settings());
         assert_eq!(d.spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    }
+
+    #[test]
+    fn each_upstream_is_flags_and_its_credentials_a_mounted_secret() {
+        use crate::operator::crd::UpstreamSpec;
+        let r = registry(|s| {
+            s.proxy.upstreams = vec![
+                UpstreamSpec {
+                    name: "docker.io".into(),
+                    url: None,
+                    credentials_secret: Some("hub-login".into()),
+                    tag_ttl: Some("10m".into()),
+                },
+                UpstreamSpec {
+                    name: "mirror.local".into(),
+                    url: Some("http://mirror.ns.svc:5000".into()),
+                    credentials_secret: None,
+                    tag_ttl: None,
+                },
+            ]
+        });
+        let d = deployment(&r, &settings());
+        let a = args(&d).join(" ");
+        assert!(
+            a.ends_with(
+                "--proxy docker.io=https://registry-1.docker.io --proxy-tag-ttl docker.io=10m \
+                 --proxy-credentials docker.io=/etc/berth/proxy/docker.io \
+                 --proxy mirror.local=http://mirror.ns.svc:5000"
+            ),
+            "{a}"
+        );
+        assert!(mounts(&d).contains(&("proxy-0", "/etc/berth/proxy/docker.io", true)));
+        let volume = pod(&d)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "proxy-0")
+            .unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("hub-login"));
+        let keys: Vec<&str> = secret
+            .items
+            .iter()
+            .flatten()
+            .map(|i| i.key.as_str())
+            .collect();
+        assert_eq!(keys, ["username", "password"]);
+        assert_eq!(secret.default_mode, Some(SECRET_FILE_MODE));
+        // Without upstreams, no flag of the cache at all.
+        let plain = deployment(&registry(|_| {}), &settings());
+        assert!(!args(&plain).contains(&"--proxy"));
     }
 }

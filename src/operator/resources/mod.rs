@@ -47,6 +47,8 @@ pub const PORT_NAME: &str = "http";
 pub const DATA_DIR: &str = "/var/lib/registry";
 pub const AUTH_DIR: &str = "/etc/berth/auth";
 pub const ADMIN_DIR: &str = "/etc/berth/admin";
+/// Where each upstream's credentials Secret is mounted, as `PROXY_DIR/NAME`.
+pub const PROXY_DIR: &str = "/etc/berth/proxy";
 pub const HTPASSWD_KEY: &str = "htpasswd";
 pub const TOKEN_KEY: &str = "token";
 /// The distroless `nonroot` user, which owns nothing in the image.
