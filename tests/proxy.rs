@@ -205,6 +205,24 @@ async fn pulls_through_both_ways_in_are_byte_identical_and_read_only() {
     expect_error(r, 404, "BLOB_UNKNOWN").await;
     // Tokens live 300 s: no other token was asked for.
     assert_eq!(s.front.tokens_issued(), 1);
+
+    // The access log marks the cache's answers (each line is written once its
+    // body is done, so it may come a moment after the response).
+    let logged = |mark: &str| {
+        let log = s.cache.server.log.lock().unwrap();
+        log.iter()
+            .any(|l| l.contains("berth::access") && l.contains("/manifests/v1") && l.contains(mark))
+    };
+    let (miss, hit) = ("cache=\"miss\"", "cache=\"hit\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(logged(miss) && logged(hit)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        logged(miss) && logged(hit),
+        "{:?}",
+        s.cache.server.log.lock().unwrap()
+    );
 }
 
 fn digest_of_nothing() -> String {
@@ -486,4 +504,73 @@ fn skopeo_copies_an_image_through_the_cache() {
         assert!(std::fs::read(target.join(hex)).unwrap() == *bytes, "{d}");
     }
     drop(runtime);
+}
+
+#[tokio::test]
+async fn referrers_are_cached_and_listed_when_upstream_is_gone() {
+    let mut s = setup(Login::Token);
+    let (manifest, _) = upstream_image(&s, "library/app", "v1", "signed", 1, 1000).await;
+    let subject = digest(&manifest);
+    // A signature upstream: an artifact whose subject is the image.
+    let (http, base) = s.upstream.client();
+    let empty = b"{}";
+    let signature = b"a signature of the image";
+    push_blob(&http, &base, "library/app", empty).await;
+    push_blob(&http, &base, "library/app", signature).await;
+    let artifact = "application/vnd.example.signature";
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact,
+        "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+        "layers": [descriptor("application/octet-stream", signature)],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest.len()},
+    }))
+    .unwrap();
+    let referrer_digest = digest(&referrer);
+    put_manifest(
+        &http,
+        &base,
+        "library/app",
+        &referrer_digest,
+        OCI_MANIFEST,
+        &referrer,
+    )
+    .await;
+
+    let list = |query: &str| format!("/v2/{UP}/library/app/referrers/{subject}{query}");
+    let r = get(&s, &list("")).await;
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "cache-status").contains("miss"));
+    let index = json(r).await;
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        referrer_digest.as_str(),
+        "{index}"
+    );
+    assert_eq!(index["manifests"][0]["artifactType"], artifact);
+    // The signature is cached with it: pulled by digest, upstream is not asked.
+    s.front.clear_log();
+    let r = get(
+        &s,
+        &format!("/v2/{UP}/library/app/manifests/{referrer_digest}"),
+    )
+    .await;
+    assert_eq!(header(&r, "cache-status"), "berth; hit");
+    assert!(r.bytes().await.unwrap() == referrer);
+    // Within the TTL the list is the cache's, filters included.
+    let r = get(&s, &list("?artifactType=application/vnd.example.signature")).await;
+    assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
+    assert_eq!(json(r).await["manifests"].as_array().unwrap().len(), 1);
+    assert!(s.front.requests().is_empty(), "{:?}", s.front.requests());
+
+    s.front.stop();
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    let r = get(&s, &list("")).await;
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "cache-status").contains("stale"));
+    assert_eq!(
+        json(r).await["manifests"][0]["digest"],
+        referrer_digest.as_str()
+    );
 }

@@ -189,10 +189,11 @@ impl Refresh {
                         status: CacheStatus::Hit,
                     })
                 } else {
+                    // Whatever went wrong (upstream, or storing the new
+                    // manifest on a full disk), the cached copy still serves.
                     match self.fetch().await {
                         Ok(served) => Ok(served),
-                        Err(ProxyError::Upstream(e)) => Ok(stale(e.to_string())),
-                        Err(e) => Err(Arc::new(e)),
+                        Err(e) => Ok(stale(e.to_string())),
                     }
                 }
             }

@@ -19,11 +19,14 @@
 //!   passed, and GETs the manifest only when the digest moved. When upstream
 //!   is unreachable, rate-limits, fails or has lost the tag, the cached copy is
 //!   served and said to be stale (`Cache-Status` header, metric);
-//! * one token request per scope, whatever waits on it (`token.rs`).
+//! * one token request per scope, whatever waits on it (`token.rs`);
+//! * a subject's referrers list at most once per TTL, and each referrer
+//!   manifest once (`referrers.rs`).
 
 mod blobs;
 mod manifests;
 mod metrics;
+mod referrers;
 mod token;
 mod upstream;
 
@@ -79,7 +82,8 @@ impl CacheStatus {
         }
     }
 
-    fn label(&self) -> &'static str {
+    /// `hit`, `miss` or `stale`, for metrics and the access log.
+    pub fn label(&self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
@@ -118,6 +122,7 @@ pub struct Proxy {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     manifests: manifests::Manifests,
     blobs: blobs::Flights,
+    referrers: referrers::Checked,
     pub metrics: ProxyMetrics,
 }
 

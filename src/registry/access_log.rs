@@ -8,12 +8,14 @@
 //!
 //! What a line holds: method, route template, repository (when the path names
 //! a valid one), path (without its query), status, bytes in and out, duration,
-//! and the authenticated user. Never a header, a query string or anything else
+//! the authenticated user, and for the pull-through cache's answers `cache`
+//! (hit, miss or stale). Never a header, a query string or anything else
 //! that may carry a credential.
 
 use super::endpoint::Endpoint;
 use super::metrics::Counted;
 use crate::oci::RepoName;
+use crate::proxy::CacheStatus;
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
@@ -87,11 +89,16 @@ impl Entry {
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
+        let cache = response
+            .extensions()
+            .get::<CacheStatus>()
+            .map(CacheStatus::label);
         response.map(|inner| Logged {
             inner,
             entry: self,
             status,
             length,
+            cache,
             sent: 0,
             ended: false,
         })
@@ -105,6 +112,8 @@ pub struct Logged<B: Body> {
     status: StatusCode,
     /// The Content-Length announced, if any.
     length: Option<u64>,
+    /// How the pull-through cache answered, for its repositories.
+    cache: Option<&'static str>,
     sent: u64,
     ended: bool,
 }
@@ -153,6 +162,7 @@ impl<B: Body> Drop for Logged<B> {
             bytes_out = self.sent,
             micros = entry.elapsed().as_micros() as u64,
             user = entry.user.0.get().map(String::as_str),
+            cache = self.cache,
             // hyper stops polling a body once it has its Content-Length, or
             // when the body says it is empty: those are complete too.
             complete = self.ended || self.inner.is_end_stream() || self.length == Some(self.sent),

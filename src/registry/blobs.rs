@@ -55,6 +55,8 @@ pub async fn get(
     };
     set_header(&mut response, OCI_NAMESPACE, route.upstream());
     set_header(&mut response, CACHE_STATUS, status.header());
+    // For the access log.
+    response.extensions_mut().insert(status);
     Ok(response)
 }
 

@@ -1,9 +1,10 @@
 //! `GET /v2/<name>/referrers/<digest>`: an OCI index of the manifests whose
-//! subject is that digest, optionally filtered by `artifactType`.
+//! subject is that digest, optionally filtered by `artifactType`. For a
+//! repository of the pull-through cache, upstream's referrers are cached first.
 
 use super::blobs::parse_digest;
 use super::state::Shared;
-use super::{OCI_FILTERS_APPLIED, json, set_header};
+use super::{CACHE_STATUS, OCI_FILTERS_APPLIED, OCI_NAMESPACE, json, set_header};
 use crate::oci::RepoName;
 use crate::oci::manifest::OCI_INDEX;
 use serde::Deserialize;
@@ -25,6 +26,17 @@ pub async fn list(
     query: ReferrersQuery,
 ) -> Result<Response, Rejection> {
     let subject = parse_digest(&digest)?;
+    // A mirrored repository's list is first brought up to date from upstream.
+    let mirrored = match state.proxy.route(&name) {
+        Some(route) => {
+            let status = state
+                .proxy
+                .refresh_referrers(&state.store, &route, &name, &subject)
+                .await;
+            Some((route, status))
+        }
+        None => None,
+    };
     let artifact_type = query.artifact_type;
     let filtered = artifact_type.is_some();
     let manifests = state
@@ -42,6 +54,11 @@ pub async fn list(
     );
     if filtered {
         set_header(&mut response, OCI_FILTERS_APPLIED, "artifactType");
+    }
+    if let Some((route, status)) = mirrored {
+        set_header(&mut response, OCI_NAMESPACE, route.upstream());
+        set_header(&mut response, CACHE_STATUS, status.header());
+        response.extensions_mut().insert(status);
     }
     Ok(response)
 }
