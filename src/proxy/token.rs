@@ -19,6 +19,9 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// for shorter ones), so that it does not expire between our check and its use.
 const MARGIN: Duration = Duration::from_secs(10);
 
+/// A token server's answer is a few fields; one larger than this is refused.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
 /// A `WWW-Authenticate: Bearer` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
@@ -185,7 +188,16 @@ impl Tokens {
         if !status.is_success() {
             return Err(failed(format!("answered {status}")));
         }
-        let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_TOKEN_RESPONSE {
+                return Err(failed(format!(
+                    "the answer is larger than {MAX_TOKEN_RESPONSE} bytes"
+                )));
+            }
+        }
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| failed(format!("not a token: {e}")))?;
         let token = parsed
