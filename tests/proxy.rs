@@ -402,13 +402,31 @@ async fn a_cut_or_corrupt_transfer_stores_nothing_and_fails_every_waiter() {
     let s = setup(Login::Anonymous);
     let (_, blobs) = upstream_image(&s, "library/app", "v1", "faulty", 1, 3 << 20).await;
     let (layer, bytes) = blobs.iter().max_by_key(|(_, b)| b.len()).unwrap();
-    let _ = bytes;
     s.front.set_delay(Duration::from_millis(300));
-    for fault in [Fault::CutBlobs, Fault::CorruptBlobs] {
+    for fault in [Fault::CutBlobs, Fault::CorruptBlobs, Fault::EmptyBlobs] {
         s.front.set_fault(fault);
         s.front.clear_log();
-        let waiters = (0..5).map(|_| async {
-            let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{layer}")).await;
+        let s = &s;
+        let waiters = (0..5).map(|i| async move {
+            let path = format!("/v2/{UP}/library/app/blobs/{layer}");
+            let r = if i == 4 {
+                // A range, too, must not arrive whole before the blob is verified.
+                let url = s.cache.server.url(&path);
+                s.cache
+                    .http
+                    .get(url)
+                    .header("range", "bytes=0-9")
+                    .send()
+                    .await
+                    .unwrap()
+            } else {
+                get(s, &path).await
+            };
+            if fault == Fault::EmptyBlobs || i == 4 {
+                // Nothing was streamed yet: a plain error says what went wrong.
+                expect_error(r, 502, "UNKNOWN").await;
+                return;
+            }
             // The 200 went out with the first bytes; the body must not end whole.
             assert_eq!(r.status(), 200);
             let body = r.bytes().await;
@@ -427,8 +445,26 @@ async fn a_cut_or_corrupt_transfer_stores_nothing_and_fails_every_waiter() {
         let staged = on_disk::files_under(&s.cache.root().join("tmp"));
         assert!(staged.is_empty(), "{fault:?}: {staged:?}");
     }
-    // Once upstream is sound, the next pull fetches it whole.
+    // Once upstream is sound, the next pull fetches it whole; a HEAD before
+    // says its size, and a range is served from the verified blob.
     s.front.set_fault(Fault::None);
+    let url = s
+        .cache
+        .server
+        .url(&format!("/v2/{UP}/library/app/blobs/{layer}"));
+    let r = s.cache.http.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length"), bytes.len().to_string());
+    let r = s
+        .cache
+        .http
+        .get(&url)
+        .header("range", "bytes=5-14")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(r.bytes().await.unwrap() == bytes[5..15]);
     let r = get(&s, &format!("/v2/{UP}/library/app/blobs/{layer}")).await;
     assert!(r.bytes().await.unwrap() == bytes.as_slice());
     assert!(on_disk::blobs(s.cache.root()).contains_key(layer));

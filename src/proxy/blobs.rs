@@ -90,6 +90,9 @@ impl Proxy {
             let now = progress.borrow_and_update().clone();
             match now {
                 Progress::Starting => {}
+                // Nothing to stream: a 200 with no body could not be taken
+                // back if those (no) bytes fail their digest, so wait.
+                Progress::Open { size: Some(0), .. } => {}
                 Progress::Open { size, .. } => {
                     return Ok(BlobFetch::Flight {
                         size,
@@ -151,7 +154,7 @@ impl Proxy {
                     .into(),
             ));
         }
-        response.content_length().ok_or_else(|| {
+        content_length(&response).ok_or_else(|| {
             Arc::new(
                 upstream
                     .protocol_error(format!(
@@ -206,6 +209,36 @@ impl Proxy {
     }
 }
 
+/// The Content-Length header. (reqwest's `content_length` is the body's size
+/// hint, which is 0 for any HEAD.)
+fn content_length(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Removes a finished fetch's entry from its map when dropped, so that even a
+/// fetch that panicked leaves no dead entry for later requests to wait on.
+pub(super) struct Leave<K: std::hash::Hash + Eq, V> {
+    pub map: Arc<Mutex<HashMap<K, V>>>,
+    pub key: Option<K>,
+}
+
+impl<K: std::hash::Hash + Eq, V> Drop for Leave<K, V> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+    }
+}
+
 struct Flight {
     upstream: Arc<Upstream>,
     remote: String,
@@ -237,7 +270,7 @@ impl Flight {
                 .status_error(response.status(), format!("GET {}/{path}", self.remote))
                 .into());
         }
-        let size = response.content_length();
+        let size = content_length(&response);
         let incoming = {
             let (store, local, digest) =
                 (self.store.clone(), self.local.clone(), self.digest.clone());
@@ -322,14 +355,36 @@ impl Flight {
 }
 
 impl Follower {
-    /// The bytes `start..start + len` (to the end when `len` is unknown) as
-    /// they arrive; an error ends the stream if the flight fails.
-    pub fn stream(self, start: u64, len: Option<u64>) -> impl Stream<Item = io::Result<Bytes>> {
-        let end = len.map(|len| start + len);
+    /// Waits until the flight's blob is verified and stored, or has failed.
+    pub async fn verified(mut self) -> Result<(), Arc<ProxyError>> {
+        loop {
+            let now = self.progress.borrow_and_update().clone();
+            match now {
+                Progress::Done { .. } | Progress::Local => return Ok(()),
+                Progress::Failed(e) => return Err(e),
+                Progress::Starting | Progress::Open { .. } => {}
+            }
+            if self.progress.changed().await.is_err() {
+                let last = self.progress.borrow().clone();
+                return match last {
+                    Progress::Done { .. } | Progress::Local => Ok(()),
+                    Progress::Failed(e) => Err(e),
+                    _ => Err(Arc::new(ProxyError::Store(StoreError::Io(
+                        io::Error::other("the fetch from upstream ended early"),
+                    )))),
+                };
+            }
+        }
+    }
+
+    /// The blob's bytes as they arrive, `size` of them when upstream said;
+    /// an error ends the stream if the flight fails.
+    pub fn stream(self, size: Option<u64>) -> impl Stream<Item = io::Result<Bytes>> {
+        let end = size;
         futures_util::stream::unfold(
-            (self.progress, start, false),
+            (self.progress, 0, false),
             move |(mut progress, at, finished)| async move {
-                if finished || end == Some(at) {
+                if finished {
                     return None;
                 }
                 let mut closed = false;
@@ -350,12 +405,13 @@ impl Follower {
                         }
                         Progress::Starting | Progress::Local => (None, 0, false),
                     };
+                    // Even a body that is all sent (or empty) ends only once
+                    // the blob is verified, or with the flight's error.
+                    let stop = end.map_or(available, |end| end.min(available));
                     if let Some(file) = file
-                        && available > at
+                        && stop > at
                     {
-                        let want = (available - at)
-                            .min(READ_CHUNK)
-                            .min(end.map_or(u64::MAX, |e| e - at));
+                        let want = (stop - at).min(READ_CHUNK);
                         let read = tokio::task::spawn_blocking(move || {
                             let mut buf = vec![0; want as usize];
                             file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))

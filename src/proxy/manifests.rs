@@ -3,6 +3,7 @@
 //! fetched once however many requests wait, revalidated with a HEAD, and
 //! served stale when upstream cannot answer.
 
+use super::blobs::Leave;
 use super::metrics::Kind;
 use super::upstream::Upstream;
 use super::{CacheStatus, Proxy, ProxyError, Route};
@@ -122,17 +123,15 @@ impl Proxy {
                     reference: reference.clone(),
                     checked: self.manifests.checked.clone(),
                 };
-                let in_flight_map = self.manifests.in_flight.clone();
-                let done_key = key.clone();
+                let leave = Leave {
+                    map: self.manifests.in_flight.clone(),
+                    key: Some(key.clone()),
+                };
                 // A task of its own, so that the fetch completes (and fills the
                 // cache) even if every client waiting on it goes away.
                 let task = tokio::spawn(async move {
-                    let outcome = work.run(cached).await;
-                    in_flight_map
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&done_key);
-                    outcome
+                    let _leave = leave;
+                    work.run(cached).await
                 });
                 let shared = async move {
                     task.await.unwrap_or_else(|e| {

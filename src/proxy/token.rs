@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// What the spec says a token lives when the server does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever its server says.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// A token is renewed this long before it expires (or at a tenth of its life
 /// for shorter ones), so that it does not expire between our check and its use.
 const MARGIN: Duration = Duration::from_secs(10);
@@ -208,10 +211,12 @@ impl Tokens {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| failed("the token is not a valid header".to_owned()))?;
         value.set_sensitive(true);
+        // Capped: a token server's number is no reason to overflow a clock.
         let lifetime = parsed
             .expires_in
             .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_LIFETIME);
+            .unwrap_or(DEFAULT_LIFETIME)
+            .min(MAX_LIFETIME);
         let margin = MARGIN.min(lifetime / 10);
         Ok(Token {
             value,

@@ -138,6 +138,8 @@ pub struct Upstream {
     pub name: String,
     /// The base URL without a trailing slash.
     pub base: String,
+    /// Its scheme, host and port: the only origin whose challenges count.
+    origin: String,
     client: reqwest::Client,
     credentials: Option<Credentials>,
     pub tag_ttl: Duration,
@@ -168,6 +170,7 @@ impl Upstream {
             tokens: Tokens::new(client(&config.name)?, metrics.clone(), config.name.clone()),
             client: client(&config.name)?,
             name: config.name,
+            origin: parsed.origin().ascii_serialization(),
             base: url,
             credentials,
             tag_ttl: config.tag_ttl,
@@ -230,6 +233,11 @@ impl Upstream {
 
     /// Takes the scheme a 401 asks for; says whether it is one not known before.
     fn learn(&self, response: &Response) -> bool {
+        // Only the upstream itself says where our credentials go: not a host
+        // it redirected to, and not a plain-HTTP realm of an HTTPS upstream.
+        if response.url().origin().ascii_serialization() != self.origin {
+            return false;
+        }
         let Some(challenge) = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
@@ -239,6 +247,12 @@ impl Upstream {
         };
         let learnt = if challenge.len() >= 6 && challenge[..6].eq_ignore_ascii_case("bearer") {
             match Challenge::parse(challenge) {
+                Some(c)
+                    if self.base.starts_with("https://") && !c.realm.starts_with("https://") =>
+                {
+                    tracing::warn!(upstream = %self.name, realm = %c.realm, "a plain-HTTP token realm of an HTTPS upstream is not used");
+                    return false;
+                }
                 Some(c) => Scheme::Bearer(c),
                 None => return false,
             }

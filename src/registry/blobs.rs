@@ -108,7 +108,7 @@ async fn serve_stored(
 
 /// A blob of a mirrored repository that the store lacks: a HEAD asks
 /// upstream for its size, a GET follows the one fetch of it (proxy/blobs.rs)
-/// from its first bytes. A range is served once the size is known.
+/// from its first bytes. A range waits for the blob to be verified.
 async fn serve_mirrored(
     name: &RepoName,
     digest: &Digest,
@@ -137,33 +137,22 @@ async fn serve_mirrored(
         BlobFetch::Local => return serve_stored(name, digest, head, state, headers).await,
         BlobFetch::Flight { size, follower } => (size, follower),
     };
+    // A range may end before the blob does, and once its last byte is sent
+    // the body looks whole: it is served from the store, once verified.
+    if headers.contains_key(header::RANGE) {
+        follower.verified().await.map_err(failed)?;
+        return serve_stored(name, digest, head, state, headers).await;
+    }
     let Some(size) = size else {
         // Upstream gave no length: the whole blob, chunked, and no ranges.
-        let mut response = warp::reply::stream(follower.stream(0, None)).into_response();
+        let mut response = warp::reply::stream(follower.stream(None)).into_response();
         response
             .headers_mut()
             .insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
         return Ok(blob_headers(response, digest));
     };
-    let range = match requested_range(headers, size) {
-        RangeRequest::Ignore => None,
-        RangeRequest::Satisfiable(start, end) => Some((start, end)),
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
-    };
-    let (start, len, status) = match range {
-        Some((start, end)) => (start, end - start + 1, StatusCode::PARTIAL_CONTENT),
-        None => (0, size, StatusCode::OK),
-    };
-    let mut response = warp::reply::stream(follower.stream(start, Some(len))).into_response();
-    *response.status_mut() = status;
-    set_header(&mut response, header::CONTENT_LENGTH, len);
-    if let Some((start, end)) = range {
-        set_header(
-            &mut response,
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{end}/{size}"),
-        );
-    }
+    let mut response = warp::reply::stream(follower.stream(Some(size))).into_response();
+    set_header(&mut response, header::CONTENT_LENGTH, size);
     Ok(blob_headers(response, digest))
 }
 

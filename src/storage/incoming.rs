@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// Bytes appended between two looks at the free space.
+const SPACE_CHECK: u64 = 1 << 20;
+
 /// The staged bytes of one blob. Every method blocks: call them off the async
 /// threads. Dropped uncommitted, it removes its file.
 pub struct IncomingBlob {
@@ -24,6 +27,8 @@ pub struct IncomingBlob {
     file: Arc<File>,
     hasher: Option<Hasher>,
     written: u64,
+    /// Appends up to here need no new look at the free space.
+    checked_to: u64,
 }
 
 impl Store {
@@ -50,6 +55,7 @@ impl Store {
             file: Arc::new(file),
             hasher: Some(digest.algorithm().hasher()),
             written: 0,
+            checked_to: 0,
         })
     }
 }
@@ -67,8 +73,15 @@ impl IncomingBlob {
         self.written
     }
 
-    /// Appends the next bytes.
+    /// Appends the next bytes, refusing them once they would eat into the
+    /// free-space reserve (checked every [`SPACE_CHECK`] bytes, as uploads do
+    /// per batch: upstream's Content-Length may be absent or several fetches
+    /// may pass the first check together).
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.written + bytes.len() as u64 > self.checked_to {
+            self.store.check_space(SPACE_CHECK)?;
+            self.checked_to = self.written + bytes.len() as u64 + SPACE_CHECK;
+        }
         (&*self.file).write_all(bytes)?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(bytes);

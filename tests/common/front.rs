@@ -35,6 +35,8 @@ pub enum Fault {
     CutBlobs,
     /// Blob bodies have their first byte changed (same length).
     CorruptBlobs,
+    /// Blob bodies are empty, with a Content-Length of 0.
+    EmptyBlobs,
 }
 
 struct State {
@@ -297,6 +299,10 @@ async fn answer(
             let mut body = body;
             body[0] ^= 0xff;
             Response::new(body.into())
+        }
+        Fault::EmptyBlobs if blob => {
+            kept.insert("content-length", HeaderValue::from_static("0"));
+            Response::new(Vec::new().into())
         }
         _ => Response::new(body.into()),
     };
