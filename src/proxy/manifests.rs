@@ -5,14 +5,13 @@
 
 use super::blobs::Leave;
 use super::metrics::Kind;
-use super::upstream::Upstream;
+use super::upstream::{BodyError, Upstream, read_limited};
 use super::{CacheStatus, Proxy, ProxyError, Route};
 use crate::oci::manifest::{
     DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 use crate::storage::{Store, StoreError, StoredManifest};
-use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use reqwest::{Method, StatusCode, header};
@@ -222,7 +221,7 @@ impl Refresh {
     async fn fetch(&self) -> Result<Served, ProxyError> {
         let upstream = &self.upstream;
         let path = format!("manifests/{}", self.reference);
-        let mut response = upstream
+        let response = upstream
             .send(Method::GET, &self.remote, &path, Some(&accept()))
             .await?;
         let status = response.status();
@@ -237,10 +236,10 @@ impl Refresh {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let named = header_digest(response.headers());
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| upstream.cut(&e))? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_MANIFEST_SIZE {
+        let body = match read_limited(response, MAX_MANIFEST_SIZE).await {
+            Ok(body) => body,
+            Err(BodyError::Cut(e)) => return Err(upstream.cut(&e).into()),
+            Err(BodyError::TooLarge) => {
                 return Err(upstream
                     .protocol_error(format!(
                         "the manifest {}/{path} is larger than the {MAX_MANIFEST_SIZE} bytes berth stores",
@@ -248,9 +247,8 @@ impl Refresh {
                     ))
                     .into());
             }
-        }
+        };
         upstream.metrics.received(&upstream.name, body.len() as u64);
-        let body: Bytes = body.freeze();
         let asked = match &self.reference {
             Reference::Digest(digest) => Some(digest),
             Reference::Tag(_) => None,

@@ -5,6 +5,7 @@
 //! store's own index, which those fetches filled: when upstream cannot answer,
 //! what was cached before is listed, and said to be stale.
 
+use super::upstream::read_limited;
 use super::{CacheStatus, Proxy, Route};
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use crate::oci::{Descriptor, Digest, Reference, RepoName};
@@ -101,13 +102,7 @@ impl Proxy {
 }
 
 /// The index a response holds, read up to the manifest size limit.
-async fn read_index(mut response: reqwest::Response) -> Option<Index> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_MANIFEST_SIZE {
-            return None;
-        }
-    }
+async fn read_index(response: reqwest::Response) -> Option<Index> {
+    let body = read_limited(response, MAX_MANIFEST_SIZE).await.ok()?;
     serde_json::from_slice(&body).ok()
 }

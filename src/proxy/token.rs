@@ -6,7 +6,7 @@
 //! however many requests wait for one scope, one of them asks.
 
 use super::metrics::ProxyMetrics;
-use super::upstream::{Credentials, UpstreamError};
+use super::upstream::{BodyError, Credentials, UpstreamError, read_limited};
 use reqwest::header::{self, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -191,16 +191,14 @@ impl Tokens {
         if !status.is_success() {
             return Err(failed(format!("answered {status}")));
         }
-        let mut response = response;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_TOKEN_RESPONSE {
-                return Err(failed(format!(
+        let body = read_limited(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| match e {
+                BodyError::Cut(e) => failed(e.to_string()),
+                BodyError::TooLarge => failed(format!(
                     "the answer is larger than {MAX_TOKEN_RESPONSE} bytes"
-                )));
-            }
-        }
+                )),
+            })?;
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| failed(format!("not a token: {e}")))?;
         let token = parsed

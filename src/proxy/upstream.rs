@@ -4,6 +4,7 @@
 
 use super::metrics::ProxyMetrics;
 use super::token::{Challenge, Tokens};
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use std::path::{Path, PathBuf};
@@ -327,6 +328,28 @@ impl Upstream {
     pub fn cut(&self, e: &reqwest::Error) -> UpstreamError {
         self.unreachable(e)
     }
+}
+
+/// Why a small body (manifest, index, token) could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The transfer broke off.
+    Cut(reqwest::Error),
+    /// More than the limit came.
+    TooLarge,
+}
+
+/// Reads a small body, refusing it once it passes `limit` bytes, so that an
+/// upstream cannot make us hold more than that in memory.
+pub async fn read_limited(mut response: Response, limit: usize) -> Result<Bytes, BodyError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    Ok(body.freeze())
 }
 
 /// An HTTP client for upstream `name`, with timeouts so that a dead
