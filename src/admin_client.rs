@@ -1,6 +1,7 @@
 //! The client side of the registry's admin API (`/berth/v1/`), shared by the
-//! commands that ask a running registry to do something: `berth gc --url` and
-//! `berth scrub --url`.
+//! commands that ask a running registry to do something (`berth gc --url`,
+//! `berth scrub --url`) and the operator, which reads how the registry's
+//! upstreams are doing.
 
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
@@ -25,11 +26,34 @@ pub async fn post<T: DeserializeOwned>(
     let client = crate::tls::client_builder()
         .connect_timeout(Duration::from_secs(10))
         .build()?;
-    let response = client
+    let request = client
         .post(&endpoint)
         .bearer_auth(token.trim())
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(body.to_string());
+    answer(request, &endpoint, what).await
+}
+
+/// Reads `{url}/berth/v1/{resource}` with `token`, giving up after `timeout`.
+pub async fn get<T: DeserializeOwned>(
+    url: &str,
+    resource: &str,
+    token: &str,
+    timeout: Duration,
+) -> anyhow::Result<T> {
+    let endpoint = format!("{}/berth/v1/{resource}", url.trim_end_matches('/'));
+    let client = crate::tls::client_builder().timeout(timeout).build()?;
+    let request = client.get(&endpoint).bearer_auth(token);
+    answer(request, &endpoint, resource).await
+}
+
+/// Sends `request` and reads its JSON answer, or the registry's error message.
+async fn answer<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    endpoint: &str,
+    what: &str,
+) -> anyhow::Result<T> {
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach {endpoint}"))?;

@@ -98,6 +98,7 @@ async fn offline(root: &std::path::Path, args: &GcArgs) -> anyhow::Result<GcRepo
         grace: args.grace.unwrap_or(defaults.grace),
         upload_max_age: args.upload_max_age.unwrap_or(defaults.upload_max_age),
         retention: defaults.retention,
+        caches: defaults.caches,
     };
     let store = Store::open_offline(root).await?;
     Ok(store.collect(options).await?)
@@ -106,7 +107,22 @@ async fn offline(root: &std::path::Path, args: &GcArgs) -> anyhow::Result<GcRepo
 /// The report as a person reads it.
 fn readable(r: &GcReport) -> String {
     let verb = if r.dry_run { "would be" } else { "were" };
-    format!(
+    let size = |n: u64| ByteSize::b(n).display().iec().to_string();
+    let caches: String = r
+        .caches
+        .iter()
+        .map(|c| {
+            format!(
+                "  cache of {}: {} images {verb} evicted ({}), {} of {} left\n",
+                c.upstream,
+                c.images_evicted,
+                size(c.bytes_evicted),
+                size(c.bytes),
+                size(c.max_size)
+            )
+        })
+        .collect();
+    let report = format!(
         "Garbage collection {} in {} ms:\n  {} blobs {verb} deleted ({} freed)\n  {} manifests {verb} deleted\n  {} tags {verb} deleted\n  {} upload sessions {verb} purged\n",
         if r.dry_run {
             "dry run (nothing deleted) done"
@@ -119,5 +135,6 @@ fn readable(r: &GcReport) -> String {
         r.manifests_deleted,
         r.tags_deleted,
         r.uploads_purged,
-    )
+    );
+    report + &caches
 }

@@ -27,6 +27,14 @@
 //! Each file is written atomically (temp file, fsync, rename), then the process
 //! stays and puts it back if it is changed or removed, until it is stopped.
 //! containerd reads hosts.toml on every pull, so no restart is needed.
+//!
+//! A mirror's file that names an upstream no longer given (the spec dropped
+//! it) is removed when the process starts, and every mirror's file when it is
+//! stopped (the DaemonSet changed or went). Left behind, it would send that
+//! upstream's pulls to a registry that no longer mirrors it, which ignores
+//! the `ns` it does not know, as the spec asks, and would answer from its own
+//! repository of that name: whoever may push there would choose what the
+//! nodes run. The registry's own file stays: a new pod writes it again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,16 +81,70 @@ pub fn hosts_toml(host: &str) -> String {
     )
 }
 
+/// How a mirror's hosts.toml written for the registry at `host` begins, up to
+/// the upstream's name.
+fn mirror_mark(host: &str) -> String {
+    format!("# Written by berth node-config for http://{host}: pull ")
+}
+
 /// The hosts.toml of upstream `url` mirrored by the registry at `host`.
 pub fn mirror_toml(host: &str, name: &str, url: &str) -> String {
     format!(
-        "# Written by berth node-config: pull {name} through the pull-through cache at http://{host},\n\
+        "{}{name} through its pull-through cache,\n\
          # and from {url} itself when the cache cannot answer.\n\
          server = \"{url}\"\n\
          \n\
          [host.\"http://{host}\"]\n  \
-         capabilities = [\"pull\", \"resolve\"]\n"
+         capabilities = [\"pull\", \"resolve\"]\n",
+        mirror_mark(host)
     )
+}
+
+/// Removes the mirrors' hosts.toml that node-config wrote for the registry at
+/// `host` in `certs_dir`, except those of `keep`; returns the paths removed.
+/// Files that other tools wrote, or that name another registry, are left be.
+pub fn remove_mirrors(
+    certs_dir: &Path,
+    host: &str,
+    keep: &[HostsFile],
+) -> Result<Vec<PathBuf>, NodeConfigError> {
+    let failed = |path: &Path, e| NodeConfigError::Write(path.to_owned(), e);
+    let entries = match std::fs::read_dir(certs_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed(certs_dir, e)),
+    };
+    let mark = mirror_mark(host);
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| failed(certs_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep.iter().any(|k| k.host == name) {
+            continue;
+        }
+        let path = entry.path().join("hosts.toml");
+        // The second form is what the first release of mirrors wrote.
+        let legacy = format!(
+            "# Written by berth node-config: pull {name} through the pull-through cache at http://{host},"
+        );
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| {
+            text.starts_with(&legacy)
+                || text
+                    .strip_prefix(&mark)
+                    .is_some_and(|rest| rest.starts_with(&format!("{name} ")))
+        });
+        if !ours {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
+        // The folder goes too if nothing else is in it.
+        let _ = std::fs::remove_dir(entry.path());
+        std::fs::File::open(certs_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| failed(certs_dir, e))?;
+        removed.push(path);
+    }
+    Ok(removed)
 }
 
 /// One hosts.toml to keep in place: the folder of certs.d it goes in, and its text.
@@ -145,6 +207,9 @@ pub fn ensure(certs_dir: &Path, file: &HostsFile) -> Result<bool, NodeConfigErro
 pub async fn run(args: NodeConfigArgs) -> Result<(), NodeConfigError> {
     let files = files(&args)?;
     let path = |file: &HostsFile| args.certs_dir.join(&file.host).join("hosts.toml");
+    for stale in remove_mirrors(&args.certs_dir, &args.host, &files)? {
+        tracing::info!(path = %stale.display(), "removed the hosts.toml of an upstream no longer mirrored");
+    }
     for file in &files {
         ensure(&args.certs_dir, file)?;
         tracing::info!(path = %path(file).display(), "hosts.toml in place");
@@ -154,11 +219,20 @@ pub async fn run(args: NodeConfigArgs) -> Result<(), NodeConfigError> {
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| NodeConfigError::Write(path(&files[0]), e))?;
+    // Stopped: the mirrors go (see the module doc); the registry's own file stays.
+    let own = &files[..1];
+    let stop = || {
+        remove_mirrors(&args.certs_dir, &args.host, own).map(|removed| {
+            for path in removed {
+                tracing::info!(path = %path.display(), "removed a mirror's hosts.toml on the way out");
+            }
+        })
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RECHECK) => {}
-            _ = terminate.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return stop(),
+            _ = tokio::signal::ctrl_c() => return stop(),
         }
         // A failure to rewrite is logged, not fatal: the file may come back, and a
         // crash loop would not help the node.
@@ -261,5 +335,71 @@ mod tests {
         for bad in ["", "../etc", "a/b", ".."] {
             assert!(ensure(dir.path(), &own(bad)).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod stale_mirrors {
+    use super::*;
+
+    #[test]
+    fn only_our_mirrors_of_this_registry_that_are_no_longer_asked_for_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = "localhost:32000";
+        let args = |mirror: &[&str]| NodeConfigArgs {
+            certs_dir: dir.path().to_owned(),
+            host: host.into(),
+            mirror: mirror.iter().map(|m| m.to_string()).collect(),
+            once: true,
+        };
+        let before = files(&args(&[
+            "docker.io=https://registry-1.docker.io",
+            "ghcr.io=https://ghcr.io",
+        ]))
+        .unwrap();
+        for file in &before {
+            ensure(dir.path(), file).unwrap();
+        }
+        // One the first release wrote, another registry's mirror, and a file
+        // someone else wrote.
+        std::fs::create_dir_all(dir.path().join("old.io")).unwrap();
+        std::fs::write(
+            dir.path().join("old.io/hosts.toml"),
+            "# Written by berth node-config: pull old.io through the pull-through cache at http://localhost:32000,\nserver = \"https://old.io\"\n",
+        )
+        .unwrap();
+        let other = files(&NodeConfigArgs {
+            host: "localhost:32001".into(),
+            ..args(&["quay.io=https://quay.io"])
+        })
+        .unwrap();
+        ensure(dir.path(), &other[1]).unwrap();
+        std::fs::create_dir_all(dir.path().join("registry.k8s.io")).unwrap();
+        std::fs::write(
+            dir.path().join("registry.k8s.io/hosts.toml"),
+            "server = \"https://registry.k8s.io\"\n",
+        )
+        .unwrap();
+
+        // ghcr.io was dropped from the spec.
+        let now = files(&args(&["docker.io=https://registry-1.docker.io"])).unwrap();
+        let mut removed = remove_mirrors(dir.path(), host, &now).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                dir.path().join("ghcr.io/hosts.toml"),
+                dir.path().join("old.io/hosts.toml")
+            ]
+        );
+        assert!(!dir.path().join("ghcr.io").exists());
+        for kept in ["docker.io", "quay.io", "registry.k8s.io", host] {
+            assert!(dir.path().join(kept).join("hosts.toml").exists(), "{kept}");
+        }
+        // Stopping: every mirror of this registry goes, its own file stays.
+        let removed = remove_mirrors(dir.path(), host, &now[..1]).unwrap();
+        assert_eq!(removed, [dir.path().join("docker.io/hosts.toml")]);
+        assert!(dir.path().join(host).join("hosts.toml").exists());
+        assert!(dir.path().join("quay.io/hosts.toml").exists());
     }
 }

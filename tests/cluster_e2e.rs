@@ -28,7 +28,8 @@
 //! 5. A Job made from the GC CronJob frees the blobs of a deleted tag.
 //! 6. Grow the claim, a shrink refused, a deleted registry pod replaced with
 //!    the images still there.
-//! 7. `berth disable` keeps the images for the next `berth enable`;
+//! 7. `berth disable` keeps the images for the next `berth enable`, and the
+//!    node-config pod removes the mirror's hosts.toml as it stops;
 //!    `berth disable --purge --yes` leaves nothing of berth.
 //! 8. `helm install` of charts/berth, then `kubectl apply -f
 //!    manifests/install.yaml`, each ending with a Ready Registry.
@@ -420,6 +421,21 @@ async fn pods_pull_an_upstream_through_the_cache(k: &Kube, app_v1: &str) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 405);
+    // The operator asks the registry (its admin API, in the cluster) how the
+    // upstream is doing, and the status says: it answered the pod's pull.
+    let registries: Api<Registry> = Api::namespaced(k.client.clone(), NS);
+    let upstream_status = k
+        .wait_for("the Registry status to report the upstream", || async {
+            let status = registries.get(NAME).await.ok()?.status?;
+            let one = status.upstreams.into_iter().find(|u| u.name == MIRROR)?;
+            (one.state == "Ok").then_some(one)
+        })
+        .await;
+    assert_eq!(upstream_status.url, upstream);
+    assert!(
+        upstream_status.last_contact.is_some(),
+        "{upstream_status:?}"
+    );
 }
 
 /// `berth enable --auth alice`: returns alice's printed password.
@@ -665,6 +681,15 @@ async fn disable_keeps_images_and_purge_leaves_nothing(k: &Kube, app_v1: &str) {
         claims.get_opt("registry-data").await.unwrap().is_some(),
         "the claim is kept"
     );
+    // The node-config pod, stopped, took its mirror's hosts.toml with it: the
+    // node pulls mirror.test from upstream again, not from whatever serves the
+    // node port next. The registry's own file stays.
+    let certs = k.dir.join("containerd/certs.d");
+    k.wait_for("the mirror's hosts.toml to go", || async {
+        (!certs.join(MIRROR).join("hosts.toml").exists()).then_some(())
+    })
+    .await;
+    assert!(certs.join("localhost:32000/hosts.toml").exists());
 
     // Enable again, without --auth: the images pushed before are served.
     let out = k.berth(&["enable"]);

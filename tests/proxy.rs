@@ -20,6 +20,9 @@ const UP: &str = "upstream.test";
 /// How long the cache trusts a tag in these tests.
 const TTL: Duration = Duration::from_secs(2);
 
+/// The cache's admin token (for POST /berth/v1/gc).
+const ADMIN_TOKEN: &str = "admin-token-of-the-cache";
+
 /// The upstream registry, its front, and the cache mirroring it.
 struct Setup {
     upstream: TestRegistry,
@@ -29,6 +32,11 @@ struct Setup {
 }
 
 fn setup(login: Login) -> Setup {
+    setup_with(login, "")
+}
+
+/// [`setup`], with more settings of the upstream (YAML lines of its entry).
+fn setup_with(login: Login, settings: &str) -> Setup {
     let upstream = TestRegistry::start();
     let front = Front::start(&upstream.base(), login);
     let config = tempfile::tempdir().unwrap();
@@ -38,11 +46,14 @@ fn setup(login: Login) -> Setup {
         format!("username: {}\npassword: {}\n", front::USER, front::PASSWORD),
     )
     .unwrap();
+    let token = config.path().join("admin-token");
+    std::fs::write(&token, ADMIN_TOKEN).unwrap();
     let file = config.path().join("berth.yaml");
     std::fs::write(
         &file,
         format!(
-            "proxy:\n  - name: {UP}\n    url: {}\n    credentials: {}\n    tagTtl: {}s\n",
+            "adminTokenFile: {}\nproxy:\n  - name: {UP}\n    url: {}\n    credentials: {}\n    tagTtl: {}s\n{settings}",
+            token.display(),
             front.url(),
             credentials.display(),
             TTL.as_secs()
@@ -344,6 +355,9 @@ async fn cached_content_is_served_stale_while_upstream_fails() {
             200
         );
     }
+    let upstream = status_of_upstream(&s).await;
+    assert_eq!(upstream["state"], "Ok", "{upstream}");
+    assert!(upstream["lastContact"].is_string() && upstream["lastError"].is_null());
 
     for (fault, code, error) in [
         (Fault::Status(429), 429, "TOOMANYREQUESTS"),
@@ -362,6 +376,11 @@ async fn cached_content_is_served_stale_while_upstream_fails() {
         // What was never cached fails, with upstream's reason.
         let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v2")).await;
         expect_error(r, code, error).await;
+        // The admin API (and so the Registry's status) says so.
+        let upstream = status_of_upstream(&s).await;
+        assert_eq!(upstream["state"], "Failing", "{upstream}");
+        let why = upstream["lastError"].as_str().unwrap();
+        assert!(why.contains(&fault_status(fault)), "{why}");
     }
 
     s.front.stop();
@@ -388,6 +407,37 @@ async fn cached_content_is_served_stale_while_upstream_fails() {
     )
     .await;
     assert_eq!(stale, 3.0);
+    let upstream = status_of_upstream(&s).await;
+    assert_eq!(upstream["state"], "Failing", "{upstream}");
+    assert!(
+        upstream["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
+    assert!(
+        upstream["lastErrorTime"].as_str().unwrap() >= upstream["lastContact"].as_str().unwrap()
+    );
+}
+
+/// The one upstream, as `GET /berth/v1/proxy` reports it.
+async fn status_of_upstream(s: &Setup) -> serde_json::Value {
+    let r = s
+        .cache
+        .http
+        .get(s.cache.server.url("/berth/v1/proxy"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = json(r).await;
+    assert_eq!(body["upstreams"][0]["name"], UP, "{body}");
+    assert_eq!(
+        body["upstreams"][0]["url"],
+        s.front.url().trim_end_matches('/')
+    );
+    body["upstreams"][0].clone()
 }
 
 fn fault_status(fault: Fault) -> String {
@@ -609,4 +659,120 @@ async fn referrers_are_cached_and_listed_when_upstream_is_gone() {
         json(r).await["manifests"][0]["digest"],
         referrer_digest.as_str()
     );
+}
+
+/// Pulls `repo:v1` through the cache, manifest and every blob, as a client does.
+async fn pull(s: &Setup, repo: &str, blobs: &BTreeMap<String, Vec<u8>>) {
+    let r = get(s, &format!("/v2/{UP}/{repo}/manifests/v1")).await;
+    assert_eq!(r.status(), 200, "{repo}");
+    for (d, bytes) in blobs {
+        let r = get(s, &format!("/v2/{UP}/{repo}/blobs/{d}")).await;
+        assert!(r.bytes().await.unwrap() == bytes.as_slice(), "{repo} {d}");
+    }
+}
+
+/// Whether the cache still holds `repo:v1` (asked of the tags list, which
+/// is served from the store and never goes upstream).
+async fn cached(s: &Setup, repo: &str) -> bool {
+    let r = get(s, &format!("/v2/{UP}/{repo}/tags/list")).await;
+    r.status() == 200 && json(r).await["tags"] == serde_json::json!(["v1"])
+}
+
+#[tokio::test]
+async fn a_capped_cache_evicts_the_least_recently_pulled_and_never_a_protected_image() {
+    // Room for two images of ~100 kB; one pulled within 3 s is protected.
+    let keep = Duration::from_secs(3);
+    let s = setup_with(
+        Login::Token,
+        &format!("    maxSize: 250000\n    keepPulled: {}s\n", keep.as_secs()),
+    );
+    let mut images = BTreeMap::new();
+    for name in ["a", "b", "c", "d"] {
+        let repo = format!("team/{name}");
+        let (_, blobs) = upstream_image(&s, &repo, "v1", name, 1, 100_000).await;
+        images.insert(name, (repo, blobs));
+    }
+    let layer = |name: &str| {
+        let blobs = &images[name].1;
+        blobs
+            .iter()
+            .find(|(_, b)| b.len() == 100_000)
+            .unwrap()
+            .0
+            .clone()
+    };
+    let collect = || async {
+        let r = s
+            .cache
+            .http
+            .post(s.cache.server.url("/berth/v1/gc?grace=0s"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        json(r).await
+    };
+
+    pull(&s, &images["a"].0, &images["a"].1).await;
+    pull(&s, &images["b"].0, &images["b"].1).await;
+    tokio::time::sleep(keep + Duration::from_millis(800)).await;
+    // a pulled again: b is now the least recently pulled, and the only one
+    // out of the protected window once c comes.
+    pull(&s, &images["a"].0, &images["a"].1).await;
+    pull(&s, &images["c"].0, &images["c"].1).await;
+    let report = collect().await;
+    let cache = &report["caches"][0];
+    assert_eq!(cache["upstream"], UP, "{report}");
+    assert_eq!(cache["imagesEvicted"], 1, "{report}");
+    assert!(
+        cache["bytesEvicted"].as_u64().unwrap() > 100_000,
+        "{report}"
+    );
+    assert!(cache["bytes"].as_u64().unwrap() <= 250_000, "{report}");
+    assert!(!cached(&s, "team/b").await);
+    assert!(cached(&s, "team/a").await && cached(&s, "team/c").await);
+    // Its blobs are swept with it (grace 0s); the others' stay.
+    let stored = on_disk::blobs(s.cache.root());
+    assert!(!stored.contains_key(&layer("b")));
+    assert!(stored.contains_key(&layer("a")) && stored.contains_key(&layer("c")));
+
+    // Over the cap again with d, but everything was pulled within the window:
+    // nothing goes, whatever the cap says.
+    pull(&s, &images["d"].0, &images["d"].1).await;
+    let report = collect().await;
+    let cache = &report["caches"][0];
+    assert_eq!(cache["imagesEvicted"], 0, "{report}");
+    assert!(cache["bytes"].as_u64().unwrap() > 250_000, "{report}");
+    for name in ["a", "c", "d"] {
+        assert!(cached(&s, &format!("team/{name}")).await, "{name}");
+    }
+
+    // Once the window has passed, the registry evicts by itself (the
+    // fetches since its last run woke it): a, the least recently pulled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cached(&s, "team/a").await && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!cached(&s, "team/a").await, "nothing was evicted by itself");
+    assert!(cached(&s, "team/c").await && cached(&s, "team/d").await);
+    assert_eq!(
+        metric(&s, "berth_proxy_evicted_images_total").await,
+        2.0,
+        "{}",
+        get(&s, "/metrics").await.text().await.unwrap()
+    );
+    assert!(metric(&s, "berth_proxy_cache_bytes").await <= 250_000.0);
+    let upstream = status_of_upstream(&s).await;
+    assert_eq!(upstream["maxSize"], 250_000, "{upstream}");
+    assert!(
+        upstream["cacheBytes"].as_u64().unwrap() <= 250_000,
+        "{upstream}"
+    );
+
+    // An evicted image is fetched again when pulled.
+    s.front.clear_log();
+    pull(&s, &images["b"].0, &images["b"].1).await;
+    assert_eq!(s.front.count("GET", "/manifests/v1"), 1);
+    assert_eq!(s.front.count("GET", &format!("/blobs/{}", layer("b"))), 1);
 }

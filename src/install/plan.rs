@@ -195,8 +195,7 @@ pub(super) async fn plan(
             None => spec.proxy.upstreams.push(UpstreamSpec {
                 name: name.to_owned(),
                 url,
-                credentials_secret: None,
-                tag_ttl: None,
+                ..UpstreamSpec::default()
             }),
         }
     }

@@ -94,7 +94,7 @@ pub struct ProxySpec {
 }
 
 /// One upstream of the pull-through cache.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamSpec {
     /// The registry host as images name it (docker.io, ghcr.io, quay.io,
@@ -113,6 +113,15 @@ pub struct UpstreamSpec {
     /// (a duration like 5m, 1h). Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_ttl: Option<String>,
+    /// A cap on what is cached from this upstream (a quantity like 10Gi):
+    /// past it, the least recently pulled images are evicted. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
+    pub max_size: Option<Quantity>,
+    /// With maxSize, an image pulled within this long is never evicted (a
+    /// duration like 7d). Default 7d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_pulled: Option<String>,
 }
 
 impl UpstreamSpec {
@@ -121,6 +130,12 @@ impl UpstreamSpec {
         self.url
             .clone()
             .unwrap_or_else(|| crate::proxy::default_url(&self.name))
+    }
+
+    /// `maxSize` in bytes; `None` when unset or not a quantity.
+    pub fn max_size_bytes(&self) -> Option<u64> {
+        let size = self.max_size.as_ref()?;
+        super::quantity::Amount::parse(&size.0).ok()?.whole()
     }
 }
 
@@ -318,6 +333,10 @@ pub struct RegistryStatus {
     /// The image the registry runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Each upstream of the pull-through cache, as the registry reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub upstreams: Vec<crate::proxy::UpstreamStatus>,
 }
 
 /// Where clients reach the registry.

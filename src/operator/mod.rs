@@ -30,6 +30,7 @@ mod report;
 pub mod resources;
 pub mod status;
 pub mod storage;
+mod upstreams;
 pub mod validate;
 
 pub use controller::{OperatorArgs, run};

@@ -89,6 +89,12 @@ impl Amount {
         Ok(Amount { numerator, scale })
     }
 
+    /// The whole part, when it fits in a u64 (a size in bytes).
+    pub fn whole(&self) -> Option<u64> {
+        let divisor = 10u128.checked_pow(self.scale)?;
+        u64::try_from(self.numerator / divisor).ok()
+    }
+
     pub fn is_zero(&self) -> bool {
         self.numerator == 0
     }

@@ -23,6 +23,7 @@ use super::resources::{
 };
 use super::status;
 use super::storage::{self, Change, Plan};
+use super::upstreams;
 use super::validate::{self, Invalid};
 use super::{Error, FIELD_MANAGER};
 use k8s_openapi::NamespaceResourceScope;
@@ -48,6 +49,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// that crash-loops or cannot pull changes no Deployment status, and the
 /// Deployment is all the operator watches of its pods.
 pub const NOT_READY_RESYNC: Duration = Duration::from_secs(20);
+/// With upstreams, a Registry is looked at this often, so that its status
+/// says how they are doing (upstreams.rs).
+pub const PROXY_RESYNC: Duration = Duration::from_secs(60);
 /// A spec that cannot be acted on waits for a change, or this long.
 pub const INVALID_RETRY: Duration = Duration::from_secs(600);
 /// A pass that failed on the API is tried again after this.
@@ -178,8 +182,10 @@ impl<'a> Pass<'a> {
                 self.announce().await;
                 Ok(Action::requeue(if waiting {
                     NOT_READY_RESYNC
-                } else {
+                } else if self.registry.spec.proxy.upstreams.is_empty() {
                     RESYNC
+                } else {
+                    PROXY_RESYNC
                 }))
             }
             Err(Stop::Invalid(invalid)) => {
@@ -245,11 +251,14 @@ impl<'a> Pass<'a> {
                     .or_else(|| status::replica_failure(&deployment)),
             );
         }
+        let ready = rollout.ready_replicas > 0;
+        let upstreams = upstreams::report(registry, &settings.admin_token, ready).await;
         Ok(Applied {
             image: settings.image,
             claim,
             storage,
             rollout,
+            upstreams,
         })
     }
 

@@ -16,6 +16,7 @@ pub struct Applied {
     pub claim: Option<PersistentVolumeClaim>,
     pub storage: Plan,
     pub rollout: Rollout,
+    pub upstreams: Vec<crate::proxy::UpstreamStatus>,
 }
 
 /// The status a pass writes, and the Degraded condition to announce in a
@@ -88,6 +89,7 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
                 storage::capacity(c).or_else(|| pvc::requested_size(c).map(String::from))
             }),
             image: Some(outcome.image.clone()),
+            upstreams: outcome.upstreams.clone(),
         },
     }
 }

@@ -203,13 +203,30 @@ fn check_proxy(registry: &Registry) -> Result<(), Invalid> {
                 ),
             ));
         }
-        if let Some(ttl) = &upstream.tag_ttl
-            && humantime::parse_duration(ttl).is_err()
+        let durations = [
+            ("tagTtl", &upstream.tag_ttl),
+            ("keepPulled", &upstream.keep_pulled),
+        ];
+        for (field, value) in durations {
+            if let Some(text) = value
+                && humantime::parse_duration(text).is_err()
+            {
+                return Err(invalid(
+                    "InvalidProxy",
+                    format!(
+                        "spec.proxy.upstreams {name}: {field} {text:?} is not a duration (like 5m, 7d)"
+                    ),
+                ));
+            }
+        }
+        if let Some(size) = &upstream.max_size
+            && upstream.max_size_bytes().is_none_or(|bytes| bytes == 0)
         {
             return Err(invalid(
                 "InvalidProxy",
                 format!(
-                    "spec.proxy.upstreams {name}: tagTtl {ttl:?} is not a duration (like 5m, 1h)"
+                    "spec.proxy.upstreams {name}: maxSize {:?} is not a size in bytes above zero (like 10Gi)",
+                    size.0
                 ),
             ));
         }
@@ -558,8 +575,13 @@ mod tests {
         let upstream = |name: &str, url: Option<&str>, ttl: Option<&str>| UpstreamSpec {
             name: name.into(),
             url: url.map(Into::into),
-            credentials_secret: None,
             tag_ttl: ttl.map(Into::into),
+            ..UpstreamSpec::default()
+        };
+        let capped = |size: &str, keep: Option<&str>| UpstreamSpec {
+            max_size: Some(Quantity(size.into())),
+            keep_pulled: keep.map(Into::into),
+            ..upstream("docker.io", None, None)
         };
         for bad in [
             vec![upstream("localhost:5000", None, None)],
@@ -570,6 +592,9 @@ mod tests {
             ],
             vec![upstream("ghcr.io", Some("ftp://ghcr.io"), None)],
             vec![upstream("ghcr.io", None, Some("soon"))],
+            vec![capped("lots", None)],
+            vec![capped("0", None)],
+            vec![capped("10Gi", Some("a week"))],
         ] {
             assert_eq!(
                 reason(|s| s.proxy.upstreams = bad.clone()),
@@ -580,6 +605,10 @@ mod tests {
         let good = vec![
             upstream("docker.io", None, Some("10m")),
             upstream("mirror.local", Some("http://mirror.ns.svc:5000"), None),
+            UpstreamSpec {
+                name: "ghcr.io".into(),
+                ..capped("1.5Gi", Some("3d"))
+            },
         ];
         assert_eq!(
             check(&registry(|s| s.proxy.upstreams = good.clone())),

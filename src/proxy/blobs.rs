@@ -340,6 +340,9 @@ impl Flight {
             .map_err(StoreError::Io)?;
         match committed {
             Ok(size) => {
+                if let Some(cap) = &upstream.cap {
+                    cap.stored(size);
+                }
                 self.progress.send_replace(Progress::Done { file, size });
                 Ok(())
             }

@@ -90,6 +90,11 @@ impl Proxy {
         if let Ok(served) = &served {
             self.metrics
                 .served(route.upstream(), Kind::Manifest, &served.status);
+            let (digest, every) = (&served.manifest.digest, route.upstream.record_pulls_every);
+            if let Err(e) = store.record_pull(local, digest, every).await {
+                // Only eviction's order depends on it.
+                tracing::warn!(repository = %local, %digest, error = %e, "could not write down a pull");
+            }
         }
         served
     }
@@ -271,6 +276,9 @@ impl Refresh {
             .store
             .put_fetched_manifest(&self.local, &self.reference, manifest, body.clone())
             .await?;
+        if let Some(cap) = &upstream.cap {
+            cap.stored(body.len() as u64);
+        }
         self.mark_checked();
         Ok(Served {
             manifest: StoredManifest {

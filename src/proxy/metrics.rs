@@ -3,9 +3,11 @@
 //! a digest, so the series stay few.
 
 use super::CacheStatus;
+use crate::storage::CacheReport;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +43,10 @@ pub struct ProxyMetrics {
     upstream_requests: Family<StatusLabels, Counter>,
     token_requests: Family<StatusLabels, Counter>,
     upstream_bytes: Family<UpstreamLabels, Counter>,
+    cache_bytes: Family<UpstreamLabels, Gauge>,
+    cache_max_bytes: Family<UpstreamLabels, Gauge>,
+    evicted_images: Family<UpstreamLabels, Counter>,
+    evicted_bytes: Family<UpstreamLabels, Counter>,
 }
 
 /// What a count is about.
@@ -91,6 +97,49 @@ impl ProxyMetrics {
             Unit::Bytes,
             self.upstream_bytes.clone(),
         );
+        registry.register_with_unit(
+            "proxy_cache",
+            "Bytes the cached images of each capped upstream take, as the last collection counted them",
+            Unit::Bytes,
+            self.cache_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "proxy_cache_max",
+            "The cap on what is cached from each capped upstream",
+            Unit::Bytes,
+            self.cache_max_bytes.clone(),
+        );
+        registry.register(
+            "proxy_evicted_images",
+            "Cached images evicted because their upstream's cache was over its cap",
+            self.evicted_images.clone(),
+        );
+        registry.register_with_unit(
+            "proxy_evicted",
+            "Bytes that only evicted images referred to",
+            Unit::Bytes,
+            self.evicted_bytes.clone(),
+        );
+    }
+
+    /// Records what a collection counted and evicted for one upstream.
+    pub fn collected(&self, report: &CacheReport) {
+        let labels = UpstreamLabels {
+            upstream: report.upstream.clone(),
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_bytes
+            .get_or_create(&labels)
+            .set(gauge(report.bytes));
+        self.cache_max_bytes
+            .get_or_create(&labels)
+            .set(gauge(report.max_size));
+        self.evicted_images
+            .get_or_create(&labels)
+            .inc_by(report.images_evicted);
+        self.evicted_bytes
+            .get_or_create(&labels)
+            .inc_by(report.bytes_evicted);
     }
 
     pub fn served(&self, upstream: &str, kind: Kind, status: &CacheStatus) {

@@ -22,8 +22,13 @@
 //! * one token request per scope, whatever waits on it (`token.rs`);
 //! * a subject's referrers list at most once per TTL, and each referrer
 //!   manifest once (`referrers.rs`).
+//!
+//! An upstream may have a size cap (`caps.rs`): past it, a collection evicts
+//! its least recently pulled images, never one pulled within a protected window.
 
 mod blobs;
+mod caps;
+mod health;
 mod manifests;
 mod metrics;
 mod referrers;
@@ -31,13 +36,16 @@ mod token;
 mod upstream;
 
 pub use blobs::{BlobFetch, Follower};
+pub use health::UpstreamStatus;
 pub use manifests::Served;
 pub use metrics::ProxyMetrics;
-pub use upstream::{Credentials, UpstreamConfig, UpstreamError};
+pub use upstream::{Credentials, DEFAULT_KEEP_PULLED, UpstreamConfig, UpstreamError};
 
 use crate::oci::RepoName;
+use crate::storage::{CacheLimit, GcReport};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
 use upstream::Upstream;
 
 /// Where an upstream known by `name` is, when no URL is given: Docker Hub's
@@ -123,6 +131,8 @@ pub struct Proxy {
     manifests: manifests::Manifests,
     blobs: blobs::Flights,
     referrers: referrers::Checked,
+    /// Woken when a capped upstream's cache may have outgrown its cap.
+    over_cap: Arc<Notify>,
     pub metrics: ProxyMetrics,
 }
 
@@ -141,13 +151,14 @@ pub enum ConfigError {
 impl Proxy {
     pub fn new(configs: Vec<UpstreamConfig>) -> Result<Proxy, ConfigError> {
         let metrics = ProxyMetrics::default();
+        let over_cap = Arc::new(Notify::new());
         let mut upstreams = BTreeMap::new();
         for config in configs {
             if !valid_name(&config.name) {
                 return Err(ConfigError::Name(config.name));
             }
             let name = config.name.clone();
-            let upstream = Upstream::new(config, metrics.clone())?;
+            let upstream = Upstream::new(config, metrics.clone(), &over_cap)?;
             if upstreams.insert(name.clone(), Arc::new(upstream)).is_some() {
                 return Err(ConfigError::Duplicate(name));
             }
@@ -155,8 +166,51 @@ impl Proxy {
         Ok(Proxy {
             upstreams,
             metrics,
+            over_cap,
             ..Proxy::default()
         })
+    }
+
+    /// The caps a collection applies.
+    pub fn cache_limits(&self) -> Vec<CacheLimit> {
+        self.upstreams
+            .values()
+            .filter_map(|u| u.cap.as_ref().map(|cap| cap.limit.clone()))
+            .collect()
+    }
+
+    /// How each upstream has been answering, and its cache's size and cap.
+    pub fn status(&self) -> Vec<UpstreamStatus> {
+        self.upstreams
+            .values()
+            .map(|u| UpstreamStatus {
+                cache_bytes: u.cap.as_ref().and_then(|cap| cap.bytes()),
+                max_size: u.cap.as_ref().map(|cap| cap.limit.max_size),
+                ..u.health.status(&u.name, &u.base)
+            })
+            .collect()
+    }
+
+    /// Returns once a capped upstream's cache may have outgrown its cap.
+    pub async fn over_cap(&self) {
+        self.over_cap.notified().await
+    }
+
+    /// Takes what a collection counted and evicted.
+    pub fn collected(&self, report: &GcReport) {
+        if report.dry_run {
+            return;
+        }
+        for cache in &report.caches {
+            if let Some(cap) = self
+                .upstreams
+                .get(&cache.upstream)
+                .and_then(|u| u.cap.as_ref())
+            {
+                cap.collected(cache);
+                self.metrics.collected(cache);
+            }
+        }
     }
 
     /// Each upstream's name and URL.

@@ -2,20 +2,27 @@
 //! that talks to it, answering its challenges (Basic, or the bearer-token
 //! flow of the Docker token spec, `token.rs`).
 
+use super::caps::Cap;
+use super::health::Health;
 use super::metrics::ProxyMetrics;
 use super::token::{Challenge, Tokens};
+use crate::storage::{CacheLimit, record_interval};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Logins a request may answer a 401 with before the 401 is the answer.
 const MAX_LOGINS: usize = 2;
 
 /// How long a cached tag is trusted before it is revalidated upstream.
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+
+/// How long after its last pull a cached image is safe from eviction.
+pub const DEFAULT_KEEP_PULLED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Time to open a connection to the upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +41,11 @@ pub struct UpstreamConfig {
     /// `username` and `password`, as a mounted Kubernetes basic-auth Secret).
     pub credentials: Option<PathBuf>,
     pub tag_ttl: Duration,
+    /// Bytes its cached images may take before the least recently pulled
+    /// are evicted; no cap when `None`.
+    pub max_size: Option<u64>,
+    /// An image pulled within this long is never evicted.
+    pub keep_pulled: Duration,
 }
 
 impl UpstreamConfig {
@@ -43,6 +55,8 @@ impl UpstreamConfig {
             url: url.to_owned(),
             credentials: None,
             tag_ttl: DEFAULT_TAG_TTL,
+            max_size: None,
+            keep_pulled: DEFAULT_KEEP_PULLED,
         }
     }
 }
@@ -144,13 +158,23 @@ pub struct Upstream {
     client: reqwest::Client,
     credentials: Option<Credentials>,
     pub tag_ttl: Duration,
+    /// How often a pull of one of its manifests is written down (pulls.rs).
+    pub record_pulls_every: Duration,
+    /// Its cap, when it has one.
+    pub cap: Option<Cap>,
     scheme: Mutex<Scheme>,
     tokens: Tokens,
     pub metrics: ProxyMetrics,
+    pub health: Health,
 }
 
 impl Upstream {
-    pub fn new(config: UpstreamConfig, metrics: ProxyMetrics) -> Result<Upstream, BuildError> {
+    /// `over_cap` is woken when its cache may have outgrown its cap.
+    pub fn new(
+        config: UpstreamConfig,
+        metrics: ProxyMetrics,
+        over_cap: &Arc<Notify>,
+    ) -> Result<Upstream, BuildError> {
         let url = config.url.trim_end_matches('/').to_owned();
         let parsed = url.parse::<reqwest::Url>().map_err(|e| BuildError::Url {
             url: config.url.clone(),
@@ -167,6 +191,14 @@ impl Upstream {
             .as_deref()
             .map(Credentials::read)
             .transpose()?;
+        let cap = config.max_size.map(|max_size| {
+            let limit = CacheLimit {
+                upstream: config.name.clone(),
+                max_size,
+                keep_pulled: config.keep_pulled,
+            };
+            Cap::new(limit, over_cap.clone())
+        });
         Ok(Upstream {
             tokens: Tokens::new(client(&config.name)?, metrics.clone(), config.name.clone()),
             client: client(&config.name)?,
@@ -175,8 +207,11 @@ impl Upstream {
             base: url,
             credentials,
             tag_ttl: config.tag_ttl,
+            record_pulls_every: record_interval(config.keep_pulled),
+            cap,
             scheme: Mutex::new(Scheme::Unknown),
             metrics,
+            health: Health::default(),
         })
     }
 
@@ -215,6 +250,13 @@ impl Upstream {
             self.metrics
                 .upstream_response(&self.name, response.as_ref().ok());
             let response = response?;
+            self.health.answered();
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                self.health.failed(&format!(
+                    "answered {status} to {method} {repository}/{path}"
+                ));
+            }
             if response.status() != StatusCode::UNAUTHORIZED || attempt == MAX_LOGINS {
                 return Ok(response);
             }
@@ -303,25 +345,34 @@ impl Upstream {
             reason = format!("{reason}: {cause}");
             source = cause.source();
         }
-        UpstreamError::Unreachable {
+        let error = UpstreamError::Unreachable {
             upstream: self.name.clone(),
             reason,
-        }
+        };
+        self.health.failed(&error.to_string());
+        error
     }
 
     pub fn status_error(&self, status: StatusCode, what: String) -> UpstreamError {
-        UpstreamError::Status {
+        let error = UpstreamError::Status {
             upstream: self.name.clone(),
             status,
             what,
+        };
+        // Credentials upstream refuses are a failure to see; a 404 is an answer.
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            self.health.failed(&error.to_string());
         }
+        error
     }
 
     pub fn protocol_error(&self, reason: String) -> UpstreamError {
-        UpstreamError::Protocol {
+        let error = UpstreamError::Protocol {
             upstream: self.name.clone(),
             reason,
-        }
+        };
+        self.health.failed(&error.to_string());
+        error
     }
 
     /// The failure of a transfer cut while its body streamed.

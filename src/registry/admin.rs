@@ -10,10 +10,14 @@
 //! `storage/scrub.rs`), moves the corrupt ones aside and answers the report;
 //! its one option is `rate`, bytes read per second (`64MiB`, the default;
 //! `0` for no limit).
+//!
+//! `GET /berth/v1/proxy` says how each upstream of the pull-through cache has
+//! been answering (last contact, last failure) and, with a cap, how much its
+//! cache holds: what the operator shows in the Registry's status.
 
 use super::errors::{ApiError, Code};
-use super::state::Shared;
-use crate::storage::{GcOptions, ScrubOptions, StoreError};
+use super::state::{Shared, State};
+use crate::storage::{GcOptions, GcReport, ScrubOptions, StoreError};
 use bytes::Bytes;
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -138,6 +142,7 @@ impl GcRequest {
             grace: self.grace.unwrap_or(defaults.grace),
             upload_max_age: self.upload_max_age.unwrap_or(defaults.upload_max_age),
             retention: defaults.retention.clone(),
+            caches: defaults.caches.clone(),
         }
     }
 }
@@ -222,19 +227,53 @@ pub async fn gc(
     body: Bytes,
 ) -> Result<Response, warp::Rejection> {
     let options = GcRequest::parse(&query, &body)?.options(&state.gc_defaults);
-    let (store, metrics) = (&state.store, &state.metrics);
-    let started = Instant::now();
-    let report = store.collect(options).await;
-    match &report {
-        Ok(report) => metrics.gc(Ok(report), started.elapsed()),
-        // A refused second run is not a collection.
-        Err(StoreError::GcRunning) => {}
-        Err(_) => metrics.gc(Err(()), started.elapsed()),
-    }
-    let report = report?;
+    let report = collect(&state, options).await?;
     let body = serde_json::to_value(&report)
         .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("report: {e}"))))?;
     Ok(super::json(StatusCode::OK, "application/json", &body))
+}
+
+/// `GET /berth/v1/proxy`
+pub async fn proxy(state: Shared) -> Result<Response, warp::Rejection> {
+    let body = serde_json::json!({ "upstreams": state.proxy.status() });
+    Ok(super::json(StatusCode::OK, "application/json", &body))
+}
+
+/// Runs one collection, and counts it in the metrics and the caches' sizes.
+async fn collect(state: &State, options: GcOptions) -> Result<GcReport, StoreError> {
+    let started = Instant::now();
+    let report = state.store.collect(options).await;
+    match &report {
+        Ok(report) => {
+            state.metrics.gc(Ok(report), started.elapsed());
+            state.proxy.collected(report);
+        }
+        // A refused second run is not a collection.
+        Err(StoreError::GcRunning) => {}
+        Err(_) => state.metrics.gc(Err(()), started.elapsed()),
+    }
+    report
+}
+
+/// Pause between two collections the registry runs for its caps.
+const CAP_PAUSE: Duration = Duration::from_secs(10);
+
+/// Runs a collection, with the registry's own options, each time a capped
+/// upstream's cache may have outgrown its cap (`proxy/caps.rs`), so that the
+/// cap holds between the scheduled collections. One that finds another
+/// running waits for the next wake: that run evicts as well.
+pub async fn keep_caches(state: Shared) {
+    if state.gc_defaults.caches.is_empty() {
+        return;
+    }
+    loop {
+        state.proxy.over_cap().await;
+        match collect(&state, state.gc_defaults.clone()).await {
+            Ok(_) | Err(StoreError::GcRunning) => {}
+            Err(e) => tracing::warn!(error = %e, "the collection for the caches failed"),
+        }
+        tokio::time::sleep(CAP_PAUSE).await;
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use super::auth::AuthConfig;
 use crate::proxy::UpstreamConfig;
-use crate::storage::{GcOptions, RetentionRule};
+use crate::storage::{CacheLimit, GcOptions, RetentionRule};
 use anyhow::Context;
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -87,6 +87,24 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub proxy_tag_ttl: Vec<String>,
+    /// Cap on what is cached from an upstream (e.g. docker.io=20GiB): past
+    /// it, the least recently pulled images are evicted; repeatable
+    #[arg(
+        long,
+        env = "BERTH_PROXY_MAX_SIZE",
+        value_name = "NAME=SIZE",
+        value_delimiter = ','
+    )]
+    pub proxy_max_size: Vec<String>,
+    /// With a cap, an image pulled within this long is never evicted
+    /// (default 7d); repeatable
+    #[arg(
+        long,
+        env = "BERTH_PROXY_KEEP_PULLED",
+        value_name = "NAME=DURATION",
+        value_delimiter = ','
+    )]
+    pub proxy_keep_pulled: Vec<String>,
     /// YAML file with any of the settings above (flags and variables win), and
     /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
@@ -131,15 +149,24 @@ struct ProxyEntry {
     url: String,
     credentials: Option<PathBuf>,
     tag_ttl: Option<String>,
+    max_size: Option<ByteSize>,
+    keep_pulled: Option<String>,
 }
 
 impl ProxyEntry {
     fn resolve(self) -> anyhow::Result<UpstreamConfig> {
         let mut upstream = UpstreamConfig::new(&self.name, &self.url);
         upstream.credentials = self.credentials;
-        if let Some(text) = self.tag_ttl {
-            upstream.tag_ttl = humantime::parse_duration(&text)
-                .with_context(|| format!("proxy {}: tagTtl {text}", self.name))?;
+        upstream.max_size = self.max_size.map(|size| size.as_u64());
+        let duration = |key: &str, text: &str| {
+            humantime::parse_duration(text)
+                .with_context(|| format!("proxy {}: {key} {text}", self.name))
+        };
+        if let Some(text) = &self.tag_ttl {
+            upstream.tag_ttl = duration("tagTtl", text)?;
+        }
+        if let Some(text) = &self.keep_pulled {
+            upstream.keep_pulled = duration("keepPulled", text)?;
         }
         Ok(upstream)
     }
@@ -150,11 +177,13 @@ struct ProxyFlags {
     upstreams: Vec<String>,
     credentials: Vec<String>,
     tag_ttl: Vec<String>,
+    max_size: Vec<String>,
+    keep_pulled: Vec<String>,
 }
 
 /// Upstreams from the file, then from the flags: `--proxy NAME=URL` naming an
 /// upstream of the file gives it a new URL and keeps its other settings;
-/// `--proxy-credentials` and `--proxy-tag-ttl` set those of a named upstream.
+/// the other `--proxy-*` flags set those of a named upstream.
 fn upstreams(file: Vec<ProxyEntry>, flags: ProxyFlags) -> anyhow::Result<Vec<UpstreamConfig>> {
     let mut upstreams = file
         .into_iter()
@@ -175,6 +204,18 @@ fn upstreams(file: Vec<ProxyEntry>, flags: ProxyFlags) -> anyhow::Result<Vec<Ups
         let (upstream, text) = named(&mut upstreams, "proxy-tag-ttl", &value)?;
         upstream.tag_ttl =
             humantime::parse_duration(&text).with_context(|| format!("--proxy-tag-ttl {value}"))?;
+    }
+    for value in flags.max_size {
+        let (upstream, text) = named(&mut upstreams, "proxy-max-size", &value)?;
+        let size: ByteSize = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--proxy-max-size {value}: {e}"))?;
+        upstream.max_size = Some(size.as_u64());
+    }
+    for value in flags.keep_pulled {
+        let (upstream, text) = named(&mut upstreams, "proxy-keep-pulled", &value)?;
+        upstream.keep_pulled = humantime::parse_duration(&text)
+            .with_context(|| format!("--proxy-keep-pulled {value}"))?;
     }
     Ok(upstreams)
 }
@@ -244,15 +285,17 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let proxy = upstreams(
+            file.proxy,
+            ProxyFlags {
+                upstreams: self.proxy,
+                credentials: self.proxy_credentials,
+                tag_ttl: self.proxy_tag_ttl,
+                max_size: self.proxy_max_size,
+                keep_pulled: self.proxy_keep_pulled,
+            },
+        )?;
         Ok(ServeConfig {
-            proxy: upstreams(
-                file.proxy,
-                ProxyFlags {
-                    upstreams: self.proxy,
-                    credentials: self.proxy_credentials,
-                    tag_ttl: self.proxy_tag_ttl,
-                },
-            )?,
             listen: self
                 .listen
                 .or(file.listen)
@@ -269,10 +312,11 @@ impl ServeArgs {
             },
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             gc: {
-                let mut gc = gc_options(file.upload_max_age, file.retention)?;
+                let mut gc = gc_options(file.upload_max_age, file.retention, &proxy)?;
                 gc.upload_max_age = self.upload_max_age.unwrap_or(gc.upload_max_age);
                 gc
             },
+            proxy,
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -290,12 +334,18 @@ impl ServeArgs {
 /// The collection settings of a config file, for `berth gc --root`.
 pub fn gc_options_from_file(path: &Path) -> anyhow::Result<GcOptions> {
     let file = read_file(path)?;
-    gc_options(file.upload_max_age, file.retention)
+    let proxy = file
+        .proxy
+        .into_iter()
+        .map(ProxyEntry::resolve)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    gc_options(file.upload_max_age, file.retention, &proxy)
 }
 
 fn gc_options(
     upload_max_age: Option<String>,
     retention: Vec<RetentionEntry>,
+    proxy: &[UpstreamConfig],
 ) -> anyhow::Result<GcOptions> {
     let defaults = GcOptions::default();
     Ok(GcOptions {
@@ -309,6 +359,16 @@ fn gc_options(
             .into_iter()
             .map(RetentionEntry::resolve)
             .collect::<anyhow::Result<_>>()?,
+        caches: proxy
+            .iter()
+            .filter_map(|u| {
+                Some(CacheLimit {
+                    upstream: u.name.clone(),
+                    max_size: u.max_size?,
+                    keep_pulled: u.keep_pulled,
+                })
+            })
+            .collect(),
         ..defaults
     })
 }
@@ -338,6 +398,8 @@ mod tests {
             proxy: Vec::new(),
             proxy_credentials: Vec::new(),
             proxy_tag_ttl: Vec::new(),
+            proxy_max_size: Vec::new(),
+            proxy_keep_pulled: Vec::new(),
             config,
         }
     }
@@ -393,7 +455,7 @@ mod tests {
         let file = dir.path().join("berth.yaml");
         std::fs::write(
             &file,
-            "proxy:\n  - name: docker.io\n    url: https://registry-1.docker.io\n    credentials: /etc/hub\n    tagTtl: 10m\n",
+            "proxy:\n  - name: docker.io\n    url: https://registry-1.docker.io\n    credentials: /etc/hub\n    tagTtl: 10m\n    maxSize: 2GiB\n",
         )
         .unwrap();
         let mut a = args(None, Some(file.clone()));
@@ -410,6 +472,16 @@ mod tests {
         );
         assert_eq!(hub.credentials, Some(PathBuf::from("/etc/hub")));
         assert_eq!(hub.tag_ttl, Duration::from_secs(600));
+        // A cap becomes a limit of every collection the registry runs.
+        assert_eq!(hub.max_size, Some(ByteSize::gib(2).as_u64()));
+        assert_eq!(
+            c.gc.caches,
+            vec![CacheLimit {
+                upstream: "docker.io".into(),
+                max_size: ByteSize::gib(2).as_u64(),
+                keep_pulled: crate::proxy::DEFAULT_KEEP_PULLED,
+            }]
+        );
         assert_eq!(
             c.proxy[1],
             UpstreamConfig::new("ghcr.io", "https://ghcr.io")
@@ -423,12 +495,21 @@ mod tests {
         a.proxy = vec!["docker.io=https://registry-1.docker.io".into()];
         a.proxy_credentials = vec!["docker.io=/etc/berth/proxy/docker.io".into()];
         a.proxy_tag_ttl = vec!["docker.io=90s".into()];
+        a.proxy_max_size = vec!["docker.io=500MiB".into()];
+        a.proxy_keep_pulled = vec!["docker.io=2d".into()];
         let c = a.resolve().unwrap();
+        assert_eq!(c.proxy[0].max_size, Some(ByteSize::mib(500).as_u64()));
+        assert_eq!(c.gc.caches[0].keep_pulled, Duration::from_secs(2 * 86400));
         assert_eq!(
             c.proxy[0].credentials,
             Some(PathBuf::from("/etc/berth/proxy/docker.io"))
         );
         assert_eq!(c.proxy[0].tag_ttl, Duration::from_secs(90));
+        let mut a = args(None, None);
+        a.proxy = vec!["docker.io=https://registry-1.docker.io".into()];
+        a.proxy_max_size = vec!["docker.io=lots".into()];
+        let err = format!("{:#}", a.resolve().unwrap_err());
+        assert!(err.contains("--proxy-max-size docker.io=lots"), "{err}");
         let mut a = args(None, None);
         a.proxy_tag_ttl = vec!["ghcr.io=1m".into()];
         let err = format!("{:#}", a.resolve().unwrap_err());

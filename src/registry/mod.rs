@@ -59,18 +59,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::info!(upstream = name, url, "mirroring {url} under {name}/");
     }
     let metrics = std::sync::Arc::new(metrics::Metrics::with_proxy(&proxy.metrics));
+    let state = std::sync::Arc::new(state::State {
+        store,
+        auth,
+        metrics: metrics.clone(),
+        gc_defaults: config.gc.clone(),
+        proxy,
+    });
+    tokio::spawn(admin::keep_caches(state.clone()));
     server::run(
         listener,
-        routes::routes(
-            std::sync::Arc::new(state::State {
-                store,
-                auth,
-                metrics: metrics.clone(),
-                gc_defaults: config.gc.clone(),
-                proxy,
-            }),
-            admin,
-        ),
+        routes::routes(state, admin),
         metrics,
         tls,
         server::Limits::default(),

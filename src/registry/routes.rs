@@ -323,11 +323,17 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
     // POST /berth/v1/scrub  — admin API, bearer token only
     let scrub = warp::path!("berth" / "v1" / "scrub")
         .and(warp::post())
-        .and(admin(admin_token))
+        .and(admin(admin_token.clone()))
         .and(s())
         .and(query())
         .and(admin_body())
         .and_then(admin::scrub);
+    // GET /berth/v1/proxy  — admin API, bearer token only
+    let proxy = warp::path!("berth" / "v1" / "proxy")
+        .and(warp::get())
+        .and(admin(admin_token))
+        .and(s())
+        .and_then(admin::proxy);
 
     let api = base
         .or(catalog)
@@ -366,6 +372,8 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
         .or(gc)
         .unify()
         .or(scrub)
+        .unify()
+        .or(proxy)
         .unify()
         .or(api)
         .unify()

@@ -33,6 +33,7 @@
 //!   run finishes the work.
 
 use super::blobs::digests_in;
+use super::evict::{CacheLimit, CacheReport};
 use super::{Result, Store, StoreError, durable};
 use crate::oci::manifest::Kind;
 use crate::oci::{Algorithm, Digest, Manifest, RepoName, Tag};
@@ -57,6 +58,8 @@ pub struct GcOptions {
     pub upload_max_age: Duration,
     /// Tag retention, per repository pattern; the first matching rule applies.
     pub retention: Vec<RetentionRule>,
+    /// Caps on what the pull-through cache keeps from each upstream (evict.rs).
+    pub caches: Vec<CacheLimit>,
 }
 
 impl Default for GcOptions {
@@ -67,6 +70,7 @@ impl Default for GcOptions {
             grace: Duration::from_secs(3600),
             upload_max_age: Duration::from_secs(24 * 3600),
             retention: Vec::new(),
+            caches: Vec::new(),
         }
     }
 }
@@ -84,7 +88,7 @@ pub struct RetentionRule {
 
 /// What a collection did (or, dry, would do).
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct GcReport {
     pub dry_run: bool,
     pub blobs_deleted: u64,
@@ -93,6 +97,9 @@ pub struct GcReport {
     pub tags_deleted: u64,
     pub uploads_purged: u64,
     pub duration_ms: u64,
+    /// Each capped upstream of the pull-through cache.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheReport>,
 }
 
 /// Digests that manifests committed during a collection refer to (`None` when
@@ -102,9 +109,9 @@ pub(super) type Pins = Option<HashSet<Digest>>;
 /// Tags and manifests a dry run would have deleted, which the rest of the run
 /// treats as gone (a real run deletes them, so it needs no such list).
 #[derive(Default)]
-struct Doomed {
-    tags: HashSet<(RepoName, Tag)>,
-    manifests: HashSet<(RepoName, Digest)>,
+pub(super) struct Doomed {
+    pub(super) tags: HashSet<(RepoName, Tag)>,
+    pub(super) manifests: HashSet<(RepoName, Digest)>,
 }
 
 /// Ends a collection (and its pins) however it ends.
@@ -128,7 +135,7 @@ fn older_than(path: &Path, now: SystemTime, limit: Duration) -> bool {
 }
 
 /// Every string under a `"digest"` key, at any depth of a JSON document.
-fn referenced_digests(value: &serde_json::Value, out: &mut HashSet<Digest>) {
+pub(super) fn referenced_digests(value: &serde_json::Value, out: &mut HashSet<Digest>) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, v) in map {
@@ -177,9 +184,19 @@ impl Store {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        let repositories = self.repositories();
         // A dry run counts the blobs its deletions would free.
         let mut doomed = Doomed::default();
+        for limit in &options.caches {
+            let mut cache = CacheReport {
+                upstream: limit.upstream.clone(),
+                max_size: limit.max_size,
+                ..CacheReport::default()
+            };
+            report.manifests_deleted +=
+                self.evict(limit, options.dry_run, now, &mut doomed, &mut cache)?;
+            report.caches.push(cache);
+        }
+        let repositories = self.repositories();
         for repo in &repositories {
             let rule = options
                 .retention
@@ -227,14 +244,14 @@ impl Store {
         }
     }
 
-    fn pinned(&self, digest: &Digest) -> bool {
+    pub(super) fn pinned(&self, digest: &Digest) -> bool {
         let pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
         pins.as_ref().is_some_and(|p| p.contains(digest))
     }
 
     /// The manifests of `repo`: digest and stored bytes, `None` for one whose
     /// bytes are missing or corrupt. Any other storage error stops the run.
-    fn manifests_of(
+    pub(super) fn manifests_of(
         &self,
         repo: &RepoName,
     ) -> Result<Vec<(Digest, Option<super::StoredManifest>)>> {

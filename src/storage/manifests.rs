@@ -266,7 +266,7 @@ impl Store {
             durable::remove(&self.paths().referrer(name, &subject.digest, digest))?;
         }
         durable::remove(&self.paths().manifest_link(name, digest))?;
-        Ok(())
+        self.forget_pull(name, digest)
     }
 
     /// The tags of `name`, sorted.

@@ -44,12 +44,14 @@
 mod blobs;
 mod cache;
 pub(crate) mod durable;
+mod evict;
 mod gc;
 mod incoming;
 #[cfg(test)]
 mod journal;
 mod manifests;
 pub(crate) mod paths;
+mod pulls;
 mod scrub;
 mod sink;
 mod staging;
@@ -58,9 +60,11 @@ mod usage;
 #[cfg(test)]
 mod write_order;
 
+pub use evict::{CacheLimit, CacheReport};
 pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use incoming::IncomingBlob;
 pub use manifests::StoredManifest;
+pub use pulls::record_interval;
 pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, ScrubReport};
 pub use uploads::Body;
 pub use usage::UsageSnapshot;
@@ -154,6 +158,8 @@ struct Inner {
     usage: usage::Usage,
     /// Tags, manifests and blob sizes recently read (see cache.rs: exact invalidation).
     cache: cache::Cache,
+    /// When this process last wrote down each pull (pulls.rs).
+    pulls: pulls::Recorded,
 }
 
 impl Store {
@@ -202,6 +208,7 @@ impl Store {
                 scrub_running: AtomicBool::new(false),
                 usage,
                 cache: cache::Cache::default(),
+                pulls: pulls::Recorded::default(),
             }),
         })
     }

@@ -9,6 +9,8 @@
 //! <root>/repositories/<name>/_tags/<tag>               the digest the tag points at
 //! <root>/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
 //!                                                      descriptor of a manifest whose subject is that digest
+//! <root>/repositories/<name>/_pulled/<alg>/<hex>       empty; its modification time is when the pull-through
+//!                                                      cache last served that manifest (pulls.rs)
 //! <root>/uploads/<uuid>/info.json, data                an upload session and its bytes so far
 //! <root>/tmp/<owner>/                                  a process's staging folder, locked while it lives
 //!                                                      (staging.rs): temp files, renamed into place once complete
@@ -121,6 +123,14 @@ impl Paths {
     /// The folder of `name`'s manifest links of one algorithm.
     pub fn manifest_links(&self, name: &RepoName, algorithm: Algorithm) -> PathBuf {
         self.repo(name).join("_manifests").join(algorithm.as_str())
+    }
+
+    /// Marks when the manifest `digest` of `name` was last pulled (pulls.rs).
+    pub fn pulled(&self, name: &RepoName, digest: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("_pulled")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
     }
 
     pub fn tags_dir(&self, name: &RepoName) -> PathBuf {

@@ -173,9 +173,7 @@ mod tests {
             s.node_config.containerd = true;
             s.proxy.upstreams = vec![UpstreamSpec {
                 name: "docker.io".into(),
-                url: None,
-                credentials_secret: None,
-                tag_ttl: None,
+                ..UpstreamSpec::default()
             }];
         });
         let ds = daemonset(&r, &settings()).unwrap();

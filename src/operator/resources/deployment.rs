@@ -91,6 +91,12 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         if let Some(ttl) = &upstream.tag_ttl {
             args.extend(["--proxy-tag-ttl".into(), format!("{name}={ttl}")]);
         }
+        if let Some(bytes) = upstream.max_size_bytes() {
+            args.extend(["--proxy-max-size".into(), format!("{name}={bytes}")]);
+        }
+        if let Some(keep) = &upstream.keep_pulled {
+            args.extend(["--proxy-keep-pulled".into(), format!("{name}={keep}")]);
+        }
         if let Some(secret) = &upstream.credentials_secret {
             let volume = format!("proxy-{i}");
             let dir = format!("{PROXY_DIR}/{name}");
@@ -623,12 +629,13 @@ mod tests {
                     url: None,
                     credentials_secret: Some("hub-login".into()),
                     tag_ttl: Some("10m".into()),
+                    max_size: Some(Quantity("10Gi".into())),
+                    keep_pulled: Some("3d".into()),
                 },
                 UpstreamSpec {
                     name: "mirror.local".into(),
                     url: Some("http://mirror.ns.svc:5000".into()),
-                    credentials_secret: None,
-                    tag_ttl: None,
+                    ..UpstreamSpec::default()
                 },
             ]
         });
@@ -637,6 +644,7 @@ mod tests {
         assert!(
             a.ends_with(
                 "--proxy docker.io=https://registry-1.docker.io --proxy-tag-ttl docker.io=10m \
+                 --proxy-max-size docker.io=10737418240 --proxy-keep-pulled docker.io=3d \
                  --proxy-credentials docker.io=/etc/berth/proxy/docker.io \
                  --proxy mirror.local=http://mirror.ns.svc:5000"
             ),
