@@ -28,7 +28,7 @@ struct Setup {
     upstream: TestRegistry,
     front: Front,
     cache: TestRegistry,
-    _config: tempfile::TempDir,
+    config: tempfile::TempDir,
 }
 
 fn setup(login: Login) -> Setup {
@@ -65,7 +65,7 @@ fn setup_with(login: Login, settings: &str) -> Setup {
         upstream,
         front,
         cache,
-        _config: config,
+        config,
     }
 }
 
@@ -238,6 +238,39 @@ async fn pulls_through_both_ways_in_are_byte_identical_and_read_only() {
 
 fn digest_of_nothing() -> String {
     digest(b"bytes nobody pushed")
+}
+
+#[tokio::test]
+async fn changed_credentials_are_read_again_without_a_restart() {
+    for login in [Login::Basic, Login::Token] {
+        let s = setup(login);
+        let (first, _) = upstream_image(&s, "team/one", "v1", "one", 1, 100).await;
+        let (second, _) = upstream_image(&s, "team/two", "v1", "two", 1, 100).await;
+        let r = get(&s, &format!("/v2/{UP}/team/one/manifests/v1")).await;
+        assert!(r.bytes().await.unwrap() == first, "{login:?}");
+
+        // Upstream now takes another password, and the cache's file has it
+        // (as the kubelet updates a mounted Secret). A second past the last
+        // read, upstream's refusal makes the cache read the file again.
+        s.front.set_password("rotated");
+        let file = s.config.path().join("upstream.yaml");
+        std::fs::write(
+            &file,
+            format!("username: {}\npassword: rotated\n", front::USER),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = get(&s, &format!("/v2/{UP}/team/two/manifests/v1")).await;
+        assert_eq!(r.status(), 200, "{login:?}");
+        assert!(r.bytes().await.unwrap() == second, "{login:?}");
+
+        // Credentials upstream refuses are a 403 that says so, not a 502.
+        s.front.set_password("rotated-again");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (_, _) = upstream_image(&s, "team/three", "v1", "three", 1, 100).await;
+        let r = get(&s, &format!("/v2/{UP}/team/three/manifests/v1")).await;
+        expect_error(r, 403, "DENIED").await;
+    }
 }
 
 #[tokio::test]

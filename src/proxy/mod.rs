@@ -28,6 +28,7 @@
 
 mod blobs;
 mod caps;
+mod credentials;
 mod health;
 mod manifests;
 mod metrics;
@@ -36,10 +37,11 @@ mod token;
 mod upstream;
 
 pub use blobs::{BlobFetch, Follower};
+pub use credentials::Credentials;
 pub use health::UpstreamStatus;
 pub use manifests::Served;
 pub use metrics::ProxyMetrics;
-pub use upstream::{Credentials, DEFAULT_KEEP_PULLED, UpstreamConfig, UpstreamError};
+pub use upstream::{DEFAULT_KEEP_PULLED, UpstreamConfig, UpstreamError};
 
 use crate::oci::RepoName;
 use crate::storage::{CacheLimit, GcReport};

@@ -5,8 +5,10 @@
 //! seconds. Tokens are cached per scope until shortly before they expire, and
 //! however many requests wait for one scope, one of them asks.
 
+use super::credentials::Credentials;
 use super::metrics::ProxyMetrics;
-use super::upstream::{BodyError, Credentials, UpstreamError, read_limited};
+use super::upstream::{BodyError, UpstreamError, read_limited};
+use reqwest::StatusCode;
 use reqwest::header::{self, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -188,6 +190,14 @@ impl Tokens {
             .token_request(&self.upstream, response.as_ref().ok());
         let response = response.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // Our credentials, refused: said as such (a 403 to the client).
+            return Err(UpstreamError::Status {
+                upstream: self.upstream.clone(),
+                status,
+                what: format!("a token request to {}", challenge.realm),
+            });
+        }
         if !status.is_success() {
             return Err(failed(format!("answered {status}")));
         }

@@ -3,6 +3,7 @@
 //! flow of the Docker token spec, `token.rs`).
 
 use super::caps::Cap;
+use super::credentials::{Credentials, Login};
 use super::health::Health;
 use super::metrics::ProxyMetrics;
 use super::token::{Challenge, Tokens};
@@ -10,7 +11,7 @@ use crate::storage::{CacheLimit, record_interval};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -61,53 +62,6 @@ impl UpstreamConfig {
     }
 }
 
-/// A user name and password for an upstream.
-#[derive(Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <password>)", self.username)
-    }
-}
-
-impl Credentials {
-    /// Reads a credentials file or folder (see [`UpstreamConfig::credentials`]).
-    pub fn read(path: &Path) -> Result<Credentials, BuildError> {
-        let failed = |reason: String| BuildError::Credentials {
-            path: path.display().to_string(),
-            reason,
-        };
-        if path.is_dir() {
-            let field = |name: &str| {
-                std::fs::read_to_string(path.join(name))
-                    .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                    .map_err(|e| failed(format!("{name}: {e}")))
-            };
-            return Ok(Credentials {
-                username: field("username")?,
-                password: field("password")?,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-        serde_saphyr::from_str(&text).map_err(|e| failed(e.to_string()))
-    }
-
-    pub fn basic(&self) -> HeaderValue {
-        use base64::Engine;
-        let pair = format!("{}:{}", self.username, self.password);
-        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-        let mut value =
-            HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header");
-        value.set_sensitive(true);
-        value
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("upstream URL {url}: {reason}")]
@@ -134,6 +88,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether upstream (or its token server) refused our credentials.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, UpstreamError::Status { status, .. }
+            if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN)
+    }
+
     /// Whether upstream said plainly that it has no such thing.
     pub fn is_not_found(&self) -> bool {
         matches!(self, UpstreamError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
@@ -156,7 +116,7 @@ pub struct Upstream {
     /// Its scheme, host and port: the only origin whose challenges count.
     origin: String,
     client: reqwest::Client,
-    credentials: Option<Credentials>,
+    login: Option<Login>,
     pub tag_ttl: Duration,
     /// How often a pull of one of its manifests is written down (pulls.rs).
     pub record_pulls_every: Duration,
@@ -186,11 +146,7 @@ impl Upstream {
                 reason: "give http:// or https:// and a host".to_owned(),
             });
         }
-        let credentials = config
-            .credentials
-            .as_deref()
-            .map(Credentials::read)
-            .transpose()?;
+        let login = config.credentials.as_deref().map(Login::open).transpose()?;
         let cap = config.max_size.map(|max_size| {
             let limit = CacheLimit {
                 upstream: config.name.clone(),
@@ -205,7 +161,7 @@ impl Upstream {
             name: config.name,
             origin: parsed.origin().ascii_serialization(),
             base: url,
-            credentials,
+            login,
             tag_ttl: config.tag_ttl,
             record_pulls_every: record_interval(config.keep_pulled),
             cap,
@@ -326,14 +282,33 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        // Refused: the credentials may have changed on disk since.
+        if refused.is_some()
+            && let Some(login) = &self.login
+        {
+            login.refused();
+        }
+        let credentials = || self.login.as_ref().map(Login::current);
         Ok(match scheme {
             Scheme::Unknown => None,
-            Scheme::Basic => self.credentials.as_ref().map(Credentials::basic),
-            Scheme::Bearer(challenge) => Some(
-                self.tokens
-                    .token(&challenge, scope, self.credentials.as_ref(), refused)
-                    .await?,
-            ),
+            Scheme::Basic => credentials().as_ref().map(Credentials::basic),
+            Scheme::Bearer(challenge) => {
+                let token = self
+                    .tokens
+                    .token(&challenge, scope, credentials().as_ref(), refused)
+                    .await;
+                match token {
+                    // The token server refused them; once more if they changed.
+                    Err(e) if e.is_refused() && self.login.as_ref().is_some_and(Login::refused) => {
+                        let credentials = credentials();
+                        let token =
+                            self.tokens
+                                .token(&challenge, scope, credentials.as_ref(), refused);
+                        Some(token.await?)
+                    }
+                    token => Some(token?),
+                }
+            }
         })
     }
 

@@ -120,6 +120,17 @@ impl Store {
                 );
                 break;
             }
+            // Looked at again: the listing may be old on a large store, and a
+            // pull since then protects the image.
+            let pulled_since = image
+                .manifests
+                .iter()
+                .filter_map(|d| self.pulled_at(&image.repo, d))
+                .max()
+                .is_some_and(|at| now.duration_since(at).unwrap_or_default() < protected);
+            if pulled_since {
+                continue;
+            }
             for blob in &image.blobs {
                 let count = holders.get_mut(blob).expect("counted above");
                 *count -= 1;

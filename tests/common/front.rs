@@ -42,6 +42,8 @@ pub enum Fault {
 struct State {
     upstream: String,
     login: Login,
+    /// The password it takes (PASSWORD until changed).
+    password: Mutex<String>,
     fault: Mutex<Fault>,
     delay: Mutex<Duration>,
     log: Mutex<Vec<(String, String)>>,
@@ -63,6 +65,7 @@ impl Front {
         let state = Arc::new(State {
             upstream: upstream.to_owned(),
             login,
+            password: Mutex::new(PASSWORD.to_owned()),
             fault: Mutex::new(Fault::None),
             delay: Mutex::new(Duration::ZERO),
             log: Mutex::new(Vec::new()),
@@ -99,6 +102,11 @@ impl Front {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on, only this password is taken.
+    pub fn set_password(&self, password: &str) {
+        *self.state.password.lock().unwrap() = password.to_owned();
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -152,9 +160,10 @@ impl Drop for Front {
     }
 }
 
-fn basic() -> String {
+/// The Basic header of the credentials the front takes now.
+fn basic(state: &State) -> String {
     use base64::Engine;
-    let pair = format!("{USER}:{PASSWORD}");
+    let pair = format!("{USER}:{}", state.password.lock().unwrap());
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
@@ -179,7 +188,7 @@ fn routes(
     let token = warp::path!("token")
         .and(warp::header::optional::<String>("authorization"))
         .map(move |authorization: Option<String>| {
-            if authorization.as_deref() != Some(basic().as_str()) {
+            if authorization.as_deref() != Some(basic(&token_state).as_str()) {
                 return status(
                     StatusCode::UNAUTHORIZED,
                     &[],
@@ -237,7 +246,7 @@ async fn answer(
     let addr = state.addr.lock().unwrap().clone();
     match state.login {
         Login::Anonymous => {}
-        Login::Basic if authorization == Some(basic().as_str()) => {}
+        Login::Basic if authorization == Some(basic(state).as_str()) => {}
         Login::Basic => {
             return status(
                 StatusCode::UNAUTHORIZED,
