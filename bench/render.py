@@ -21,6 +21,9 @@ KEYS = {
     "blob-head": lambda s: s["requests_per_second"],
     "small-push": lambda s: s["requests_per_second"],
     "catalog": lambda s: -s["latency"]["p50_ms"],
+    "pull-upstream": lambda s: s["bytes_per_second"],
+    "pull-through-cold": lambda s: s["bytes_per_second"],
+    "pull-through-warm": lambda s: s["bytes_per_second"],
 }
 
 
@@ -125,6 +128,12 @@ if d and b:
     ))
     targets.append(("catalog in one page: ≤ 2 ms (p50; p99 in the table)", f"{bl['p50_ms']:.2f} ms", bl["p50_ms"] <= 2))
 
+# The caches pull from one upstream (a berth): the upstream row is the same
+# pulls without a cache, measured before each cache's.
+throughput("pull-upstream", "pull-through: the pulls straight from the upstream")
+throughput("pull-through-cold", "pull-through cache, cold (first pulls, fetched upstream)")
+throughput("pull-through-warm", "pull-through cache, warm (served from the cache)")
+
 dm, bm = dist["rss_kib"], berth["rss_kib"]
 rows.append(("RSS idle (after start-up)", mib(dm["idle"]), mib(bm["idle"]), ratio(bm["idle"], dm["idle"])))
 rows.append(("RSS peak through the run (VmHWM)", mib(dm["peak"]), mib(bm["peak"]), ratio(bm["peak"], dm["peak"])))
@@ -173,6 +182,14 @@ for name in KEYS:
     w(f"- **{s['name']}**: {s['description']}")
     if ds and ds["description"] != s["description"]:
         w(f"  (distribution: {ds['description']})")
+w("")
+w("The pull-through rows are measured on their own caches, each mirroring one upstream")
+w("berth: berth as `berth serve --proxy up.test=UPSTREAM` (the image is `up.test/REPO`),")
+w("distribution in its proxy mode (`proxy: remoteurl: UPSTREAM`, the image at its root).")
+w("The clients pull at once, as nodes do when a DaemonSet rolls out; a cold pull is each")
+w("cache's first, while it fetches from the upstream, and the upstream row is the same")
+w("pulls straight from it (a berth both times), so the two figures of that row show how")
+w("steady the machine was. Memory figures are of the two registries above, not the caches.")
 w("")
 w("Memory is read from `/proc/PID/status` of each registry: VmRSS once it answers and")
 w("before any request, VmHWM (the peak) and VmRSS after the run.")

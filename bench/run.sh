@@ -11,7 +11,7 @@
 # each one's median; before every measurement `sync` writes out what earlier
 # ones left in the page cache, so that no registry pays for another's writes.
 #
-#   bench/run.sh                 # the full run (1 GiB blobs; about fifteen minutes)
+#   bench/run.sh                 # the full run (1 GiB blobs; about twenty minutes)
 #   bench/run.sh --blob-size 64MiB --duration 2s   # extra arguments go to berth bench
 #
 # Environment: CARGO_TARGET_DIR (where berth is built), BERTH (use this berth
@@ -145,6 +145,54 @@ for round in $(seq "$rounds"); do
     done
     dd_runs+=("$(dd_speed)")
 done
+
+# The pull-through cache: one upstream (a berth), mirrored by a berth cache and
+# by distribution in its proxy mode (which mirrors one upstream at its root).
+# The same clients pull one image straight from the upstream, then through
+# each cache cold, then warm; the upstream is shared, so the caches go one
+# after the other.
+start_upstream_and_caches() {
+    local port
+    port=$(free_port)
+    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/upstream" 2>"$work/upstream.log" &
+    pids+=($!)
+    url[upstream]="http://127.0.0.1:$port"
+    port=$(free_port)
+    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth-cache" \
+        --proxy "up.test=${url[upstream]}" 2>"$work/berth-cache.log" &
+    pids+=($!)
+    url[berth-cache]="http://127.0.0.1:$port"
+    port=$(free_port)
+    mkdir -p "$work/distribution-cache"
+    cat >"$work/distribution-cache.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/distribution-cache
+http:
+  addr: 127.0.0.1:$port
+proxy:
+  remoteurl: ${url[upstream]}
+YAML
+    docker-registry serve "$work/distribution-cache.yml" 2>"$work/distribution-cache.log" &
+    pids+=($!)
+    url[distribution-cache]="http://127.0.0.1:$port"
+    for name in upstream berth-cache distribution-cache; do wait_up "${url[$name]}"; done
+}
+start_upstream_and_caches
+for name in distribution berth; do
+    prefix=""
+    if [ "$name" = berth ]; then prefix="up.test/"; fi
+    sync
+    echo "bench $name as a pull-through cache" >&2
+    "$berth" bench "${url[$name-cache]}" --json --upstream "${url[upstream]}" --mirror-prefix "$prefix" \
+        --scenario pull-upstream --scenario pull-through-cold --scenario pull-through-warm \
+        "${extra[@]}" >"$work/$name.pull-through.json"
+done
 sleep 1
 
 i=0
@@ -161,7 +209,7 @@ PY
     i=$((i + 1))
 done
 cleanup
-rm -rf "$work/distribution" "$work/berth"
+rm -rf "$work/distribution" "$work/berth" "$work/upstream" "$work/berth-cache" "$work/distribution-cache"
 python3 - "$work" "$sha_kbs" "${dd_runs[@]}" >"$work/machine.json" <<'PY'
 import json, os, platform, subprocess, sys, datetime
 work, sha_kbs, *dd = sys.argv[1:]

@@ -117,6 +117,84 @@ fn every_scenario_against_berth() {
 }
 
 #[test]
+fn the_pull_through_scenarios_pull_through_a_berth_cache() {
+    let upstream = TestRegistry::start();
+    let cache = TestRegistry::start_with(&["--proxy", &format!("up.test={}", upstream.base())]);
+    let out = bench(
+        &cache.base(),
+        &[
+            "--json",
+            "--upstream",
+            &upstream.base(),
+            "--mirror-prefix",
+            "up.test/",
+            "--proxy-layers",
+            "2",
+            "--proxy-layer-size",
+            "1MiB",
+            "--proxy-clients",
+            "3",
+            "--scenario",
+            "pull-through-warm",
+            "--scenario",
+            "pull-upstream",
+            "--scenario",
+            "pull-through-cold",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<_> = scenarios
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["pull-upstream", "pull-through-cold", "pull-through-warm"]
+    );
+    for s in scenarios {
+        // Three clients, each the manifest, the config and two layers.
+        assert_eq!(s["requests"], 12, "{s}");
+        assert_eq!(s["concurrency"], 3, "{s}");
+        let bytes = s["bytes"].as_u64().unwrap();
+        assert!(
+            bytes > 3 * (2 << 20) && bytes < 3 * ((2 << 20) + 4096),
+            "{s}"
+        );
+    }
+    assert!(
+        scenarios[1]["description"]
+            .as_str()
+            .unwrap()
+            .contains("fetches it upstream")
+    );
+    // Each layer left the upstream five times: the untimed read and the three
+    // clients of pull-upstream, then once for the cache however many clients
+    // waited on it; the warm pulls never reached it.
+    let layer_gets = |registry: &TestRegistry| {
+        let mut counts = std::collections::BTreeMap::new();
+        for r in registry.server.requests() {
+            if r.method == "GET" && r.status == 200 && r.path.contains("/mirrored/blobs/sha256:") {
+                let digest = r.path.rsplit('/').next().unwrap().to_owned();
+                *counts.entry(digest).or_insert(0) += 1;
+            }
+        }
+        counts
+    };
+    let upstream_gets = layer_gets(&upstream);
+    // The config is a blob too, read the same five times.
+    assert_eq!(upstream_gets.len(), 3, "{upstream_gets:?}");
+    assert!(upstream_gets.values().all(|&n| n == 5), "{upstream_gets:?}");
+    let cache_gets = layer_gets(&cache);
+    assert!(cache_gets.values().all(|&n| n == 6), "{cache_gets:?}");
+}
+
+#[test]
 fn the_table_is_the_default_output() {
     let registry = TestRegistry::start();
     let out = bench(

@@ -12,7 +12,9 @@ use common::daemons::need;
 use common::front::{self, Fault, Front, Login};
 use common::{TestRegistry, on_disk};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warp::Filter;
 
 /// The upstream's name in the cache.
 const UP: &str = "upstream.test";
@@ -271,6 +273,62 @@ async fn changed_credentials_are_read_again_without_a_restart() {
         let r = get(&s, &format!("/v2/{UP}/team/three/manifests/v1")).await;
         expect_error(r, 403, "DENIED").await;
     }
+}
+
+#[tokio::test]
+async fn credentials_go_only_where_the_upstream_itself_asks() {
+    // A host that upstream redirects blobs to, which asks for a login at a
+    // token server of its own, and notes every Authorization it is sent.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere = format!("http://{}", listener.local_addr().unwrap());
+    let routes = {
+        let (seen, elsewhere) = (seen.clone(), elsewhere.clone());
+        warp::any()
+            .and(warp::path::full())
+            .and(warp::header::optional::<String>("authorization"))
+            .map(
+                move |path: warp::path::FullPath, authorization: Option<String>| {
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{} {authorization:?}", path.as_str()));
+                    let challenge =
+                        format!(r#"Bearer realm="{elsewhere}/token",service="elsewhere""#);
+                    warp::reply::with_header(
+                        warp::reply::with_status("", warp::http::StatusCode::UNAUTHORIZED),
+                        "www-authenticate",
+                        challenge,
+                    )
+                },
+            )
+    };
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+
+    let s = setup(Login::Token);
+    let (manifest, blobs) = upstream_image(&s, "team/app", "v1", "redirected", 1, 1000).await;
+    let r = get(&s, &format!("/v2/{UP}/team/app/manifests/v1")).await;
+    assert!(r.bytes().await.unwrap() == manifest);
+    s.front.redirect_blobs(&elsewhere);
+    let layer = blobs.keys().next().unwrap();
+    let r = get(&s, &format!("/v2/{UP}/team/app/blobs/{layer}")).await;
+    assert_ne!(r.status(), 200);
+    // The redirect was followed, without credentials, and its challenge was
+    // not taken up: no token was asked of the other host's server.
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the redirect was not followed");
+    assert!(
+        seen.iter()
+            .all(|line| line.ends_with("None") && !line.starts_with("/token")),
+        "{seen:?}"
+    );
+    // And the upstream's own login still works: its scheme was kept.
+    let r = get(
+        &s,
+        &format!("/v2/{UP}/team/app/manifests/{}", digest(&manifest)),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.front.tokens_issued(), 1);
 }
 
 #[tokio::test]
@@ -682,6 +740,21 @@ async fn referrers_are_cached_and_listed_when_upstream_is_gone() {
     assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
     assert_eq!(json(r).await["manifests"].as_array().unwrap().len(), 1);
     assert!(s.front.requests().is_empty(), "{:?}", s.front.requests());
+
+    // Past the TTL, twenty clients at once: upstream is asked once, and
+    // every one gets the list.
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    s.front.set_delay(Duration::from_millis(300));
+    let lists = (0..20).map(|_| async {
+        let r = get(&s, &list("")).await;
+        assert_eq!(r.status(), 200);
+        json(r).await["manifests"][0]["digest"].clone()
+    });
+    for listed in futures_util::future::join_all(lists).await {
+        assert_eq!(listed, referrer_digest.as_str());
+    }
+    assert_eq!(s.front.count("GET", &format!("/referrers/{subject}")), 1);
+    s.front.set_delay(Duration::ZERO);
 
     s.front.stop();
     tokio::time::sleep(TTL + Duration::from_millis(200)).await;

@@ -22,10 +22,16 @@ pub enum Scenario {
     SmallPush,
     /// GET the catalog of many repositories in one page
     Catalog,
+    /// Pull an image straight from --upstream, many clients at once
+    PullUpstream,
+    /// Pull it through the cache the first time (it fetches from --upstream)
+    PullThroughCold,
+    /// Pull it through the cache again (from the cache's store)
+    PullThroughWarm,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Push,
         Scenario::PushChunked,
         Scenario::Pull,
@@ -33,7 +39,18 @@ impl Scenario {
         Scenario::BlobHead,
         Scenario::SmallPush,
         Scenario::Catalog,
+        Scenario::PullUpstream,
+        Scenario::PullThroughCold,
+        Scenario::PullThroughWarm,
     ];
+
+    /// Whether it measures a pull-through cache, and so needs --upstream.
+    pub fn needs_upstream(self) -> bool {
+        matches!(
+            self,
+            Scenario::PullUpstream | Scenario::PullThroughCold | Scenario::PullThroughWarm
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +61,9 @@ impl Scenario {
             Scenario::BlobHead => "blob-head",
             Scenario::SmallPush => "small-push",
             Scenario::Catalog => "catalog",
+            Scenario::PullUpstream => "pull-upstream",
+            Scenario::PullThroughCold => "pull-through-cold",
+            Scenario::PullThroughWarm => "pull-through-warm",
         }
     }
 }
@@ -57,7 +77,8 @@ pub struct BenchArgs {
     #[arg(long, env = "BERTH_BENCH_USER", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
     /// A scenario to run; repeat for several (default: all, in this order:
-    /// push, push-chunked, pull, manifest-get, blob-head, small-push, catalog)
+    /// push, push-chunked, pull, manifest-get, blob-head, small-push, catalog,
+    /// and with --upstream pull-upstream, pull-through-cold, pull-through-warm)
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     pub scenarios: Vec<Scenario>,
     /// Print the report as JSON on standard output instead of a table
@@ -94,14 +115,35 @@ pub struct BenchArgs {
     /// Catalog requests timed (one after the other)
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub catalog_requests: u32,
+    /// The registry that URL mirrors as a pull-through cache (plain HTTP, no
+    /// login); the pull-through scenarios push their image there
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// What the cache puts before an upstream repository's name (berth:
+    /// the upstream's name and a slash; distribution: nothing)
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub mirror_prefix: String,
+    /// Layers of the pull-through scenarios' image
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub proxy_layers: u32,
+    /// Size of each of its layers
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub proxy_layer_size: u64,
+    /// Clients pulling it at once in the pull-through scenarios
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub proxy_clients: u32,
 }
 
 impl BenchArgs {
-    /// The scenarios to run, in the canonical order, each once.
+    /// The scenarios to run, in the canonical order, each once; by default
+    /// all, the pull-through ones only when there is an upstream.
     pub fn selected(&self) -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| self.scenarios.is_empty() || self.scenarios.contains(s))
+            .filter(|s| match self.scenarios.is_empty() {
+                true => !s.needs_upstream() || self.upstream.is_some(),
+                false => self.scenarios.contains(s),
+            })
             .collect()
     }
 }

@@ -191,19 +191,20 @@ impl Proxy {
             digest: digest.clone(),
             progress: Arc::new(tx),
         };
-        let flights = self.blobs.running.clone();
+        let leave = Leave {
+            map: self.blobs.running.clone(),
+            key: Some(key),
+        };
         // A task of its own: the blob is fetched to its end (and cached) even
         // if every client that asked for it goes away.
         tokio::spawn(async move {
+            // Gone from the map however the task ends, a panic included.
+            let _leave = leave;
             let progress = flight.progress.clone();
             if let Err(e) = flight.run().await {
                 tracing::warn!(error = %e, "fetching a blob from upstream failed");
                 progress.send_replace(Progress::Failed(Arc::new(e)));
             }
-            flights
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
         });
         rx
     }
@@ -440,5 +441,27 @@ impl Follower {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fetch_task_that_panics_leaves_no_entry_behind() {
+        let map: Arc<Mutex<HashMap<&str, u32>>> = Arc::default();
+        map.lock().unwrap().insert("in flight", 1);
+        let leave = Leave {
+            map: map.clone(),
+            key: Some("in flight"),
+        };
+        let task = tokio::spawn(async move {
+            let _leave = leave;
+            panic!("a fetch that panics");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        // Later requests start a fetch of their own instead of waiting on a dead one.
+        assert!(map.lock().unwrap().is_empty());
     }
 }

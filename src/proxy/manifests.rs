@@ -36,8 +36,11 @@ type Outcome = Result<Served, Arc<ProxyError>>;
 /// Each fetch under way, by repository and reference, shared by its waiters.
 type InFlight = HashMap<(RepoName, String), Shared<BoxFuture<'static, Outcome>>>;
 
-/// When each cached tag was last checked upstream.
+/// Until when each cached tag, checked upstream, is trusted.
 type Checked = HashMap<(RepoName, Tag), Instant>;
+
+/// Tags past which [`Checked`] drops those whose trust has run out.
+const PRUNE_ABOVE: usize = 4096;
 
 /// What is being fetched, and when each cached tag was last checked upstream.
 #[derive(Default)]
@@ -48,11 +51,11 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    fn checked_within(&self, name: &RepoName, tag: &Tag, upstream: &Upstream) -> bool {
+    fn trusted(&self, name: &RepoName, tag: &Tag) -> bool {
         let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         checked
             .get(&(name.clone(), tag.clone()))
-            .is_some_and(|at| at.elapsed() < upstream.tag_ttl)
+            .is_some_and(|until| Instant::now() < *until)
     }
 }
 
@@ -72,9 +75,7 @@ impl Proxy {
         };
         let fresh = match (reference, &cached) {
             (Reference::Digest(_), Some(_)) => true,
-            (Reference::Tag(tag), Some(_)) => {
-                self.manifests.checked_within(local, tag, &route.upstream)
-            }
+            (Reference::Tag(tag), Some(_)) => self.manifests.trusted(local, tag),
             (_, None) => false,
         };
         let served = match cached {
@@ -214,10 +215,13 @@ impl Refresh {
 
     fn mark_checked(&self) {
         if let Reference::Tag(tag) = &self.reference {
-            self.checked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((self.local.clone(), tag.clone()), Instant::now());
+            let now = Instant::now();
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            if checked.len() >= PRUNE_ABOVE {
+                checked.retain(|_, until| now < *until);
+            }
+            let key = (self.local.clone(), tag.clone());
+            checked.insert(key, now + self.upstream.tag_ttl);
         }
     }
 

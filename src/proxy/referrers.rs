@@ -3,7 +3,9 @@
 //! referrer manifest not yet cached is fetched by digest, so that a client
 //! verifying a signature then pulls it from the cache. The answer is always the
 //! store's own index, which those fetches filled: when upstream cannot answer,
-//! what was cached before is listed, and said to be stale.
+//! what was cached before is listed, and said to be stale. Requests for one
+//! subject while its list is being fetched wait for that fetch, and share
+//! its outcome, instead of asking upstream again.
 
 use super::upstream::read_limited;
 use super::{CacheStatus, Proxy, Route};
@@ -12,12 +14,40 @@ use crate::oci::{Descriptor, Digest, Reference, RepoName};
 use crate::storage::Store;
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// When each subject's referrers were last asked upstream.
+/// Subjects past which the map of [`Checked`] drops the entries it no longer needs.
+const PRUNE_ABOVE: usize = 4096;
+
+/// The last check of one subject's referrers upstream: its end, and how it went.
+struct Check {
+    at: Instant,
+    status: CacheStatus,
+}
+
+/// A subject's last check, locked while one runs.
+type Slot = Arc<tokio::sync::Mutex<Option<Check>>>;
+
+/// Each subject's last check.
 #[derive(Default)]
-pub struct Checked(Mutex<HashMap<(RepoName, Digest), Instant>>);
+pub struct Checked(Mutex<HashMap<(RepoName, Digest), Slot>>);
+
+impl Checked {
+    /// The slot of `key`. Past [`PRUNE_ABOVE`] subjects, those not being
+    /// checked whose check is older than `ttl` go first: they are as good as
+    /// never checked.
+    fn slot(&self, key: (RepoName, Digest), ttl: std::time::Duration) -> Slot {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= PRUNE_ABOVE && !map.contains_key(&key) {
+            map.retain(|_, slot| match slot.try_lock() {
+                Ok(check) => check.as_ref().is_some_and(|c| c.at.elapsed() < ttl),
+                Err(_) => true,
+            });
+        }
+        map.entry(key).or_default().clone()
+    }
+}
 
 /// The part of an index this needs.
 #[derive(serde::Deserialize)]
@@ -36,22 +66,21 @@ impl Proxy {
         local: &RepoName,
         subject: &Digest,
     ) -> CacheStatus {
-        let key = (local.clone(), subject.clone());
-        let fresh = {
-            let checked = self.referrers.0.lock().unwrap_or_else(|e| e.into_inner());
-            checked
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < route.upstream.tag_ttl)
-        };
-        if fresh {
-            return CacheStatus::Hit;
+        let ttl = route.upstream.tag_ttl;
+        let slot = self.referrers.slot((local.clone(), subject.clone()), ttl);
+        let asked = Instant::now();
+        let mut last = slot.lock().await;
+        match last.as_ref() {
+            // A check ended while we waited for it: its outcome is ours.
+            Some(check) if check.at >= asked => return check.status.clone(),
+            Some(check) if check.at.elapsed() < ttl => return CacheStatus::Hit,
+            _ => {}
         }
         let status = self.fetch_referrers(store, route, local, subject).await;
-        self.referrers
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Instant::now());
+        *last = Some(Check {
+            at: Instant::now(),
+            status: status.clone(),
+        });
         status
     }
 
@@ -105,4 +134,35 @@ impl Proxy {
 async fn read_index(response: reqwest::Response) -> Option<Index> {
     let body = read_limited(response, MAX_MANIFEST_SIZE).await.ok()?;
     serde_json::from_slice(&body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn old_checks_are_dropped_once_there_are_many_and_running_ones_stay() {
+        let checked = Checked::default();
+        let key = |i: usize| {
+            let repo: RepoName = "docker.io/library/app".parse().unwrap();
+            (repo, Digest::sha256(i.to_string().as_bytes()))
+        };
+        let ttl = Duration::from_secs(60);
+        let old = Instant::now() - Duration::from_secs(120);
+        for i in 0..PRUNE_ABOVE {
+            let slot = checked.slot(key(i), ttl);
+            let status = CacheStatus::Miss;
+            // Every other one was checked long ago; the rest just now.
+            let at = if i % 2 == 0 { old } else { Instant::now() };
+            *slot.try_lock().unwrap() = Some(Check { at, status });
+        }
+        // One being checked right now, old as it is, stays.
+        let running = checked.slot(key(0), ttl);
+        let _guard = running.try_lock().unwrap();
+        checked.slot(key(PRUNE_ABOVE), ttl);
+        let map = checked.0.lock().unwrap();
+        assert_eq!(map.len(), PRUNE_ABOVE / 2 + 2);
+        assert!(map.contains_key(&key(0)) && !map.contains_key(&key(2)));
+    }
 }

@@ -27,6 +27,10 @@ const MARGIN: Duration = Duration::from_secs(10);
 /// A token server's answer is a few fields; one larger than this is refused.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
+/// Scopes (one per repository pulled) past which those whose token is due
+/// for renewal are dropped.
+const PRUNE_ABOVE: usize = 4096;
+
 /// A `WWW-Authenticate: Bearer` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
@@ -141,13 +145,19 @@ impl Tokens {
             challenge.realm,
             challenge.service.as_deref().unwrap_or("")
         );
-        let slot = self
-            .scopes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
+        let slot = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+            if scopes.len() >= PRUNE_ABOVE && !scopes.contains_key(&key) {
+                // Tokens due for renewal are as good as none; a slot being
+                // filled stays.
+                let now = Instant::now();
+                scopes.retain(|_, slot| match slot.try_lock() {
+                    Ok(token) => token.as_ref().is_some_and(|t| now < t.renew_at),
+                    Err(_) => true,
+                });
+            }
+            scopes.entry(key).or_default().clone()
+        };
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.renew_at
@@ -236,6 +246,85 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warp::Filter;
+
+    /// A token server on loopback: `/big` answers more than a token answer
+    /// may hold, `/forever` a token that claims to live for ever, `/token`
+    /// a token only to the right Basic credentials.
+    async fn token_server() -> String {
+        let big = warp::path!("big").map(|| "x".repeat(MAX_TOKEN_RESPONSE + 1));
+        let forever =
+            warp::path!("forever").map(|| format!(r#"{{"token":"T","expires_in":{}}}"#, u64::MAX));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(big.or(forever)).incoming(listener).run());
+        format!("http://{addr}")
+    }
+
+    fn tokens() -> Tokens {
+        let client = crate::tls::client_builder().build().unwrap();
+        Tokens::new(client, ProxyMetrics::default(), "up.test".into())
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_is_read_only_up_to_its_limit_and_lives_a_day_at_most() {
+        let base = token_server().await;
+        let challenge = |path: &str| Challenge {
+            realm: format!("{base}/{path}"),
+            service: None,
+        };
+        let tokens = tokens();
+        let err = tokens
+            .token(&challenge("big"), "repository:a:pull", None, None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+        // An expires_in past any clock neither panics nor keeps the token longer than a day.
+        let asked = Instant::now();
+        let token = tokens
+            .fetch(&challenge("forever"), "repository:a:pull", None)
+            .await
+            .unwrap();
+        assert_eq!(token.value, "Bearer T");
+        assert!(token.renew_at <= asked + MAX_LIFETIME + Duration::from_secs(5));
+        assert!(token.renew_at > asked + MAX_LIFETIME - MARGIN - Duration::from_secs(5));
+    }
+
+    #[test]
+    fn expired_tokens_go_once_there_are_many_scopes() {
+        let tokens = tokens();
+        let challenge = Challenge {
+            realm: "http://127.0.0.1:1/token".into(),
+            service: None,
+        };
+        let fill = |renew_at: Instant| {
+            let mut scopes = tokens.scopes.lock().unwrap();
+            for i in scopes.len()..PRUNE_ABOVE {
+                let slot = Arc::new(tokio::sync::Mutex::new(Some(Token {
+                    value: HeaderValue::from_static("Bearer T"),
+                    renew_at,
+                })));
+                scopes.insert(format!("{i}"), slot);
+            }
+        };
+        fill(Instant::now() + Duration::from_secs(60));
+        // A new scope with every token still good: nothing goes. (The fetch
+        // fails, nothing listens there; the slot stays for the next try.)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ask = |scope: &str| {
+            let _ = runtime.block_on(tokens.token(&challenge, scope, None, None));
+        };
+        ask("repository:new:pull");
+        assert_eq!(tokens.scopes.lock().unwrap().len(), PRUNE_ABOVE + 1);
+        // Once they are due for renewal they are as good as none.
+        tokens.scopes.lock().unwrap().clear();
+        fill(Instant::now() - Duration::from_secs(1));
+        ask("repository:other:pull");
+        assert_eq!(tokens.scopes.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn challenges_are_read_as_registries_send_them() {

@@ -216,6 +216,11 @@ impl Upstream {
             if response.status() != StatusCode::UNAUTHORIZED || attempt == MAX_LOGINS {
                 return Ok(response);
             }
+            // A 401 of a host upstream redirected to is not upstream refusing
+            // our login: nothing to answer it with (see `learn`).
+            if response.url().origin().ascii_serialization() != self.origin {
+                return Ok(response);
+            }
             // A challenge of a scheme not known before is answered as it asks;
             // the same one again means the credentials we sent went stale (a
             // token upstream expired early): a fresh token, once.
@@ -232,11 +237,9 @@ impl Upstream {
 
     /// Takes the scheme a 401 asks for; says whether it is one not known before.
     fn learn(&self, response: &Response) -> bool {
-        // Only the upstream itself says where our credentials go: not a host
-        // it redirected to, and not a plain-HTTP realm of an HTTPS upstream.
-        if response.url().origin().ascii_serialization() != self.origin {
-            return false;
-        }
+        // Only the upstream itself says where our credentials go (`send`
+        // answers no other host's 401), and not to a plain-HTTP realm of an
+        // HTTPS upstream.
         let Some(challenge) = response
             .headers()
             .get(header::WWW_AUTHENTICATE)

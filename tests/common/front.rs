@@ -44,6 +44,9 @@ struct State {
     login: Login,
     /// The password it takes (PASSWORD until changed).
     password: Mutex<String>,
+    /// Where blob GETs are sent instead (a 307), as registries send them to
+    /// a storage host.
+    redirect_blobs: Mutex<Option<String>>,
     fault: Mutex<Fault>,
     delay: Mutex<Duration>,
     log: Mutex<Vec<(String, String)>>,
@@ -66,6 +69,7 @@ impl Front {
             upstream: upstream.to_owned(),
             login,
             password: Mutex::new(PASSWORD.to_owned()),
+            redirect_blobs: Mutex::new(None),
             fault: Mutex::new(Fault::None),
             delay: Mutex::new(Duration::ZERO),
             log: Mutex::new(Vec::new()),
@@ -107,6 +111,11 @@ impl Front {
     /// From now on, only this password is taken.
     pub fn set_password(&self, password: &str) {
         *self.state.password.lock().unwrap() = password.to_owned();
+    }
+
+    /// Blob GETs are answered `307` to `base` + their path from now on.
+    pub fn redirect_blobs(&self, base: &str) {
+        *self.state.redirect_blobs.lock().unwrap() = Some(base.to_owned());
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -275,6 +284,14 @@ async fn answer(
     }
     let delay = *state.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
+    let redirect = state.redirect_blobs.lock().unwrap().clone();
+    if let Some(base) = redirect.filter(|_| method == Method::GET && path.contains("/blobs/")) {
+        return status(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[("location", format!("{base}{path}"))],
+            "",
+        );
+    }
 
     let url = if query.is_empty() {
         format!("{}{path}", state.upstream)

@@ -4,11 +4,13 @@
 //! after. Every answer is checked: status, digest header, content.
 //!
 //! One file per family: transfer.rs (push, push-chunked, pull), latency.rs
-//! (manifest-get, blob-head), small_push.rs, catalog.rs; steps.rs holds the
+//! (manifest-get, blob-head), small_push.rs, catalog.rs, pull_through.rs
+//! (pull-upstream, pull-through-cold, pull-through-warm); steps.rs holds the
 //! requests they share.
 
 mod catalog;
 mod latency;
+mod pull_through;
 mod small_push;
 mod steps;
 mod transfer;
@@ -49,6 +51,11 @@ pub struct Bench {
     /// The large blob push stored, which pull reads back.
     pushed: Option<(String, Arc<Payload>)>,
     image: Option<Arc<Image>>,
+    /// The registry the cache mirrors, and the image pushed there.
+    upstream: Option<Arc<Target>>,
+    mirrored: Option<Arc<pull_through::Mirrored>>,
+    /// Whether the cache has been through a cold pull of that image.
+    cache_filled: bool,
 }
 
 /// `1 GiB`, `4 KiB`.
@@ -65,6 +72,9 @@ impl Bench {
             run,
             pushed: None,
             image: None,
+            upstream: None,
+            mirrored: None,
+            cache_filled: false,
         }
     }
 
@@ -94,17 +104,24 @@ impl Bench {
             Scenario::BlobHead => self.blob_head().await,
             Scenario::SmallPush => self.small_push().await,
             Scenario::Catalog => self.catalog().await,
+            Scenario::PullUpstream => self.pull_upstream().await,
+            Scenario::PullThroughCold => self.pull_through_cold().await,
+            Scenario::PullThroughWarm => self.pull_through_warm().await,
         }
     }
 
-    /// Generates (and hashes) a large payload off the async threads.
+    /// Generates (and hashes) the large payload off the async threads.
     async fn prepare(&self, what: &str) -> Result<Arc<Payload>, BenchError> {
+        self.prepare_sized(what, self.args.blob_size).await
+    }
+
+    /// Generates (and hashes) a payload of `size` off the async threads.
+    async fn prepare_sized(&self, what: &str, size: u64) -> Result<Arc<Payload>, BenchError> {
         let spinner = ProgressBar::new_spinner().with_message(format!(
             "{what}: generating and hashing {}",
-            size_text(self.args.blob_size)
+            size_text(size)
         ));
         spinner.enable_steady_tick(Duration::from_millis(200));
-        let size = self.args.blob_size;
         let payload = tokio::task::spawn_blocking(move || Payload::generate(size))
             .await
             .map_err(|e| BenchError::Protocol(format!("generating the payload: {e}")))?;
