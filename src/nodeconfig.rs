@@ -119,7 +119,9 @@ pub fn remove_mirrors(
     for entry in entries {
         let entry = entry.map_err(|e| failed(certs_dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if keep.iter().any(|k| k.host == name) {
+        // A plain folder only: a link could lead out of certs.d.
+        let folder = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !folder || keep.iter().any(|k| k.host == name) {
             continue;
         }
         let path = entry.path().join("hosts.toml");

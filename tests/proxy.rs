@@ -272,6 +272,13 @@ async fn changed_credentials_are_read_again_without_a_restart() {
         let (_, _) = upstream_image(&s, "team/three", "v1", "three", 1, 100).await;
         let r = get(&s, &format!("/v2/{UP}/team/three/manifests/v1")).await;
         expect_error(r, 403, "DENIED").await;
+        // And the upstream's state says so, token server included.
+        let upstream = status_of_upstream(&s).await;
+        assert_eq!(upstream["state"], "Failing", "{login:?} {upstream}");
+        assert!(
+            upstream["lastError"].as_str().unwrap().contains("401"),
+            "{upstream}"
+        );
     }
 }
 

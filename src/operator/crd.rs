@@ -336,7 +336,35 @@ pub struct RegistryStatus {
     /// Each upstream of the pull-through cache, as the registry reports it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    pub upstreams: Vec<crate::proxy::UpstreamStatus>,
+    pub upstreams: Vec<UpstreamState>,
+}
+
+/// One upstream of the pull-through cache in the status. Times are to the
+/// minute and sizes to two figures, so that traffic through the cache does
+/// not change the status at every pass (each change brings another pass).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamState {
+    pub name: String,
+    pub url: String,
+    /// `Ok`, `Failing` (its last request failed), or `Unknown` (none sent
+    /// yet, or the registry could not be asked).
+    pub state: String,
+    /// When it last answered (RFC 3339, to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<String>,
+    /// Its last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that was (RFC 3339, to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
+    /// With maxSize: what its cached images take (like 3.4GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<String>,
+    /// maxSize as the registry runs with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
 }
 
 /// Where clients reach the registry.

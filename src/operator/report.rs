@@ -16,7 +16,7 @@ pub struct Applied {
     pub claim: Option<PersistentVolumeClaim>,
     pub storage: Plan,
     pub rollout: Rollout,
-    pub upstreams: Vec<crate::proxy::UpstreamStatus>,
+    pub upstreams: Vec<super::crd::UpstreamState>,
 }
 
 /// The status a pass writes, and the Degraded condition to announce in a

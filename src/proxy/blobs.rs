@@ -198,9 +198,11 @@ impl Proxy {
         // A task of its own: the blob is fetched to its end (and cached) even
         // if every client that asked for it goes away.
         tokio::spawn(async move {
-            // Gone from the map however the task ends, a panic included.
-            let _leave = leave;
             let progress = flight.progress.clone();
+            // Gone from the map however the task ends, a panic included, and
+            // before the last sender (`progress`, dropped after it): no new
+            // request can join a flight whose channel has closed.
+            let _leave = leave;
             if let Err(e) = flight.run().await {
                 tracing::warn!(error = %e, "fetching a blob from upstream failed");
                 progress.send_replace(Progress::Failed(Arc::new(e)));

@@ -96,12 +96,18 @@ impl Login {
     /// Reads them again if the last read is older than `age`; says whether
     /// they changed. A file that cannot be read now keeps the last ones.
     fn reread_after(&self, age: Duration) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.1.elapsed() < age {
-            return false;
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.1.elapsed() < age {
+                return false;
+            }
+            // Claimed: the others keep sending what they have meanwhile.
+            state.1 = Instant::now();
         }
-        state.1 = Instant::now();
-        match Credentials::read(&self.path) {
+        // Read without the lock: no request waits on the file.
+        let read = Credentials::read(&self.path);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match read {
             Ok(read) if read != state.0 => {
                 tracing::info!(path = %self.path.display(), "upstream credentials changed; using the new ones");
                 state.0 = read;

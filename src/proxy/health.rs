@@ -19,9 +19,7 @@ struct State {
 }
 
 /// One upstream as `GET /berth/v1/proxy` reports it.
-#[derive(
-    Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamStatus {
     /// Its name: the first component of its repositories here.
@@ -39,14 +37,11 @@ pub struct UpstreamStatus {
     /// What the last failure was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// With a cap: bytes its cached images take, as last counted.
-    // int64 in the CRD's schema: the API server knows no uint64 format.
+    /// With a cap: bytes its cached images take, as far as the registry knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<i64>")]
     pub cache_bytes: Option<u64>,
     /// The cap, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<i64>")]
     pub max_size: Option<u64>,
 }
 

@@ -42,6 +42,9 @@ type Checked = HashMap<(RepoName, Tag), Instant>;
 /// Tags past which [`Checked`] drops those whose trust has run out.
 const PRUNE_ABOVE: usize = 4096;
 
+/// Trust for a TTL too long for the clock: a century.
+const FOREVER: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86400);
+
 /// What is being fetched, and when each cached tag was last checked upstream.
 #[derive(Default)]
 pub struct Manifests {
@@ -221,7 +224,9 @@ impl Refresh {
                 checked.retain(|_, until| now < *until);
             }
             let key = (self.local.clone(), tag.clone());
-            checked.insert(key, now + self.upstream.tag_ttl);
+            // A TTL of centuries is a tag never checked again, not a panic.
+            let until = now.checked_add(self.upstream.tag_ttl);
+            checked.insert(key, until.unwrap_or(now + FOREVER));
         }
     }
 

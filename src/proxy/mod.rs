@@ -193,13 +193,39 @@ impl Proxy {
             .collect()
     }
 
-    /// Returns once a capped upstream's cache may have outgrown its cap.
-    pub async fn over_cap(&self) {
-        self.over_cap.notified().await
+    fn caps(&self) -> impl Iterator<Item = &caps::Cap> {
+        self.upstreams.values().filter_map(|u| u.cap.as_ref())
     }
 
-    /// Takes what a collection counted and evicted.
-    pub fn collected(&self, report: &GcReport) {
+    /// Returns once a capped upstream's cache calls for a collection (see
+    /// caps.rs for when); right away after a start.
+    pub async fn over_cap(&self) {
+        loop {
+            if self.caps().any(caps::Cap::due) {
+                return;
+            }
+            match self.caps().filter_map(caps::Cap::recheck_at).min() {
+                Some(at) => {
+                    tokio::select! {
+                        _ = self.over_cap.notified() => {}
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                None => self.over_cap.notified().await,
+            }
+        }
+    }
+
+    /// What each capped upstream has fetched so far, taken before a collection.
+    pub fn fetched(&self) -> BTreeMap<String, u64> {
+        self.caps()
+            .map(|cap| (cap.limit.upstream.clone(), cap.fetched()))
+            .collect()
+    }
+
+    /// Takes what a collection counted and evicted; `fetched_before` is what
+    /// [`Proxy::fetched`] said when it started.
+    pub fn collected(&self, report: &GcReport, fetched_before: &BTreeMap<String, u64>) {
         if report.dry_run {
             return;
         }
@@ -209,7 +235,8 @@ impl Proxy {
                 .get(&cache.upstream)
                 .and_then(|u| u.cap.as_ref())
             {
-                cap.collected(cache);
+                let before = fetched_before.get(&cache.upstream).copied().unwrap_or(0);
+                cap.collected(cache, before);
                 self.metrics.collected(cache);
             }
         }

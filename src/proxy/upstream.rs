@@ -300,17 +300,22 @@ impl Upstream {
                     .tokens
                     .token(&challenge, scope, credentials().as_ref(), refused)
                     .await;
-                match token {
+                let token = match token {
                     // The token server refused them; once more if they changed.
                     Err(e) if e.is_refused() && self.login.as_ref().is_some_and(Login::refused) => {
                         let credentials = credentials();
                         let token =
                             self.tokens
                                 .token(&challenge, scope, credentials.as_ref(), refused);
-                        Some(token.await?)
+                        token.await
                     }
-                    token => Some(token?),
+                    token => token,
+                };
+                // The token server is part of the upstream, for its status too.
+                if let Err(e) = &token {
+                    self.health.failed(&e.to_string());
                 }
+                Some(token?)
             }
         })
     }

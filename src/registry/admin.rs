@@ -242,11 +242,12 @@ pub async fn proxy(state: Shared) -> Result<Response, warp::Rejection> {
 /// Runs one collection, and counts it in the metrics and the caches' sizes.
 async fn collect(state: &State, options: GcOptions) -> Result<GcReport, StoreError> {
     let started = Instant::now();
+    let fetched = state.proxy.fetched();
     let report = state.store.collect(options).await;
     match &report {
         Ok(report) => {
             state.metrics.gc(Ok(report), started.elapsed());
-            state.proxy.collected(report);
+            state.proxy.collected(report, &fetched);
         }
         // A refused second run is not a collection.
         Err(StoreError::GcRunning) => {}
@@ -255,24 +256,28 @@ async fn collect(state: &State, options: GcOptions) -> Result<GcReport, StoreErr
     report
 }
 
-/// Pause between two collections the registry runs for its caps.
+/// Least pause between two collections the registry runs for its caps.
 const CAP_PAUSE: Duration = Duration::from_secs(10);
 
 /// Runs a collection, with the registry's own options, each time a capped
-/// upstream's cache may have outgrown its cap (`proxy/caps.rs`), so that the
-/// cap holds between the scheduled collections. One that finds another
-/// running waits for the next wake: that run evicts as well.
+/// upstream's cache calls for one (`proxy/caps.rs`: after a start, past its
+/// cap, when a kept image leaves the window), so that the cap holds between
+/// the scheduled collections. After each, it pauses nine times as long as the
+/// run took (10 s at least), so that a large store spends at most a tenth of
+/// its time collecting for the caps. One that finds another running goes
+/// back to waiting: that run evicts as well.
 pub async fn keep_caches(state: Shared) {
     if state.gc_defaults.caches.is_empty() {
         return;
     }
     loop {
         state.proxy.over_cap().await;
+        let started = Instant::now();
         match collect(&state, state.gc_defaults.clone()).await {
             Ok(_) | Err(StoreError::GcRunning) => {}
             Err(e) => tracing::warn!(error = %e, "the collection for the caches failed"),
         }
-        tokio::time::sleep(CAP_PAUSE).await;
+        tokio::time::sleep(CAP_PAUSE.max(started.elapsed() * 9)).await;
     }
 }
 

@@ -8,7 +8,9 @@
 //! An image is a root manifest of a mirrored repository (one that is tagged,
 //! or that no index lists and that refers to no subject) with what it
 //! reaches: an index's children, and the referrers (signatures, SBOMs) of any
-//! of them. It is evicted whole. Its size is that of the blobs it refers to
+//! of them. It is evicted whole. Only manifests the cache fetched count:
+//! one pushed under the upstream's name while it was not configured is the
+//! only copy there is, and is never evicted. Its size is that of the blobs it refers to
 //! that are stored (a layer not pulled yet takes no room); a blob two images
 //! share counts once, and is freed only with the last of them.
 
@@ -41,9 +43,14 @@ pub struct CacheReport {
     pub bytes: u64,
     pub max_size: u64,
     pub images_evicted: u64,
-    /// Bytes the evicted images alone referred to (freed by the sweep once
-    /// past the grace period).
+    /// Bytes that the evicted images referred to and no image left of this
+    /// upstream does: freed by the sweep once past the grace period, unless
+    /// another repository's image refers to them too.
     pub bytes_evicted: u64,
+    /// When over its cap with every image left pulled within the window:
+    /// when the first of them leaves it.
+    #[serde(skip)]
+    pub evictable_at: Option<SystemTime>,
 }
 
 /// One cached image: the manifests it is made of and the blobs they refer to.
@@ -100,12 +107,20 @@ impl Store {
             }
         }
         let mut total: u64 = sizes.values().sum();
+        // Once over the cap, down to nine tenths of it, so that the next
+        // fetch does not call for the next collection.
+        let goal = match total > limit.max_size {
+            true => limit.max_size - limit.max_size / 10,
+            false => limit.max_size,
+        };
         // The record may lag a pull by up to one interval: protect that too.
-        let protected = limit.keep_pulled + record_interval(limit.keep_pulled);
+        let protected = limit
+            .keep_pulled
+            .saturating_add(record_interval(limit.keep_pulled));
         images.sort_by_key(|image| image.pulled);
         let mut deleted = 0;
         for image in &images {
-            if total <= limit.max_size {
+            if total <= goal {
                 break;
             }
             let age = now.duration_since(image.pulled).unwrap_or_default();
@@ -118,6 +133,7 @@ impl Store {
                     "the cache is over its cap, but every image left was pulled within {}",
                     humantime::format_duration(limit.keep_pulled)
                 );
+                report.evictable_at = image.pulled.checked_add(protected);
                 break;
             }
             // Looked at again: the listing may be old on a large store, and a
@@ -131,6 +147,23 @@ impl Store {
             if pulled_since {
                 continue;
             }
+            let mut kept = false;
+            for digest in &image.manifests {
+                let key = (image.repo.clone(), digest.clone());
+                let count = members.get_mut(&key).expect("counted above");
+                *count -= 1;
+                if *count == 0 {
+                    match self.evict_manifest(&image.repo, digest, dry_run, doomed)? {
+                        true => deleted += 1,
+                        false => kept = true,
+                    }
+                }
+            }
+            // A commit since the listing refers to part of it: it stays
+            // counted, and the next collection looks again.
+            if kept {
+                continue;
+            }
             for blob in &image.blobs {
                 let count = holders.get_mut(blob).expect("counted above");
                 *count -= 1;
@@ -138,14 +171,6 @@ impl Store {
                     let size = sizes.get(blob).copied().unwrap_or(0);
                     total -= size;
                     report.bytes_evicted += size;
-                }
-            }
-            for digest in &image.manifests {
-                let key = (image.repo.clone(), digest.clone());
-                let count = members.get_mut(&key).expect("counted above");
-                *count -= 1;
-                if *count == 0 && self.evict_manifest(&image.repo, digest, dry_run, doomed)? {
-                    deleted += 1;
                 }
             }
             report.images_evicted += 1;
@@ -183,6 +208,9 @@ impl Store {
     fn images_of(&self, repo: &RepoName, out: &mut Vec<Image>) -> Result<()> {
         let mut nodes = HashMap::new();
         for (digest, stored) in self.manifests_of(repo)? {
+            if !self.was_fetched(repo, &digest)? {
+                continue;
+            }
             let mut refs = HashSet::from([digest.clone()]);
             let (mut children, mut subject) = (Vec::new(), None);
             if let Some(stored) = stored {
@@ -381,6 +409,20 @@ mod tests {
         // Not under the upstream: never counted, never evicted.
         let mine = c.blob(&own, &[6; 5000]).await;
         let mine = c.image(&own, b"mine", &[mine]).await;
+        // Under its name, but pushed (while it was not configured): the only
+        // copy there is, never counted, never evicted.
+        let pushed: RepoName = "up.test/lib/pushed".parse().unwrap();
+        let layer = c.blob(&pushed, &[7; 3000]).await;
+        let config = c.blob(&pushed, b"pushed").await;
+        let doc = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+        let body = serde_json::to_vec(&doc).unwrap();
+        let manifest = Manifest::parse(Some(OCI_MANIFEST), &body).unwrap();
+        let v1 = Reference::Tag("v1".parse().unwrap());
+        c.store
+            .put_manifest(&pushed, &v1, manifest, body.into())
+            .await
+            .unwrap();
+        c.pulled(&pushed, Duration::from_secs(9 * 86400));
 
         c.pulled(&multi, Duration::from_secs(2 * 86400));
         c.pulled(&single, Duration::from_secs(86400));
@@ -402,6 +444,11 @@ mod tests {
         assert_eq!(c.store.manifests_of(&single).unwrap().len(), 2);
         assert!(c.store.read_manifest(&single, &digest(&image)).is_ok());
         assert!(c.store.read_manifest(&own, &digest(&mine)).is_ok());
+        // Even with no room at all, the pushed one stays.
+        let (_, report) = c.evict(0, Duration::from_secs(3600));
+        assert_eq!(report.images_evicted, 2, "{report:?}");
+        assert_eq!(report.bytes, 0);
+        assert_eq!(c.store.tags_sync(&pushed).unwrap().len(), 1);
         assert!(c.store.pulled_at(&multi, &digest(&amd64)).is_none());
     }
 }

@@ -382,8 +382,10 @@ impl Store {
                 continue;
             }
             if options.dry_run {
-                doomed.manifests.insert((repo.clone(), digest.clone()));
-                deleted += 1;
+                // Not counted twice when eviction doomed it already.
+                if doomed.manifests.insert((repo.clone(), digest.clone())) {
+                    deleted += 1;
+                }
                 continue;
             }
             let _lock = self.commit_lock();

@@ -7,11 +7,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io;
 
-/// What a `_manifests` link records: the media type the manifest was pushed with.
+/// What a `_manifests` link records: the media type the manifest was pushed
+/// with, and whether the pull-through cache fetched it (only those it may
+/// evict: a manifest pushed while its repository's upstream was not
+/// configured is the only copy there is).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ManifestLink {
     media_type: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fetched: bool,
 }
 
 /// A manifest as stored: its exact bytes, digest and media type.
@@ -113,6 +118,7 @@ impl Store {
         }
         let link = ManifestLink {
             media_type: manifest.media_type.clone(),
+            fetched: !check_references,
         };
         let link = serde_json::to_vec(&link).map_err(io::Error::other)?;
         durable::write_atomic(&tmp, &paths.manifest_link(name, &digest), &link)?;
@@ -207,6 +213,16 @@ impl Store {
         durable::read_optional(&self.paths().tag(name, tag))?
             .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok())
             .ok_or(StoreError::ManifestUnknown)
+    }
+
+    /// Whether the pull-through cache fetched the manifest `digest` of `name`
+    /// (a link written by an older berth says no).
+    pub(super) fn was_fetched(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
+        Ok(
+            durable::read_optional(&self.paths().manifest_link(name, digest))?
+                .and_then(|bytes| serde_json::from_slice::<ManifestLink>(&bytes).ok())
+                .is_some_and(|link| link.fetched),
+        )
     }
 
     /// Reads a manifest of `name`, refusing bytes that no longer match their digest.
