@@ -238,6 +238,24 @@ async fn pulls_through_both_ways_in_are_byte_identical_and_read_only() {
     );
 }
 
+/// Waits until the cache has asked upstream for `n` referrers lists since
+/// the log was last cleared (a tag it fetched has its referrers asked for in
+/// the background).
+async fn referrers_asked(s: &Setup, n: usize) {
+    let asked = || {
+        let requests = s.front.requests();
+        requests
+            .iter()
+            .filter(|(m, p)| m == "GET" && p.contains("/referrers/"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while asked() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(asked() >= n, "{:?}", s.front.requests());
+}
+
 fn digest_of_nothing() -> String {
     digest(b"bytes nobody pushed")
 }
@@ -624,6 +642,7 @@ async fn a_moved_tag_is_seen_after_the_ttl_and_digests_never_go_upstream() {
     let (first, _) = upstream_image(&s, "library/app", "v1", "first", 1, 100).await;
     let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
     assert!(r.bytes().await.unwrap() == first);
+    referrers_asked(&s, 1).await;
     let (second, _) = upstream_image(&s, "library/app", "v1", "second", 1, 100).await;
     s.front.clear_log();
 
@@ -638,6 +657,8 @@ async fn a_moved_tag_is_seen_after_the_ttl_and_digests_never_go_upstream() {
     assert!(r.bytes().await.unwrap() == second);
     assert_eq!(s.front.count("HEAD", "/manifests/v1"), 1);
     assert_eq!(s.front.count("GET", "/manifests/v1"), 1);
+    // The new digest's referrers, asked in the background.
+    referrers_asked(&s, 1).await;
 
     // Past the TTL again with nothing moved: one HEAD, no GET.
     tokio::time::sleep(TTL + Duration::from_millis(200)).await;
@@ -722,18 +743,23 @@ async fn referrers_are_cached_and_listed_when_upstream_is_gone() {
     )
     .await;
 
-    let list = |query: &str| format!("/v2/{UP}/library/app/referrers/{subject}{query}");
-    let r = get(&s, &list("")).await;
-    assert_eq!(r.status(), 200);
-    assert!(header(&r, "cache-status").contains("miss"));
-    let index = json(r).await;
-    assert_eq!(
-        index["manifests"][0]["digest"],
-        referrer_digest.as_str(),
-        "{index}"
-    );
-    assert_eq!(index["manifests"][0]["artifactType"], artifact);
-    // The signature is cached with it: pulled by digest, upstream is not asked.
+    // Pulled by tag, the image brings its referrers: asked in the background.
+    let r = get(&s, &format!("/v2/{UP}/library/app/manifests/v1")).await;
+    assert!(r.bytes().await.unwrap() == manifest);
+    referrers_asked(&s, 1).await;
+    // (Each referrer manifest is fetched before the list is done with.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let fetched = || {
+        s.front
+            .count("GET", &format!("/manifests/{referrer_digest}"))
+            == 1
+    };
+    while !fetched() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fetched(), "{:?}", s.front.requests());
+    // The signature is cached with it: pulled by digest, upstream is not asked;
+    // and so is the list.
     s.front.clear_log();
     let r = get(
         &s,
@@ -742,6 +768,17 @@ async fn referrers_are_cached_and_listed_when_upstream_is_gone() {
     .await;
     assert_eq!(header(&r, "cache-status"), "berth; hit");
     assert!(r.bytes().await.unwrap() == referrer);
+    let list = |query: &str| format!("/v2/{UP}/library/app/referrers/{subject}{query}");
+    let r = get(&s, &list("")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-status"), "berth; hit");
+    let index = json(r).await;
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        referrer_digest.as_str(),
+        "{index}"
+    );
+    assert_eq!(index["manifests"][0]["artifactType"], artifact);
     // Within the TTL the list is the cache's, filters included.
     let r = get(&s, &list("?artifactType=application/vnd.example.signature")).await;
     assert_eq!(header(&r, "oci-filters-applied"), "artifactType");

@@ -1,5 +1,6 @@
-//! Referrers (signatures, SBOMs) of mirrored images. Asked for, the upstream's
-//! referrers list is fetched (at most once per TTL for each subject), and each
+//! Referrers (signatures, SBOMs) of mirrored images. Asked for (and, by the
+//! registry's manifest handler, for each tag just fetched, in the background,
+//! so that they come with the image), the upstream's referrers list is fetched (at most once per TTL for each subject), and each
 //! referrer manifest not yet cached is fetched by digest, so that a client
 //! verifying a signature then pulls it from the cache. The answer is always the
 //! store's own index, which those fetches filled: when upstream cannot answer,

@@ -7,6 +7,7 @@ use super::state::Shared;
 use super::{CACHE_STATUS, DOCKER_CONTENT_DIGEST, OCI_NAMESPACE, OCI_SUBJECT, empty, set_header};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Manifest, Reference, RepoName, Tag};
+use crate::proxy::CacheStatus;
 use crate::storage::{Body, StoreError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -43,6 +44,19 @@ pub async fn get(
                 .manifest(&state.store, &route, &name, &reference)
                 .await
                 .map_err(|e| ApiError::from_proxy(&e, Code::ManifestUnknown))?;
+            // Signatures and SBOMs come with the image: a tag just fetched
+            // has its referrers asked for in the background (once per TTL;
+            // an upstream without the referrers API answers 404, and that is all).
+            if served.status == CacheStatus::Miss && matches!(reference, Reference::Tag(_)) {
+                let (state, route, name) = (state.clone(), route.clone(), name.clone());
+                let subject = served.manifest.digest.clone();
+                tokio::spawn(async move {
+                    let proxy = &state.proxy;
+                    proxy
+                        .refresh_referrers(&state.store, &route, &name, &subject)
+                        .await;
+                });
+            }
             (served.manifest, Some((route, served.status)))
         }
     };

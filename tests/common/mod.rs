@@ -217,9 +217,14 @@ pub mod api {
     }
 
     /// Every test client starts here: reqwest is built without a TLS
-    /// provider of its own, and berth's builder brings one.
+    /// provider of its own, and berth's builder brings one. An idle pooled
+    /// connection is dropped after 5 s: berth closes a kept-alive connection
+    /// that sends nothing for 10 s, and a request sent on it just as it
+    /// closes fails (reqwest keeps idle connections 90 s by default).
     pub fn builder() -> reqwest::ClientBuilder {
-        berth::tls::client_builder().redirect(reqwest::redirect::Policy::none())
+        berth::tls::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
     }
 
     pub fn header(r: &reqwest::Response, name: &str) -> String {
