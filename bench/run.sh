@@ -76,11 +76,11 @@ sha_kbs=$(LC_ALL=C openssl speed -evp sha256 -bytes 16384 -seconds 3 2>/dev/null
 dd_runs=("$(dd_speed)")
 
 declare -A url pid_of
-start_distribution() {
-    local port
+start_distribution() { # name, deletes enabled (true/false), more YAML; data in $work/NAME
+    local name=$1 delete=$2 more=${3:-} port
     port=$(free_port)
-    mkdir -p "$work/distribution"
-    cat >"$work/distribution.yml" <<YAML
+    mkdir -p "$work/$name"
+    cat >"$work/$name.yml" <<YAML
 version: 0.1
 log:
   level: error
@@ -88,25 +88,27 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $work/distribution
+    rootdirectory: $work/$name
   delete:
-    enabled: true
+    enabled: $delete
 http:
   addr: 127.0.0.1:$port
+$more
 YAML
-    docker-registry serve "$work/distribution.yml" 2>"$work/distribution.log" &
+    docker-registry serve "$work/$name.yml" 2>"$work/$name.log" &
     pids+=($!)
-    url[distribution]="http://127.0.0.1:$port"
-    pid_of[distribution]=$!
+    url[$name]="http://127.0.0.1:$port"
+    pid_of[$name]=$!
 }
 
-start_berth() { # request log off, as distribution's
-    local port
+start_berth() { # name, more flags; data in $work/NAME; request log off, as distribution's
+    local name=$1 port
+    shift
     port=$(free_port)
-    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth" 2>"$work/berth.log" &
+    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/$name" "$@" 2>"$work/$name.log" &
     pids+=($!)
-    url[berth]="http://127.0.0.1:$port"
-    pid_of[berth]=$!
+    url[$name]="http://127.0.0.1:$port"
+    pid_of[$name]=$!
 }
 
 bench() { # registry output scenario...
@@ -119,8 +121,8 @@ bench() { # registry output scenario...
     "$berth" bench "${url[$name]}" --json "${args[@]}" "${extra[@]}" >"$output"
 }
 
-start_distribution
-start_berth
+start_distribution distribution true
+start_berth berth
 idle=()
 for name in distribution berth; do
     wait_up "${url[$name]}"
@@ -151,39 +153,11 @@ done
 # The same clients pull one image straight from the upstream, then through
 # each cache cold, then warm; the upstream is shared, so the caches go one
 # after the other.
-start_upstream_and_caches() {
-    local port
-    port=$(free_port)
-    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/upstream" 2>"$work/upstream.log" &
-    pids+=($!)
-    url[upstream]="http://127.0.0.1:$port"
-    port=$(free_port)
-    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/berth-cache" \
-        --proxy "up.test=${url[upstream]}" 2>"$work/berth-cache.log" &
-    pids+=($!)
-    url[berth-cache]="http://127.0.0.1:$port"
-    port=$(free_port)
-    mkdir -p "$work/distribution-cache"
-    cat >"$work/distribution-cache.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/distribution-cache
-http:
-  addr: 127.0.0.1:$port
-proxy:
-  remoteurl: ${url[upstream]}
-YAML
-    docker-registry serve "$work/distribution-cache.yml" 2>"$work/distribution-cache.log" &
-    pids+=($!)
-    url[distribution-cache]="http://127.0.0.1:$port"
-    for name in upstream berth-cache distribution-cache; do wait_up "${url[$name]}"; done
-}
-start_upstream_and_caches
+start_berth upstream
+start_berth berth-cache --proxy "up.test=${url[upstream]}"
+start_distribution distribution-cache false "proxy:
+  remoteurl: ${url[upstream]}"
+for name in upstream berth-cache distribution-cache; do wait_up "${url[$name]}"; done
 for name in distribution berth; do
     prefix=""
     if [ "$name" = berth ]; then prefix="up.test/"; fi

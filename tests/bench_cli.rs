@@ -44,19 +44,24 @@ fn bench(url: &str, args: &[&str]) -> Output {
         .expect("run berth bench")
 }
 
-#[test]
-fn every_scenario_against_berth() {
-    let registry = TestRegistry::start();
-    let mut args = SMALL.to_vec();
-    args.push("--json");
-    let out = bench(&registry.base(), &args);
+/// The scenarios of a `--json` run that succeeded.
+fn scenarios_of(out: &Output) -> Vec<serde_json::Value> {
     assert!(
         out.status.success(),
         "bench failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let scenarios = report["scenarios"].as_array().unwrap();
+    report["scenarios"].as_array().unwrap().clone()
+}
+
+#[test]
+fn every_scenario_against_berth() {
+    let registry = TestRegistry::start();
+    let mut args = SMALL.to_vec();
+    args.push("--json");
+    let out = bench(&registry.base(), &args);
+    let scenarios = scenarios_of(&out);
     let names: Vec<_> = scenarios
         .iter()
         .map(|s| s["name"].as_str().unwrap())
@@ -110,7 +115,7 @@ fn every_scenario_against_berth() {
             .contains("one POST ?digest= each")
     );
     assert_eq!(by("catalog")["requests"], 3);
-    for s in scenarios {
+    for s in &scenarios {
         assert!(s["seconds"].as_f64().unwrap() > 0.0, "{s}");
         assert!(s["requests_per_second"].as_f64().unwrap() > 0.0, "{s}");
     }
@@ -142,13 +147,7 @@ fn the_pull_through_scenarios_pull_through_a_berth_cache() {
             "pull-through-cold",
         ],
     );
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let scenarios = report["scenarios"].as_array().unwrap();
+    let scenarios = scenarios_of(&out);
     let names: Vec<_> = scenarios
         .iter()
         .map(|s| s["name"].as_str().unwrap())
@@ -157,7 +156,7 @@ fn the_pull_through_scenarios_pull_through_a_berth_cache() {
         names,
         ["pull-upstream", "pull-through-cold", "pull-through-warm"]
     );
-    for s in scenarios {
+    for s in &scenarios {
         // Three clients, each the manifest, the config and two layers.
         assert_eq!(s["requests"], 12, "{s}");
         assert_eq!(s["concurrency"], 3, "{s}");
@@ -234,13 +233,7 @@ async fn catalog_times_a_page_of_its_own_repositories_among_others() {
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["scenarios"][0]["requests"], 3);
+    assert_eq!(scenarios_of(&out)[0]["requests"], 3);
 }
 
 #[test]

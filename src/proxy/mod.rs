@@ -33,6 +33,7 @@ mod health;
 mod manifests;
 mod metrics;
 mod referrers;
+mod slots;
 mod token;
 mod upstream;
 

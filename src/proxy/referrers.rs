@@ -8,47 +8,23 @@
 //! subject while its list is being fetched wait for that fetch, and share
 //! its outcome, instead of asking upstream again.
 
+use super::slots::Slots;
 use super::upstream::read_limited;
 use super::{CacheStatus, Proxy, Route};
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use crate::oci::{Descriptor, Digest, Reference, RepoName};
 use crate::storage::Store;
 use reqwest::{Method, StatusCode};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Subjects past which the map of [`Checked`] drops the entries it no longer needs.
-const PRUNE_ABOVE: usize = 4096;
-
 /// The last check of one subject's referrers upstream: its end, and how it went.
-struct Check {
+pub struct Check {
     at: Instant,
     status: CacheStatus,
 }
 
-/// A subject's last check, locked while one runs.
-type Slot = Arc<tokio::sync::Mutex<Option<Check>>>;
-
-/// Each subject's last check.
-#[derive(Default)]
-pub struct Checked(Mutex<HashMap<(RepoName, Digest), Slot>>);
-
-impl Checked {
-    /// The slot of `key`. Past [`PRUNE_ABOVE`] subjects, those not being
-    /// checked whose check is older than `ttl` go first: they are as good as
-    /// never checked.
-    fn slot(&self, key: (RepoName, Digest), ttl: std::time::Duration) -> Slot {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= PRUNE_ABOVE && !map.contains_key(&key) {
-            map.retain(|_, slot| match slot.try_lock() {
-                Ok(check) => check.as_ref().is_some_and(|c| c.at.elapsed() < ttl),
-                Err(_) => true,
-            });
-        }
-        map.entry(key).or_default().clone()
-    }
-}
+/// Each subject's last check (a check older than the TTL is as good as none).
+pub type Checked = Slots<(RepoName, Digest), Check>;
 
 /// The part of an index this needs.
 #[derive(serde::Deserialize)]
@@ -68,7 +44,8 @@ impl Proxy {
         subject: &Digest,
     ) -> CacheStatus {
         let ttl = route.upstream.tag_ttl;
-        let slot = self.referrers.slot((local.clone(), subject.clone()), ttl);
+        let key = (local.clone(), subject.clone());
+        let slot = self.referrers.slot(key, |c| c.at.elapsed() < ttl);
         let asked = Instant::now();
         let mut last = slot.lock().await;
         match last.as_ref() {
@@ -139,6 +116,7 @@ async fn read_index(response: reqwest::Response) -> Option<Index> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::slots::PRUNE_ABOVE;
     use super::*;
     use std::time::Duration;
 
@@ -152,16 +130,16 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let old = Instant::now() - Duration::from_secs(120);
         for i in 0..PRUNE_ABOVE {
-            let slot = checked.slot(key(i), ttl);
+            let slot = checked.slot(key(i), |c| c.at.elapsed() < ttl);
             let status = CacheStatus::Miss;
             // Every other one was checked long ago; the rest just now.
             let at = if i % 2 == 0 { old } else { Instant::now() };
             *slot.try_lock().unwrap() = Some(Check { at, status });
         }
         // One being checked right now, old as it is, stays.
-        let running = checked.slot(key(0), ttl);
+        let running = checked.slot(key(0), |c| c.at.elapsed() < ttl);
         let _guard = running.try_lock().unwrap();
-        checked.slot(key(PRUNE_ABOVE), ttl);
+        checked.slot(key(PRUNE_ABOVE), |c| c.at.elapsed() < ttl);
         let map = checked.0.lock().unwrap();
         assert_eq!(map.len(), PRUNE_ABOVE / 2 + 2);
         assert!(map.contains_key(&key(0)) && !map.contains_key(&key(2)));

@@ -7,11 +7,10 @@
 
 use super::credentials::Credentials;
 use super::metrics::ProxyMetrics;
+use super::slots::Slots;
 use super::upstream::{BodyError, UpstreamError, read_limited};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderValue};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the spec says a token lives when the server does not say.
@@ -26,10 +25,6 @@ const MARGIN: Duration = Duration::from_secs(10);
 
 /// A token server's answer is a few fields; one larger than this is refused.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
-
-/// Scopes (one per repository pulled) past which those whose token is due
-/// for renewal are dropped.
-const PRUNE_ABOVE: usize = 4096;
 
 /// A `WWW-Authenticate: Bearer` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +113,8 @@ pub struct Tokens {
     client: reqwest::Client,
     metrics: ProxyMetrics,
     upstream: String,
-    scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    /// One per repository pulled.
+    scopes: Slots<String, Token>,
 }
 
 impl Tokens {
@@ -127,7 +123,7 @@ impl Tokens {
             client,
             metrics,
             upstream,
-            scopes: Mutex::new(HashMap::new()),
+            scopes: Slots::default(),
         }
     }
 
@@ -145,19 +141,9 @@ impl Tokens {
             challenge.realm,
             challenge.service.as_deref().unwrap_or("")
         );
-        let slot = {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
-            if scopes.len() >= PRUNE_ABOVE && !scopes.contains_key(&key) {
-                // Tokens due for renewal are as good as none; a slot being
-                // filled stays.
-                let now = Instant::now();
-                scopes.retain(|_, slot| match slot.try_lock() {
-                    Ok(token) => token.as_ref().is_some_and(|t| now < t.renew_at),
-                    Err(_) => true,
-                });
-            }
-            scopes.entry(key).or_default().clone()
-        };
+        // A token due for renewal is as good as none.
+        let now = Instant::now();
+        let slot = self.scopes.slot(key, |t| now < t.renew_at);
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.renew_at
@@ -245,7 +231,9 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
+    use super::super::slots::PRUNE_ABOVE;
     use super::*;
+    use std::sync::Arc;
     use warp::Filter;
 
     /// A token server on loopback: `/big` answers more than a token answer
@@ -298,7 +286,7 @@ mod tests {
             service: None,
         };
         let fill = |renew_at: Instant| {
-            let mut scopes = tokens.scopes.lock().unwrap();
+            let mut scopes = tokens.scopes.0.lock().unwrap();
             for i in scopes.len()..PRUNE_ABOVE {
                 let slot = Arc::new(tokio::sync::Mutex::new(Some(Token {
                     value: HeaderValue::from_static("Bearer T"),
@@ -318,12 +306,12 @@ mod tests {
             let _ = runtime.block_on(tokens.token(&challenge, scope, None, None));
         };
         ask("repository:new:pull");
-        assert_eq!(tokens.scopes.lock().unwrap().len(), PRUNE_ABOVE + 1);
+        assert_eq!(tokens.scopes.0.lock().unwrap().len(), PRUNE_ABOVE + 1);
         // Once they are due for renewal they are as good as none.
-        tokens.scopes.lock().unwrap().clear();
+        tokens.scopes.0.lock().unwrap().clear();
         fill(Instant::now() - Duration::from_secs(1));
         ask("repository:other:pull");
-        assert_eq!(tokens.scopes.lock().unwrap().len(), 1);
+        assert_eq!(tokens.scopes.0.lock().unwrap().len(), 1);
     }
 
     #[test]
