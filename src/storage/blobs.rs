@@ -1,53 +1,42 @@
 //! Blobs and the per-repository links that decide who may read them.
 
-use super::paths::Paths;
+use super::driver::{Driver, Meta};
+use super::paths::{self, Key};
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
-use std::fs::{DirEntry, File};
-use std::io;
-use std::path::Path;
+use std::fs::File;
 
-/// Parses the file names of a folder of `<hex>` entries as digests of
-/// `algorithm`; other names (none that the store writes) are skipped.
-pub(super) fn digests_in(dir: &Path, algorithm: Algorithm) -> Result<Vec<(Digest, DirEntry)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let parsed = entry
-            .file_name()
-            .to_str()
-            .and_then(|hex| format!("{}:{hex}", algorithm.as_str()).parse().ok());
-        if let Some(digest) = parsed {
-            found.push((digest, entry));
-        }
-    }
-    Ok(found)
+/// Parses the names in `dir` of `<hex>` entries as digests of `algorithm`;
+/// other names (none that the store writes) are skipped.
+pub(super) fn digests_in(
+    driver: &dyn Driver,
+    dir: &Key,
+    algorithm: Algorithm,
+) -> Result<Vec<Digest>> {
+    Ok(driver
+        .list(dir)?
+        .into_iter()
+        .filter_map(|hex| format!("{}:{hex}", algorithm.as_str()).parse().ok())
+        .collect())
 }
 
-/// Calls `visit` with every blob under `paths` (the count at start-up, GC's
-/// sweep, scrub), one prefix folder at a time, so a large store is never
-/// listed whole in memory. A blob committed or removed during the walk may or
-/// may not be visited.
+/// Calls `visit` with every stored blob (the count at start-up, GC's sweep,
+/// scrub), as the driver walks them, so a large store is never listed whole
+/// in memory. A blob committed or removed during the walk may or may not be
+/// visited.
 pub(super) fn each_blob(
-    paths: &Paths,
-    mut visit: impl FnMut(Digest, DirEntry) -> Result<()>,
+    driver: &dyn Driver,
+    mut visit: impl FnMut(Digest, Key, Meta) -> Result<()>,
 ) -> Result<()> {
     for algorithm in Algorithm::ALL {
-        let prefixes = match std::fs::read_dir(paths.blobs_of(algorithm)) {
-            Ok(prefixes) => prefixes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for prefix in prefixes {
-            for (digest, entry) in digests_in(&prefix?.path(), algorithm)? {
-                visit(digest, entry)?;
+        driver.walk(&paths::blobs_of(algorithm), &mut |key, meta| {
+            let digest = format!("{}:{}", algorithm.as_str(), key.name()).parse();
+            match digest {
+                // Only a name in its own prefix folder is that blob.
+                Ok(digest) if paths::blob(&digest) == key => visit(digest, key, meta),
+                _ => Ok(()),
             }
-        }
+        })?;
     }
     Ok(())
 }
@@ -57,36 +46,29 @@ impl Store {
     /// A blob link is an empty file named by the digest (older stores wrote the
     /// digest in it; nothing reads it); a manifest link holds the media type.
     pub(super) fn linked(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
-        if self.paths().blob_link(name, digest).try_exists()? {
+        let driver = self.driver();
+        if driver.exists(&paths::blob_link(name, digest))? {
             return Ok(true);
         }
-        Ok(durable::read_optional(&self.paths().manifest_link(name, digest))?.is_some())
+        Ok(driver.read(&paths::manifest_link(name, digest))?.is_some())
     }
 
     /// Calls `visit` with every stored blob (GC's sweep, scrub): see [`each_blob`].
     pub(super) fn for_each_blob(
         &self,
-        visit: impl FnMut(Digest, DirEntry) -> Result<()>,
+        visit: impl FnMut(Digest, Key, Meta) -> Result<()>,
     ) -> Result<()> {
-        each_blob(self.paths(), visit)
+        each_blob(self.driver(), visit)
     }
 
     /// Size of the stored bytes of `digest`, if present.
     pub(super) fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        match std::fs::metadata(self.paths().blob(digest)) {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.driver().stat(&paths::blob(digest))?.map(|m| m.size))
     }
 
     /// Gives a stored blob a fresh modification time (see gc.rs: grace period).
     pub(super) fn touch_blob(&self, digest: &Digest) -> Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.paths().blob(digest))?;
-        file.set_modified(std::time::SystemTime::now())?;
-        Ok(())
+        Ok(self.driver().touch(&paths::blob(digest))?)
     }
 
     /// Links the stored blob `digest` into `name`, making it readable there,
@@ -94,10 +76,9 @@ impl Store {
     /// that renamed the blob there may not have synced it yet.
     pub(super) fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         let mut pending = durable::Pending::default();
-        let blob = self.paths().blob(digest);
-        pending.add(blob.parent().expect("store paths always have a parent"));
+        self.driver().settle(&paths::blob(digest), &mut pending);
         self.link_blob_pending(name, digest, &mut pending)?;
-        pending.sync()?;
+        self.driver().sync(pending)?;
         self.remember_repository(name);
         Ok(())
     }
@@ -109,7 +90,8 @@ impl Store {
         digest: &Digest,
         pending: &mut durable::Pending,
     ) -> Result<()> {
-        durable::create_name(&self.paths().blob_link(name, digest), pending)?;
+        self.driver()
+            .create(&paths::blob_link(name, digest), pending)?;
         Ok(())
     }
 
@@ -144,14 +126,9 @@ impl Store {
             if !s.linked(&name, &digest)? {
                 return Err(StoreError::BlobUnknown);
             }
-            match File::open(s.paths().blob(&digest)) {
-                Ok(file) => {
-                    let size = file.metadata()?.len();
-                    Ok((file, size))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobUnknown),
-                Err(e) => Err(e.into()),
-            }
+            s.driver()
+                .open(&paths::blob(&digest))?
+                .ok_or(StoreError::BlobUnknown)
         })
         .await
     }
@@ -162,7 +139,7 @@ impl Store {
         let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
             let _stale = s.inner.cache.stale(&name);
-            if durable::remove(&s.paths().blob_link(&name, &digest))? {
+            if s.driver().remove(&paths::blob_link(&name, &digest))? {
                 Ok(())
             } else {
                 Err(StoreError::BlobUnknown)
@@ -235,7 +212,7 @@ mod tests {
             .put_blob(&name, &digest, body(b"layer"))
             .await
             .unwrap();
-        let blob = store.paths().blob(&digest);
+        let blob = store.fs().path(&paths::blob(&digest));
         assert_eq!(blob.parent().unwrap().parent().unwrap(), sha256);
         assert_eq!(std::fs::read_dir(&sha256).unwrap().count(), 256);
         assert_eq!(std::fs::read(blob).unwrap(), b"layer");
@@ -254,20 +231,20 @@ mod tests {
                 .unwrap(),
             5
         );
-        let link = store.paths().blob_link(&name, &digest);
+        let link = store.fs().path(&paths::blob_link(&name, &digest));
         assert_eq!(std::fs::read(&link).unwrap(), b"");
         assert_eq!(store.stat_blob(&name, &digest).await.unwrap(), 5);
 
         // A store written by an older berth: the link holds the digest.
         let other: RepoName = "team/old".parse().unwrap();
-        let old_link = store.paths().blob_link(&other, &digest);
+        let old_link = store.fs().path(&paths::blob_link(&other, &digest));
         std::fs::create_dir_all(old_link.parent().unwrap()).unwrap();
         std::fs::write(&old_link, digest.to_string()).unwrap();
         assert_eq!(store.stat_blob(&other, &digest).await.unwrap(), 5);
 
         // A link whose blob is gone (a power loss kept one name, not the other)
         // is no blob.
-        std::fs::remove_file(store.paths().blob(&digest)).unwrap();
+        std::fs::remove_file(store.fs().path(&paths::blob(&digest))).unwrap();
         let unknown = "team/none".parse::<RepoName>().unwrap();
         store.link_blob(&unknown, &digest).unwrap();
         assert!(matches!(

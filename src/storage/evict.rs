@@ -282,6 +282,7 @@ mod tests {
     use super::*;
     use crate::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
     use crate::oci::{Reference, Tag};
+    use crate::storage::paths;
     use bytes::Bytes;
     use serde_json::json;
 
@@ -336,7 +337,7 @@ mod tests {
         fn pulled(&self, repo: &RepoName, ago: Duration) {
             let at = SystemTime::now() - ago;
             for (digest, _) in self.store.manifests_of(repo).unwrap() {
-                let path = self.store.paths().manifest_link(repo, &digest);
+                let path = self.store.fs().path(&paths::manifest_link(repo, &digest));
                 std::fs::File::options()
                     .write(true)
                     .open(path)

@@ -33,13 +33,14 @@
 //!   run finishes the work.
 
 use super::blobs::digests_in;
+use super::driver::Driver;
 use super::evict::{CacheLimit, CacheReport};
-use super::{Result, Store, StoreError, durable};
+use super::paths::{self, Key};
+use super::{Result, Store, StoreError};
 use crate::oci::manifest::Kind;
 use crate::oci::{Algorithm, Digest, Manifest, RepoName, Tag};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -124,14 +125,14 @@ impl Drop for Running<'_> {
     }
 }
 
-/// How long ago `path` was last modified; `None` when it is gone.
-fn age(path: &Path, now: SystemTime) -> Option<Duration> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+/// How long ago `key` was last modified; `None` when it is gone.
+pub(super) fn age(driver: &dyn Driver, key: &Key, now: SystemTime) -> Option<Duration> {
+    let modified = driver.stat(key).ok()??.modified;
     Some(now.duration_since(modified).unwrap_or_default())
 }
 
-fn older_than(path: &Path, now: SystemTime, limit: Duration) -> bool {
-    age(path, now).is_some_and(|a| a >= limit)
+fn older_than(driver: &dyn Driver, key: &Key, now: SystemTime, limit: Duration) -> bool {
+    age(driver, key, now).is_some_and(|a| a >= limit)
 }
 
 /// Every string under a `"digest"` key, at any depth of a JSON document.
@@ -257,8 +258,8 @@ impl Store {
     ) -> Result<Vec<(Digest, Option<super::StoredManifest>)>> {
         let mut found = Vec::new();
         for algorithm in Algorithm::ALL {
-            let dir = self.paths().manifest_links(repo, algorithm);
-            for (digest, _) in digests_in(&dir, algorithm)? {
+            let dir = paths::manifest_links(repo, algorithm);
+            for digest in digests_in(self.driver(), &dir, algorithm)? {
                 let stored = match self.read_manifest(repo, &digest) {
                     Ok(stored) => Some(stored),
                     Err(StoreError::ManifestUnknown | StoreError::NameUnknown) => None,
@@ -300,7 +301,7 @@ impl Store {
             .tags_sync(repo)?
             .into_iter()
             .filter_map(|tag| {
-                let age = age(&self.paths().tag(repo, &tag), now)?;
+                let age = age(self.driver(), &paths::tag(repo, &tag), now)?;
                 Some((tag, age))
             })
             .collect();
@@ -318,11 +319,11 @@ impl Store {
                 deleted += 1;
                 continue;
             }
-            let path = self.paths().tag(repo, tag);
+            let key = paths::tag(repo, tag);
             let _lock = self.commit_lock();
             let _stale = self.inner.cache.stale(repo);
             // A tag pushed again since we looked is young again.
-            if older_than(&path, now, *tag_age) && durable::remove(&path)? {
+            if older_than(self.driver(), &key, now, *tag_age) && self.driver().remove(&key)? {
                 deleted += 1;
             }
         }
@@ -377,8 +378,8 @@ impl Store {
         }
         let mut deleted = 0;
         for digest in manifests.keys().filter(|d| !kept.contains(d)) {
-            let link = self.paths().manifest_link(repo, digest);
-            if !older_than(&link, now, options.grace) {
+            let link = paths::manifest_link(repo, digest);
+            if !older_than(self.driver(), &link, now, options.grace) {
                 continue;
             }
             if options.dry_run {
@@ -406,12 +407,13 @@ impl Store {
         now: SystemTime,
         report: &mut GcReport,
     ) -> Result<()> {
-        self.for_each_blob(|digest, entry| {
-            let path = entry.path();
-            if marked.contains(&digest) || !older_than(&path, now, options.grace) {
+        let driver = self.driver();
+        self.for_each_blob(|digest, key, meta| {
+            let young = now.duration_since(meta.modified).unwrap_or_default() < options.grace;
+            if marked.contains(&digest) || young {
                 return Ok(());
             }
-            let size = entry.metadata()?.len();
+            let size = meta.size;
             if options.dry_run {
                 report.blobs_deleted += 1;
                 report.bytes_freed += size;
@@ -420,15 +422,15 @@ impl Store {
             let _lock = self.commit_lock();
             // Looked at again under the lock: an upload or mount may have
             // refreshed the blob since, or a commit pinned it.
-            if self.pinned(&digest) || !older_than(&path, now, options.grace) {
+            if self.pinned(&digest) || !older_than(driver, &key, now, options.grace) {
                 return Ok(());
             }
             // Its links go from every repository: no cached size may outlive them.
             let _stale = self.inner.cache.stale_all();
             for repo in repositories {
-                durable::remove(&self.paths().blob_link(repo, &digest))?;
+                driver.remove(&paths::blob_link(repo, &digest))?;
             }
-            if durable::remove(&path)? {
+            if driver.remove(&key)? {
                 self.inner.usage.blob_removed(size);
                 report.blobs_deleted += 1;
                 report.bytes_freed += size;
@@ -440,10 +442,12 @@ impl Store {
     /// Removes upload sessions whose data has not changed for `upload_max_age`.
     fn purge_uploads(&self, options: &GcOptions, now: SystemTime) -> Result<u64> {
         let mut purged = 0;
-        for entry in std::fs::read_dir(self.paths().uploads_dir())? {
-            let dir = entry?.path();
-            let idle = age(&dir.join("data"), now)
-                .or_else(|| age(&dir, now))
+        let driver = self.driver();
+        let uploads = paths::uploads_dir();
+        for name in driver.list(&uploads)? {
+            let dir = uploads.child(&name);
+            let idle = age(driver, &dir.child("data"), now)
+                .or_else(|| age(driver, &dir, now))
                 .unwrap_or_default();
             if idle < options.upload_max_age {
                 continue;
@@ -452,11 +456,7 @@ impl Store {
                 purged += 1;
                 continue;
             }
-            let id = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse().ok());
-            match id {
+            match name.parse().ok() {
                 Some(id) => {
                     if self.purge_session(id)? {
                         purged += 1;
@@ -464,7 +464,7 @@ impl Store {
                 }
                 // Not a session's name: nothing could be using it.
                 None => {
-                    std::fs::remove_dir_all(&dir)?;
+                    std::fs::remove_dir_all(self.fs().path(&dir))?;
                     self.inner.usage.upload_closed();
                     purged += 1;
                 }

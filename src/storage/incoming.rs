@@ -41,7 +41,7 @@ impl Store {
         size: Option<u64>,
     ) -> Result<IncomingBlob> {
         self.check_space(size.unwrap_or(0))?;
-        let path = self.paths().staged_blob(&Uuid::new_v4());
+        let path = self.fs().staged_blob(&Uuid::new_v4());
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,6 +1,6 @@
 //! Manifests, tags and the referrers index of each repository.
 
-use super::{Result, Store, StoreError, durable};
+use super::{Result, Store, StoreError, durable, paths};
 use crate::oci::manifest::Kind;
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
 use bytes::Bytes;
@@ -93,25 +93,26 @@ impl Store {
                 .chain(manifest.manifests.iter().map(|m| m.digest.clone())),
         );
 
-        let paths = self.paths();
-        let tmp = paths.staging_dir();
+        let driver = self.driver();
+        let blob = paths::blob(&digest);
         let size = body.len() as u64;
         match self.blob_size(&digest)? {
             // Stored already, but perhaps by a put that has renamed it and not
-            // fsynced its folder yet (or crashed before it could): fsynced here,
-            // as commit_blob does, so that no tag outlives the manifest's name.
+            // fsynced its folder yet (or crashed before it could): made durable
+            // here, as commit_blob does, so that no tag outlives the manifest's name.
             Some(stored) if stored == size => {
-                let blob = paths.blob(&digest);
-                durable::sync_dir(blob.parent().expect("store paths always have a parent"))?;
+                let mut pending = durable::Pending::default();
+                driver.settle(&blob, &mut pending);
+                driver.sync(pending)?;
             }
             // A damaged copy (its digest says what the bytes must be): replace it.
             Some(stored) => {
-                durable::write_atomic(&tmp, &paths.blob(&digest), body)?;
+                driver.write(&blob, body)?;
                 self.inner.usage.blob_removed(stored);
                 self.inner.usage.blob_added(size);
             }
             None => {
-                if durable::write_atomic_new(&tmp, &paths.blob(&digest), body)? {
+                if driver.write_new(&blob, body)? {
                     self.inner.usage.blob_added(size);
                 }
             }
@@ -121,18 +122,17 @@ impl Store {
             fetched: !check_references,
         };
         let link = serde_json::to_vec(&link).map_err(io::Error::other)?;
-        durable::write_atomic(&tmp, &paths.manifest_link(name, &digest), &link)?;
+        driver.write(&paths::manifest_link(name, &digest), &link)?;
         if let Some(subject) = &manifest.subject {
             let descriptor = manifest.referrer_descriptor(digest.clone(), body.len() as u64);
             let descriptor = serde_json::to_vec(&descriptor).map_err(io::Error::other)?;
-            durable::write_atomic(
-                &tmp,
-                &paths.referrer(name, &subject.digest, &digest),
+            driver.write(
+                &paths::referrer(name, &subject.digest, &digest),
                 &descriptor,
             )?;
         }
         if let Reference::Tag(tag) = reference {
-            durable::write_atomic(&tmp, &paths.tag(name, tag), digest.to_string().as_bytes())?;
+            driver.write(&paths::tag(name, tag), digest.to_string().as_bytes())?;
         }
         self.remember_repository(name);
         Ok(digest)
@@ -160,8 +160,8 @@ impl Store {
             }
             Kind::Index => {
                 for child in &manifest.manifests {
-                    let path = self.paths().manifest_link(name, &child.digest);
-                    if durable::read_optional(&path)?.is_none() {
+                    let link = paths::manifest_link(name, &child.digest);
+                    if self.driver().read(&link)?.is_none() {
                         return Err(StoreError::ManifestBlobUnknown(child.digest.clone()));
                     }
                 }
@@ -210,7 +210,8 @@ impl Store {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }
-        durable::read_optional(&self.paths().tag(name, tag))?
+        self.driver()
+            .read(&paths::tag(name, tag))?
             .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok())
             .ok_or(StoreError::ManifestUnknown)
     }
@@ -218,11 +219,11 @@ impl Store {
     /// Whether the pull-through cache fetched the manifest `digest` of `name`
     /// (a link written by an older berth says no).
     pub(super) fn was_fetched(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
-        Ok(
-            durable::read_optional(&self.paths().manifest_link(name, digest))?
-                .and_then(|bytes| serde_json::from_slice::<ManifestLink>(&bytes).ok())
-                .is_some_and(|link| link.fetched),
-        )
+        Ok(self
+            .driver()
+            .read(&paths::manifest_link(name, digest))?
+            .and_then(|bytes| serde_json::from_slice::<ManifestLink>(&bytes).ok())
+            .is_some_and(|link| link.fetched))
     }
 
     /// Reads a manifest of `name`, refusing bytes that no longer match their digest.
@@ -230,10 +231,13 @@ impl Store {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }
-        let link = durable::read_optional(&self.paths().manifest_link(name, digest))?
+        let driver = self.driver();
+        let link = driver
+            .read(&paths::manifest_link(name, digest))?
             .and_then(|bytes| serde_json::from_slice::<ManifestLink>(&bytes).ok())
             .ok_or(StoreError::ManifestUnknown)?;
-        let body = durable::read_optional(&self.paths().blob(digest))?
+        let body = driver
+            .read(&paths::blob(digest))?
             .filter(|body| digest.matches(body))
             .ok_or(StoreError::ManifestUnknown)?;
         Ok(StoredManifest {
@@ -251,7 +255,7 @@ impl Store {
                 return Err(StoreError::NameUnknown);
             }
             let _stale = s.inner.cache.stale(&name);
-            if durable::remove(&s.paths().tag(&name, &tag))? {
+            if s.driver().remove(&paths::tag(&name, &tag))? {
                 Ok(())
             } else {
                 Err(StoreError::ManifestUnknown)
@@ -273,15 +277,16 @@ impl Store {
         let stored = self.read_manifest(name, digest)?;
         for tag in self.tags_sync(name)? {
             if self.resolve_tag(name, &tag).ok().as_ref() == Some(digest) {
-                durable::remove(&self.paths().tag(name, &tag))?;
+                self.driver().remove(&paths::tag(name, &tag))?;
             }
         }
         if let Ok(manifest) = Manifest::parse(Some(&stored.media_type), &stored.body)
             && let Some(subject) = manifest.subject
         {
-            durable::remove(&self.paths().referrer(name, &subject.digest, digest))?;
+            self.driver()
+                .remove(&paths::referrer(name, &subject.digest, digest))?;
         }
-        durable::remove(&self.paths().manifest_link(name, digest))?;
+        self.driver().remove(&paths::manifest_link(name, digest))?;
         self.forget_pull(name, digest)
     }
 
@@ -295,18 +300,12 @@ impl Store {
         if !self.repository_exists(name) {
             return Err(StoreError::NameUnknown);
         }
-        let mut tags = Vec::new();
-        match std::fs::read_dir(self.paths().tags_dir(name)) {
-            Ok(entries) => {
-                for entry in entries {
-                    if let Some(tag) = entry?.file_name().to_str().and_then(|t| t.parse().ok()) {
-                        tags.push(tag);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        let mut tags: Vec<Tag> = self
+            .driver()
+            .list(&paths::tags_dir(name))?
+            .into_iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
         tags.sort();
         Ok(tags)
     }
@@ -322,13 +321,9 @@ impl Store {
         let (name, subject) = (name.clone(), subject.clone());
         self.blocking(move |s| {
             let mut found = Vec::new();
-            let entries = match std::fs::read_dir(s.paths().referrers_dir(&name, &subject)) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
-                Err(e) => return Err(e.into()),
-            };
-            for entry in entries {
-                let bytes = durable::read_optional(&entry?.path())?;
+            let dir = paths::referrers_dir(&name, &subject);
+            for entry in s.driver().list(&dir)? {
+                let bytes = s.driver().read(&dir.child(&entry))?;
                 let Some(descriptor) =
                     bytes.and_then(|b| serde_json::from_slice::<Descriptor>(&b).ok())
                 else {

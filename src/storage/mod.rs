@@ -1,5 +1,6 @@
 //! The store: blobs by digest, per-repository links, tags, referrers and upload
-//! sessions, on a local file system.
+//! sessions. Its logic is written against one storage interface (`driver.rs`),
+//! with keys laid out by `paths.rs`; the file system (`fs.rs`) is behind it.
 //!
 //! # Order of writes (what makes an acknowledged push survive a crash)
 //!
@@ -43,8 +44,10 @@
 
 mod blobs;
 mod cache;
+mod driver;
 pub(crate) mod durable;
 mod evict;
+mod fs;
 mod gc;
 mod incoming;
 #[cfg(test)]
@@ -69,8 +72,10 @@ pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, Scr
 pub use uploads::Body;
 pub use usage::UsageSnapshot;
 
-use crate::oci::{Algorithm, Digest, RepoName};
-use paths::{Paths, REPO_MARKERS};
+use crate::oci::{Digest, RepoName};
+use driver::Driver;
+use fs::FsDriver;
+use paths::{Key, REPO_MARKERS};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -137,9 +142,7 @@ pub struct Store {
 }
 
 struct Inner {
-    paths: Paths,
-    /// The lock on `paths.staging_dir()`, held while the store is open.
-    _staging: staging::Staging,
+    fs: FsDriver,
     /// Free space below which new upload bytes are refused, so that manifests,
     /// tags and upload state can still be written on a nearly full disk.
     min_free: u64,
@@ -168,36 +171,19 @@ impl Store {
     /// the repositories. Uploads are refused
     /// while less than `min_free` bytes are free.
     pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
-        let mut paths = Paths::new(root);
-        let (paths, staging, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
-            for dir in [
-                paths.blobs_dir(),
-                paths.repositories_dir(),
-                paths.uploads_dir(),
-                paths.tmp_dir(),
-            ] {
-                durable::ensure_dir(&dir)?;
-            }
-            // Made once here rather than by the first push of each prefix, which
-            // would then wait for one more folder fsync (a small push's p50 went
-            // from 1.22 to 1.01 ms without it here). Only sha256: nearly every
-            // client uses it. A push still makes a missing one, so a full disk,
-            // where these cannot be made, is no reason to refuse to start.
-            if let Err(e) = durable::ensure_dirs(paths.blob_prefixes(Algorithm::Sha256)) {
-                tracing::warn!(error = %e, "could not make the blob prefix folders ahead");
-            }
-            let staging = staging::Staging::claim(&mut paths)?;
+        let root = root.into();
+        let (fs, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let fs = FsDriver::open(root)?;
             let mut catalog = BTreeSet::new();
-            index_repositories(&paths.repositories_dir(), "", &mut catalog)?;
-            let usage = usage::Usage::scan(&paths)?;
-            Ok((paths, staging, catalog, usage))
+            index_repositories(&fs, &paths::repositories_dir(), "", &mut catalog)?;
+            let usage = usage::Usage::scan(&fs)?;
+            Ok((fs, catalog, usage))
         })
         .await
         .map_err(io::Error::other)??;
         Ok(Store {
             inner: Arc::new(Inner {
-                paths,
-                _staging: staging,
+                fs,
                 min_free,
                 catalog: RwLock::new(catalog),
                 sessions: Mutex::new(HashMap::new()),
@@ -219,14 +205,12 @@ impl Store {
     /// process serves: its catalog, caches and GC pins would not see what the
     /// tool changes, and its commits would not be pinned against our sweep.
     pub async fn open_offline(root: &Path) -> Result<Store, OfflineError> {
-        if !Paths::new(root).blobs_dir().is_dir() {
+        if !FsDriver::is_store(root) {
             return Err(OfflineError::NotAStore(root.to_owned()));
         }
         // No reserve: offline tools free space or only rename.
         let store = Store::open(root, 0).await?;
-        let others = store
-            .blocking(|s| Ok(staging::live_others(s.paths())?))
-            .await?;
+        let others = store.blocking(|s| Ok(s.fs().live_others()?)).await?;
         if others > 0 {
             return Err(OfflineError::InUse(root.to_owned()));
         }
@@ -239,11 +223,17 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        self.inner.paths.root()
+        self.fs().root()
     }
 
-    fn paths(&self) -> &Paths {
-        &self.inner.paths
+    /// Where the content lives, for the logic that is the same on every driver.
+    fn driver(&self) -> &dyn Driver {
+        &self.inner.fs
+    }
+
+    /// The file-system driver, for what only it does yet.
+    fn fs(&self) -> &FsDriver {
+        &self.inner.fs
     }
 
     /// Runs blocking file work off the async threads.
@@ -260,8 +250,7 @@ impl Store {
 
     /// Bytes free for us on the store's file system.
     fn available(&self) -> Result<u64> {
-        let stat = rustix::fs::statvfs(self.root()).map_err(io::Error::from)?;
-        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+        Ok(self.fs().available()?)
     }
 
     /// Refuses to take `incoming` more upload bytes if that would eat into the reserve.
@@ -281,10 +270,7 @@ impl Store {
     pub async fn check_writable(&self) -> Result<()> {
         self.blocking(|s| {
             s.check_space(0)?;
-            let probe = s.paths().staging_dir().join("readyz");
-            durable::write_atomic(&s.paths().staging_dir(), &probe, b"ok")?;
-            durable::remove(&probe)?;
-            Ok(())
+            Ok(s.fs().probe()?)
         })
         .await
     }
@@ -323,31 +309,26 @@ impl Store {
 
 /// Walks `repositories/` once at start-up: a folder holding one of the marker
 /// folders is a repository; marker folders themselves are not descended into.
-fn index_repositories(dir: &Path, prefix: &str, out: &mut BTreeSet<RepoName>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let file_name = entry.file_name();
-        let Some(component) = file_name.to_str() else {
-            continue;
-        };
-        if component.starts_with('_') {
-            continue;
-        }
+fn index_repositories(
+    driver: &dyn Driver,
+    dir: &Key,
+    prefix: &str,
+    out: &mut BTreeSet<RepoName>,
+) -> Result<()> {
+    let children = driver.list(dir)?;
+    if !prefix.is_empty()
+        && children.iter().any(|c| REPO_MARKERS.contains(&c.as_str()))
+        && let Ok(repo) = prefix.parse()
+    {
+        out.insert(repo);
+    }
+    for child in children.iter().filter(|c| !c.starts_with('_')) {
         let name = if prefix.is_empty() {
-            component.to_owned()
+            child.clone()
         } else {
-            format!("{prefix}/{component}")
+            format!("{prefix}/{child}")
         };
-        let path = entry.path();
-        if REPO_MARKERS.iter().any(|m| path.join(m).is_dir())
-            && let Ok(repo) = name.parse()
-        {
-            out.insert(repo);
-        }
-        index_repositories(&path, &name, out)?;
+        index_repositories(driver, &dir.child(child), &name, out)?;
     }
     Ok(())
 }

@@ -1,23 +1,25 @@
-//! The on-disk layout, in one place. Every path the store touches is built here
-//! from validated values (`RepoName`, `Tag`, `Digest`, upload ids), so nothing a
-//! client sends can name a file outside the root.
+//! The layout, in one place. Every key the store uses is built here from
+//! validated values (`RepoName`, `Tag`, `Digest`, upload ids), so nothing a
+//! client sends can name anything outside the store. A key is a path relative
+//! to the store's root: a file under the data folder, an object in a bucket.
 //!
 //! ```text
-//! <root>/blobs/<alg>/<hex[0..2]>/<hex>                 blob bytes (layers, configs, manifests)
-//! <root>/repositories/<name>/_blobs/<alg>/<hex>        link: the repo may read that blob
-//! <root>/repositories/<name>/_manifests/<alg>/<hex>    link: a manifest of the repo (JSON: its media type)
-//! <root>/repositories/<name>/_tags/<tag>               the digest the tag points at
-//! <root>/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
-//!                                                      descriptor of a manifest whose subject is that digest
-//! <root>/repositories/<name>/_pulled/<alg>/<hex>       empty; its modification time is when the pull-through
-//!                                                      cache last served that manifest (pulls.rs)
-//! <root>/uploads/<uuid>/info.json, data                an upload session and its bytes so far
-//! <root>/tmp/<owner>/                                  a process's staging folder, locked while it lives
-//!                                                      (staging.rs): temp files, renamed into place once complete
-//! <root>/tmp/<owner>/blob-<uuid>                       a single-request upload (`POST ?digest=`) being staged
-//! <root>/quarantine/<alg>/<hex>-<time>                 a blob whose bytes did not match its digest, moved
-//!                                                      aside by a scrub (never served; kept for inspection)
+//! blobs/<alg>/<hex[0..2]>/<hex>                 blob bytes (layers, configs, manifests)
+//! repositories/<name>/_blobs/<alg>/<hex>        link: the repo may read that blob
+//! repositories/<name>/_manifests/<alg>/<hex>    link: a manifest of the repo (JSON: its media type)
+//! repositories/<name>/_tags/<tag>               the digest the tag points at
+//! repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
+//!                                               descriptor of a manifest whose subject is that digest
+//! repositories/<name>/_pulled/<alg>/<hex>       empty; its modification time is when the pull-through
+//!                                               cache last served that manifest (pulls.rs)
+//! uploads/<uuid>/info.json, data                an upload session and its bytes so far
+//! quarantine/<alg>/<hex>-<time>                 a blob whose bytes did not match its digest, moved
+//!                                               aside by a scrub (never served; kept for inspection)
 //! ```
+//!
+//! On a file system, `tmp/<owner>/` is each process's staging folder, locked
+//! while it lives (staging.rs, fs.rs): temp files, renamed into place once
+//! complete, and single-request uploads (`tmp/<owner>/blob-<uuid>`).
 //!
 //! `quarantine/` is outside `blobs/`, so nothing that reads or counts blobs
 //! (pulls, the usage scan, GC's sweep) ever sees what a scrub moved there.
@@ -26,151 +28,142 @@
 //! never collide with a nested repository such as `a/b`.
 
 use crate::oci::{Algorithm, Digest, RepoName, Tag};
-use std::path::{Path, PathBuf};
+use std::fmt;
 use uuid::Uuid;
 
-#[derive(Clone, Debug)]
-pub struct Paths {
-    root: PathBuf,
-    /// Names this process's staging folder under `tmp/`.
-    owner: Uuid,
+/// The name of one stored thing, relative to the store's root: a path under
+/// the data folder, or an object's name in the bucket. `/`-separated, built
+/// only here, from validated values.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    fn new(parts: &[&str]) -> Key {
+        Key(parts.join("/"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of `name` inside this one.
+    pub fn child(&self, name: &str) -> Key {
+        Key(format!("{}/{name}", self.0))
+    }
+
+    /// The last part of the key.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
 }
 
-impl Paths {
-    pub fn new(root: impl Into<PathBuf>) -> Paths {
-        Paths {
-            root: root.into(),
-            owner: Uuid::new_v4(),
-        }
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
+}
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
+pub fn blobs_dir() -> Key {
+    Key::new(&["blobs"])
+}
 
-    /// Holds every process's staging folder.
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
+/// The folder of `algorithm`'s blobs, which holds their prefix folders.
+pub fn blobs_of(algorithm: Algorithm) -> Key {
+    Key::new(&["blobs", algorithm.as_str()])
+}
 
-    /// This process's staging folder (claimed and locked by staging.rs).
-    pub fn staging_dir(&self) -> PathBuf {
-        self.tmp_dir().join(self.owner.simple().to_string())
-    }
+/// The 256 prefix folders of `algorithm`'s blobs (`00` to `ff`).
+pub fn blob_prefixes(algorithm: Algorithm) -> impl Iterator<Item = Key> {
+    let dir = blobs_of(algorithm);
+    (0..=u8::MAX).map(move |byte| dir.child(&format!("{byte:02x}")))
+}
 
-    /// Picks another name for this process's staging folder.
-    pub fn renew_owner(&mut self) {
-        self.owner = Uuid::new_v4();
-    }
+pub fn blob(digest: &Digest) -> Key {
+    let hex = digest.hex();
+    Key::new(&["blobs", digest.algorithm().as_str(), &hex[..2], hex])
+}
 
-    /// Where a single-request upload is staged before it becomes a blob.
-    pub fn staged_blob(&self, id: &Uuid) -> PathBuf {
-        self.staging_dir().join(format!("blob-{}", id.simple()))
-    }
+pub fn quarantine_dir() -> Key {
+    Key::new(&["quarantine"])
+}
 
-    pub fn blobs_dir(&self) -> PathBuf {
-        self.root.join("blobs")
-    }
+/// Where a scrub moves the corrupt bytes stored as `digest`; `stamp` (the
+/// time of the move) keeps apart two corrupt copies of one digest.
+pub fn quarantined(digest: &Digest, stamp: &str) -> Key {
+    quarantine_dir()
+        .child(digest.algorithm().as_str())
+        .child(&format!("{}-{stamp}", digest.hex()))
+}
 
-    /// The folder of `algorithm`'s blobs, which holds their prefix folders.
-    pub fn blobs_of(&self, algorithm: Algorithm) -> PathBuf {
-        self.blobs_dir().join(algorithm.as_str())
-    }
+pub fn repositories_dir() -> Key {
+    Key::new(&["repositories"])
+}
 
-    /// The 256 prefix folders of `algorithm`'s blobs (`00` to `ff`).
-    pub fn blob_prefixes(&self, algorithm: Algorithm) -> impl Iterator<Item = PathBuf> {
-        let dir = self.blobs_of(algorithm);
-        (0..=u8::MAX).map(move |byte| dir.join(format!("{byte:02x}")))
-    }
+pub fn repo(name: &RepoName) -> Key {
+    Key::new(&["repositories", name.as_str()])
+}
 
-    pub fn blob(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.blobs_of(digest.algorithm()).join(&hex[..2]).join(hex)
-    }
+pub fn blob_link(name: &RepoName, digest: &Digest) -> Key {
+    repo(name)
+        .child("_blobs")
+        .child(digest.algorithm().as_str())
+        .child(digest.hex())
+}
 
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine")
-    }
+pub fn manifest_link(name: &RepoName, digest: &Digest) -> Key {
+    manifest_links(name, digest.algorithm()).child(digest.hex())
+}
 
-    /// Where a scrub moves the corrupt bytes stored as `digest`; `stamp` (the
-    /// time of the move) keeps apart two corrupt copies of one digest.
-    pub fn quarantined(&self, digest: &Digest, stamp: &str) -> PathBuf {
-        self.quarantine_dir()
-            .join(digest.algorithm().as_str())
-            .join(format!("{}-{stamp}", digest.hex()))
-    }
+/// The folder of `name`'s manifest links of one algorithm.
+pub fn manifest_links(name: &RepoName, algorithm: Algorithm) -> Key {
+    repo(name).child("_manifests").child(algorithm.as_str())
+}
 
-    pub fn repositories_dir(&self) -> PathBuf {
-        self.root.join("repositories")
-    }
+/// Marks when the manifest `digest` of `name` was last pulled (pulls.rs).
+pub fn pulled(name: &RepoName, digest: &Digest) -> Key {
+    repo(name)
+        .child("_pulled")
+        .child(digest.algorithm().as_str())
+        .child(digest.hex())
+}
 
-    pub fn repo(&self, name: &RepoName) -> PathBuf {
-        self.repositories_dir().join(name.as_str())
-    }
+pub fn tags_dir(name: &RepoName) -> Key {
+    repo(name).child("_tags")
+}
 
-    pub fn blob_link(&self, name: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo(name)
-            .join("_blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
+pub fn tag(name: &RepoName, tag: &Tag) -> Key {
+    tags_dir(name).child(tag.as_str())
+}
 
-    pub fn manifest_link(&self, name: &RepoName, digest: &Digest) -> PathBuf {
-        self.manifest_links(name, digest.algorithm())
-            .join(digest.hex())
-    }
+pub fn referrers_dir(name: &RepoName, subject: &Digest) -> Key {
+    repo(name)
+        .child("_referrers")
+        .child(subject.algorithm().as_str())
+        .child(subject.hex())
+}
 
-    /// The folder of `name`'s manifest links of one algorithm.
-    pub fn manifest_links(&self, name: &RepoName, algorithm: Algorithm) -> PathBuf {
-        self.repo(name).join("_manifests").join(algorithm.as_str())
-    }
+pub fn referrer(name: &RepoName, subject: &Digest, referrer: &Digest) -> Key {
+    referrers_dir(name, subject).child(&format!(
+        "{}-{}",
+        referrer.algorithm().as_str(),
+        referrer.hex()
+    ))
+}
 
-    /// Marks when the manifest `digest` of `name` was last pulled (pulls.rs).
-    pub fn pulled(&self, name: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo(name)
-            .join("_pulled")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
+pub fn uploads_dir() -> Key {
+    Key::new(&["uploads"])
+}
 
-    pub fn tags_dir(&self, name: &RepoName) -> PathBuf {
-        self.repo(name).join("_tags")
-    }
+pub fn upload_dir(id: &Uuid) -> Key {
+    uploads_dir().child(&id.hyphenated().to_string())
+}
 
-    pub fn tag(&self, name: &RepoName, tag: &Tag) -> PathBuf {
-        self.tags_dir(name).join(tag.as_str())
-    }
+pub fn upload_info(id: &Uuid) -> Key {
+    upload_dir(id).child("info.json")
+}
 
-    pub fn referrers_dir(&self, name: &RepoName, subject: &Digest) -> PathBuf {
-        self.repo(name)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex())
-    }
-
-    pub fn referrer(&self, name: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
-        self.referrers_dir(name, subject).join(format!(
-            "{}-{}",
-            referrer.algorithm().as_str(),
-            referrer.hex()
-        ))
-    }
-
-    pub fn uploads_dir(&self) -> PathBuf {
-        self.root.join("uploads")
-    }
-
-    pub fn upload_dir(&self, id: &Uuid) -> PathBuf {
-        self.uploads_dir().join(id.hyphenated().to_string())
-    }
-
-    pub fn upload_info(&self, id: &Uuid) -> PathBuf {
-        self.upload_dir(id).join("info.json")
-    }
-
-    pub fn upload_data(&self, id: &Uuid) -> PathBuf {
-        self.upload_dir(id).join("data")
-    }
+pub fn upload_data(id: &Uuid) -> Key {
+    upload_dir(id).child("data")
 }
 
 /// Names of the per-repository folders, which mark a folder as a repository.
@@ -182,39 +175,36 @@ mod tests {
 
     #[test]
     fn layout_is_stable() {
-        let p = Paths::new("/r");
         let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             .parse()
             .unwrap();
         let name: RepoName = "team/app".parse().unwrap();
         assert_eq!(
-            p.blob(&d),
-            Path::new(
-                "/r/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            )
+            blob(&d).as_str(),
+            "blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(
-            p.tag(&name, &"v1".parse().unwrap()),
-            Path::new("/r/repositories/team/app/_tags/v1")
+            tag(&name, &"v1".parse().unwrap()).as_str(),
+            "repositories/team/app/_tags/v1"
         );
         assert!(
-            p.blob_link(&name, &d)
-                .starts_with("/r/repositories/team/app/_blobs/sha256")
+            blob_link(&name, &d)
+                .as_str()
+                .starts_with("repositories/team/app/_blobs/sha256/")
         );
-        let prefixes: Vec<_> = p.blob_prefixes(Algorithm::Sha256).collect();
+        let prefixes: Vec<_> = blob_prefixes(Algorithm::Sha256).collect();
         assert_eq!(prefixes.len(), 256);
-        assert_eq!(prefixes[0], Path::new("/r/blobs/sha256/00"));
-        assert_eq!(prefixes[255], Path::new("/r/blobs/sha256/ff"));
+        assert_eq!(prefixes[0].as_str(), "blobs/sha256/00");
+        assert_eq!(prefixes[255].as_str(), "blobs/sha256/ff");
         assert_eq!(
-            p.quarantined(&d, "20250102T030405.000006Z"),
-            Path::new(
-                "/r/quarantine/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855-20250102T030405.000006Z"
-            )
+            quarantined(&d, "20250102T030405.000006Z").as_str(),
+            "quarantine/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855-20250102T030405.000006Z"
         );
         assert!(
             prefixes
                 .iter()
-                .any(|dir| Some(dir.as_path()) == p.blob(&d).parent())
+                .any(|dir| blob(&d).as_str().starts_with(&format!("{dir}/")))
         );
+        assert_eq!(blob(&d).name(), d.hex());
     }
 }

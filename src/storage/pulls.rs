@@ -8,10 +8,9 @@
 //! manifest link, when there is none), so at worst it is evicted a little
 //! earlier than it would have been. Nothing served depends on it.
 
-use super::{Result, Store, durable};
+use super::{Result, Store, paths};
 use crate::oci::{Digest, RepoName};
 use std::collections::HashMap;
-use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -66,35 +65,16 @@ impl Store {
         if !self.inner.pulls.due(name, digest, interval) {
             return Ok(());
         }
-        let path = self.paths().pulled(name, digest);
-        self.blocking(move |_| {
-            let open = || {
-                // An empty file: nothing in it to truncate or keep.
-                std::fs::File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-            };
-            let file = match open() {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    durable::ensure_dir(path.parent().expect("store paths have a parent"))?;
-                    open()?
-                }
-                other => other?,
-            };
-            file.set_modified(SystemTime::now())?;
-            Ok(())
-        })
-        .await
+        let key = paths::pulled(name, digest);
+        self.blocking(move |s| Ok(s.driver().touch(&key)?)).await
     }
 
     /// When the manifest `digest` of `name` was last pulled, as far as the
     /// records say, or stored, whichever is later; `None` when it is gone.
     pub(super) fn pulled_at(&self, name: &RepoName, digest: &Digest) -> Option<SystemTime> {
-        let modified = |path| std::fs::metadata(path).ok()?.modified().ok();
-        let stored = modified(self.paths().manifest_link(name, digest))?;
-        Some(match modified(self.paths().pulled(name, digest)) {
+        let modified = |key| Some(self.driver().stat(&key).ok()??.modified);
+        let stored = modified(paths::manifest_link(name, digest))?;
+        Some(match modified(paths::pulled(name, digest)) {
             Some(pulled) => pulled.max(stored),
             None => stored,
         })
@@ -103,12 +83,8 @@ impl Store {
     /// Drops the pull record of a manifest being deleted.
     pub(super) fn forget_pull(&self, name: &RepoName, digest: &Digest) -> Result<()> {
         self.inner.pulls.forget(name, digest);
-        // Not durable::remove: a record that comes back after a crash names a
-        // manifest that is gone, which nothing reads.
-        match std::fs::remove_file(self.paths().pulled(name, digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        self.driver().remove(&paths::pulled(name, digest))?;
+        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@
 //! folders, so after a crash the blob is in one place or the other, and a
 //! scrub that finds it still in `blobs/` moves it again.
 
-use super::{Result, Store, StoreError, durable};
+use super::{Result, Store, StoreError, durable, paths};
 use crate::oci::Digest;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -204,8 +204,8 @@ impl Store {
         let mut report = ScrubReport::default();
         let mut throttle = Throttle::new(options.rate, started);
         let mut buf = vec![0u8; CHUNK];
-        self.for_each_blob(|digest, entry| {
-            let path = entry.path();
+        self.for_each_blob(|digest, key, _| {
+            let path = self.fs().path(&key);
             let (file, size, computed) =
                 match check_blob(&digest, &path, &mut buf, &mut throttle) {
                     Ok(Checked::Gone) => return Ok(()),
@@ -274,8 +274,10 @@ impl Store {
     /// if its name still holds that file (see the module doc).
     fn quarantine(&self, digest: &Digest, file: &File, size: u64) -> Result<Moved> {
         let held = file.metadata()?;
-        let path = self.paths().blob(digest);
-        let target = self.paths().quarantined(digest, &stamp(SystemTime::now()));
+        let path = self.fs().path(&paths::blob(digest));
+        let target = self
+            .fs()
+            .path(&paths::quarantined(digest, &stamp(SystemTime::now())));
         // Made (and synced) before the lock: commits need not wait for it.
         let (Some(from_dir), Some(to_dir)) = (path.parent(), target.parent()) else {
             return Err(io::Error::other("store paths always have a parent").into());
@@ -357,7 +359,7 @@ mod tests {
 
     /// Flips one bit of the stored bytes of `digest`, in place.
     fn flip(store: &Store, digest: &Digest, at: usize) -> Vec<u8> {
-        let path = store.paths().blob(digest);
+        let path = store.fs().path(&paths::blob(digest));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[at] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
@@ -454,7 +456,7 @@ mod tests {
                 "{moved}"
             );
             assert_eq!(&std::fs::read(dir.path().join(moved)).unwrap(), stored);
-            assert!(!store.paths().blob(digest).exists());
+            assert!(!store.fs().path(&paths::blob(digest)).exists());
             // Never served again: not by the cached size, not by a read.
             assert!(matches!(
                 store.stat_blob(&name, digest).await,
@@ -483,7 +485,7 @@ mod tests {
         assert_eq!(size, rotten256.len() as u64);
         drop(file);
         assert_eq!(
-            std::fs::read(store.paths().blob(bad256)).unwrap(),
+            std::fs::read(store.fs().path(&paths::blob(bad256))).unwrap(),
             rotten256
         );
         assert_eq!(store.usage().blobs, before.blobs - 1);
@@ -504,7 +506,7 @@ mod tests {
             .await
             .unwrap();
         flip(&store, &digest, 0);
-        let path = store.paths().blob(&digest);
+        let path = store.fs().path(&paths::blob(&digest));
         let mut buf = vec![0u8; CHUNK];
         let mut throttle = Throttle::new(None, Instant::now());
         let Checked::Corrupt { file, size, .. } =
@@ -531,8 +533,8 @@ mod tests {
         ));
         assert!(
             !store
-                .paths()
-                .quarantine_dir()
+                .fs()
+                .path(&paths::quarantine_dir())
                 .join("sha256")
                 .read_dir()
                 .unwrap()

@@ -11,12 +11,12 @@
 //! lock it can take. (flock works across the clients of NFS and CephFS too,
 //! which is what ReadWriteMany volumes usually are.)
 
-use super::paths::Paths;
 use std::fs::{self, File, TryLockError};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use uuid::Uuid;
 
 /// Loose files in `tmp/` were staged by versions before per-process folders.
 /// One may still run beside us during the upgrade, so its files are removed
@@ -25,53 +25,58 @@ const LOOSE_FILE_AGE: Duration = Duration::from_secs(3600);
 
 /// The lock on this process's staging folder, held while the value lives.
 pub struct Staging {
+    /// This process's folder, `tmp/<a fresh id>`.
+    dir: PathBuf,
     /// Holds the flock; closing it (drop, or the process's death) releases it.
     _lock: File,
 }
 
 impl Staging {
-    /// Makes and locks the staging folder `paths` names (renaming it should a
-    /// sweeper take it first), then removes the other folders in `tmp/` whose
-    /// owner is gone.
-    pub fn claim(paths: &mut Paths) -> io::Result<Staging> {
-        let lock = loop {
-            let dir = paths.staging_dir();
+    /// Makes and locks a staging folder of a fresh name in `tmp` (another
+    /// name should a sweeper take it first), then removes the other folders
+    /// in `tmp` whose owner is gone.
+    pub fn claim(tmp: &Path) -> io::Result<Staging> {
+        let (dir, lock) = loop {
+            let dir = tmp.join(Uuid::new_v4().simple().to_string());
             fs::create_dir(&dir)?;
             let lock = File::open(&dir)?;
             lock.lock()?;
             // A sweeping process may have taken the lock between our mkdir and
             // ours, and removed the folder; then it is not ours to use.
             if still_there(&dir, &lock)? {
-                break lock;
+                break (dir, lock);
             }
-            paths.renew_owner();
         };
-        sweep(&paths.tmp_dir(), &paths.staging_dir())?;
-        Ok(Staging { _lock: lock })
+        sweep(tmp, &dir)?;
+        Ok(Staging { dir, _lock: lock })
     }
-}
 
-/// How many other live processes hold a staging folder in `paths`' store.
-pub fn live_others(paths: &Paths) -> io::Result<usize> {
-    let ours = paths.staging_dir();
-    let mut live = 0;
-    for entry in fs::read_dir(paths.tmp_dir())? {
-        let entry = entry?;
-        if entry.path() == ours || !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let lock = match File::open(entry.path()) {
-            Ok(lock) => lock,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => live += 1,
-            Err(TryLockError::Error(e)) => return Err(e),
-        }
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
-    Ok(live)
+
+    /// How many other live processes hold a staging folder beside ours.
+    pub fn live_others(&self) -> io::Result<usize> {
+        let tmp = self.dir.parent().expect("a staging folder is in tmp/");
+        let mut live = 0;
+        for entry in fs::read_dir(tmp)? {
+            let entry = entry?;
+            if entry.path() == self.dir || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let lock = match File::open(entry.path()) {
+                Ok(lock) => lock,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => live += 1,
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Ok(live)
+    }
 }
 
 /// Whether `path` still names the file (or folder) `lock` was opened on.
@@ -140,10 +145,8 @@ mod tests {
     use super::*;
 
     /// Claims a staging folder under `root/tmp` as a new process would.
-    fn claim(root: &Path) -> (Paths, Staging) {
-        let mut paths = Paths::new(root);
-        let staging = Staging::claim(&mut paths).unwrap();
-        (paths, staging)
+    fn claim(root: &Path) -> Staging {
+        Staging::claim(&root.join("tmp")).unwrap()
     }
 
     fn folders(tmp: &Path) -> Vec<std::path::PathBuf> {
@@ -160,24 +163,25 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let tmp = root.path().join("tmp");
         fs::create_dir(&tmp).unwrap();
-        let (first, first_lock) = claim(root.path());
-        fs::write(first.staging_dir().join("staged"), b"in flight").unwrap();
+        let first = claim(root.path());
+        let first_dir = first.dir().to_owned();
+        fs::write(first_dir.join("staged"), b"in flight").unwrap();
         // A folder no process holds: what a killed process leaves.
         let dead = tmp.join("0123456789abcdef0123456789abcdef");
         fs::create_dir(&dead).unwrap();
         fs::write(dead.join("staged"), b"abandoned").unwrap();
 
-        let (second, _second_lock) = claim(root.path());
-        assert_ne!(first.staging_dir(), second.staging_dir());
-        let staged = fs::read(first.staging_dir().join("staged")).unwrap();
+        let second = claim(root.path());
+        assert_ne!(first_dir, second.dir());
+        let staged = fs::read(first_dir.join("staged")).unwrap();
         assert_eq!(staged, b"in flight");
         assert!(!dead.exists());
 
-        assert_eq!(live_others(&second).unwrap(), 1);
-        drop(first_lock);
-        assert_eq!(live_others(&second).unwrap(), 0);
-        let (third, _third_lock) = claim(root.path());
-        let mut expected = vec![second.staging_dir(), third.staging_dir()];
+        assert_eq!(second.live_others().unwrap(), 1);
+        drop(first);
+        assert_eq!(second.live_others().unwrap(), 0);
+        let third = claim(root.path());
+        let mut expected = vec![second.dir().to_owned(), third.dir().to_owned()];
         expected.sort();
         assert_eq!(folders(&tmp), expected);
     }

@@ -5,8 +5,9 @@
 //! restored, so the session stays usable and its offset is always a chunk boundary
 //! the client was told about.
 
+use super::driver::Driver;
 use super::sink::{Sink, write_chunks};
-use super::{Result, Store, StoreError, durable, staging};
+use super::{Result, Store, StoreError, durable, paths, staging};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -58,9 +59,9 @@ impl Store {
         self.blocking(move |s| {
             s.check_space(0)?;
             let id = Uuid::new_v4();
-            let dir = s.paths().upload_dir(&id);
-            durable::ensure_dir(&dir)?;
-            File::create(s.paths().upload_data(&id))?;
+            let fs = s.fs();
+            durable::ensure_dir(&fs.path(&paths::upload_dir(&id)))?;
+            File::create(fs.path(&paths::upload_data(&id)))?;
             let info = Info {
                 name: name.to_string(),
                 started_at: SystemTime::now()
@@ -68,7 +69,7 @@ impl Store {
                     .map_or(0, |d| d.as_secs()),
             };
             let info = serde_json::to_vec(&info).map_err(io::Error::other)?;
-            durable::write_atomic(&s.paths().staging_dir(), &s.paths().upload_info(&id), &info)?;
+            fs.write(&paths::upload_info(&id), &info)?;
             s.inner.usage.upload_opened();
             let session = Arc::new(Session {
                 name,
@@ -123,11 +124,13 @@ impl Store {
     }
 
     fn load_session(&self, id: Uuid) -> Result<Arc<Session>> {
-        let info = durable::read_optional(&self.paths().upload_info(&id))?
+        let info = self
+            .fs()
+            .read(&paths::upload_info(&id))?
             .and_then(|bytes| serde_json::from_slice::<Info>(&bytes).ok())
             .ok_or(StoreError::UploadUnknown)?;
         let name = info.name.parse().map_err(|_| StoreError::UploadUnknown)?;
-        let size = match std::fs::metadata(self.paths().upload_data(&id)) {
+        let size = match std::fs::metadata(self.fs().path(&paths::upload_data(&id))) {
             Ok(meta) => meta.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadUnknown),
             Err(e) => return Err(e.into()),
@@ -178,14 +181,14 @@ impl Store {
         }
         let claimed = self
             .blocking(move |s| {
-                let info = s.paths().upload_info(&id);
+                let info = s.fs().path(&paths::upload_info(&id));
                 let file = open_existing(&info)?;
                 file.lock()?;
                 // Ended by another process while we waited: its folder is gone.
                 if !staging::still_there(&info, &file)? {
                     return Err(StoreError::UploadUnknown);
                 }
-                let size = match std::fs::metadata(s.paths().upload_data(&id)) {
+                let size = match std::fs::metadata(s.fs().path(&paths::upload_data(&id))) {
                     Ok(meta) => meta.len(),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         return Err(StoreError::UploadUnknown);
@@ -229,7 +232,7 @@ impl Store {
                 size: state.size,
             });
         }
-        let data = self.paths().upload_data(&id);
+        let data = self.fs().path(&paths::upload_data(&id));
         let hasher = match state.hasher.clone() {
             Some(h) => h,
             None => {
@@ -287,7 +290,7 @@ impl Store {
         let hasher = state.hasher.take();
         let (name, digest, size) = (name.clone(), digest.clone(), state.size);
         self.blocking(move |s| {
-            let data = s.paths().upload_data(&id);
+            let data = s.fs().path(&paths::upload_data(&id));
             let computed = match hasher {
                 Some(h) if h.algorithm() == digest.algorithm() => Ok(h.finish()),
                 _ => hash_file(&data, size, digest.algorithm()).map(Hasher::finish),
@@ -339,7 +342,7 @@ impl Store {
                 }
             }
         }
-        let data = self.paths().staged_blob(&Uuid::new_v4());
+        let data = self.fs().staged_blob(&Uuid::new_v4());
         let (name, digest) = (name.clone(), digest.clone());
         if whole {
             return self
@@ -400,7 +403,7 @@ impl Store {
 
     /// Makes verified upload data the blob `digest` and links it into `name`.
     pub(super) fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
-        let target = self.paths().blob(digest);
+        let target = paths::blob(digest);
         // The slow fsync comes before the commit lock, so a collection waits for
         // the rename and link, not for the data to reach the disk.
         let fresh = self.blob_size(digest)?.is_none();
@@ -416,23 +419,22 @@ impl Store {
         // is synced even when another upload of the same digest renamed it there,
         // as that upload may not have synced it yet (a no-op fsync is cheap).
         let mut pending = durable::Pending::default();
-        let folder = target.parent().expect("store paths always have a parent");
         if self.blob_size(digest)?.is_none() {
             if !fresh {
                 // Swept since we looked: our data is now the only copy.
                 durable::sync_file(data)?;
             }
             let size = std::fs::metadata(data)?.len();
-            if durable::rename_new(data, &target, &mut pending)? {
+            if self.fs().commit_file(data, &target, &mut pending)? {
                 self.inner.usage.blob_added(size);
             }
         } else {
             // Pushed again: a fresh time puts it back under the GC's grace period.
             self.touch_blob(digest)?;
         }
-        pending.add(folder);
+        self.driver().settle(&target, &mut pending);
         self.link_blob_pending(name, digest, &mut pending)?;
-        pending.sync()?;
+        self.driver().sync(pending)?;
         self.remember_repository(name);
         Ok(())
     }
@@ -443,7 +445,7 @@ impl Store {
     /// Should the removal fail, the entry stays (closed) and the folder is left
     /// for the collection's purge.
     fn close_session(&self, id: Uuid) -> Result<()> {
-        match std::fs::remove_dir_all(self.paths().upload_dir(&id)) {
+        match std::fs::remove_dir_all(self.fs().path(&paths::upload_dir(&id))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
@@ -467,7 +469,7 @@ impl Store {
             None => None,
         };
         // A folder without info.json is no session anyone can use.
-        let claim = match open_existing(&self.paths().upload_info(&id)) {
+        let claim = match open_existing(&self.fs().path(&paths::upload_info(&id))) {
             Ok(file) => Some(file),
             Err(StoreError::UploadUnknown) => None,
             Err(e) => return Err(e),

@@ -5,9 +5,8 @@
 
 use super::Result;
 use super::blobs::each_blob;
-use super::paths::Paths;
-use std::io;
-use std::path::Path;
+use super::driver::Driver;
+use super::paths;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -29,13 +28,13 @@ pub struct UsageSnapshot {
 
 impl Usage {
     /// Counts what is on disk under `paths`.
-    pub(super) fn scan(paths: &Paths) -> Result<Usage> {
+    pub(super) fn scan(driver: &dyn Driver) -> Result<Usage> {
         let usage = Usage::default();
-        each_blob(paths, |_, blob| {
-            usage.blob_added(blob.metadata()?.len());
+        each_blob(driver, |_, _, meta| {
+            usage.blob_added(meta.size);
             Ok(())
         })?;
-        let uploads = read_dir_optional(&paths.uploads_dir())?.len();
+        let uploads = driver.list(&paths::uploads_dir())?.len();
         usage.uploads.store(uploads as u64, Ordering::Relaxed);
         Ok(usage)
     }
@@ -64,13 +63,5 @@ impl Usage {
             blobs: self.blobs.load(Ordering::Relaxed),
             uploads: self.uploads.load(Ordering::Relaxed),
         }
-    }
-}
-
-fn read_dir_optional(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
     }
 }
