@@ -216,13 +216,9 @@ async fn wrong_digest_stores_nothing() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    let leftovers = |dir: &str| {
-        std::fs::read_dir(registry.root().join(dir))
-            .unwrap()
-            .count()
-    };
-    assert_eq!(leftovers("uploads"), 0, "upload data left behind");
-    let stored = on_disk::files_under(&registry.root().join("blobs"));
+    let uploads = on_disk::files_under(&registry.content().join("uploads"));
+    assert!(uploads.is_empty(), "upload data left behind: {uploads:?}");
+    let stored = on_disk::files_under(&registry.content().join("blobs"));
     assert!(stored.is_empty(), "a blob was stored: {stored:?}");
     // The server's own staging folder stays, empty.
     let staged = on_disk::files_under(&registry.root().join("tmp"));
@@ -266,12 +262,8 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(
-        std::fs::read_dir(registry.root().join("uploads"))
-            .unwrap()
-            .count(),
-        0
-    );
+    let uploads = on_disk::files_under(&registry.content().join("uploads"));
+    assert!(uploads.is_empty(), "upload data left behind: {uploads:?}");
 }
 
 #[tokio::test]
@@ -308,7 +300,7 @@ async fn cross_repository_mount() {
     assert_eq!(r.status(), 202);
     assert!(header(&r, "location").starts_with("/v2/app/blobs/uploads/"));
     // Stored once, linked twice.
-    let stored: Vec<_> = on_disk::files_under(&registry.root().join("blobs"));
+    let stored: Vec<_> = on_disk::files_under(&registry.content().join("blobs"));
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
 

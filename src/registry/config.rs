@@ -5,6 +5,7 @@
 
 use super::auth::AuthConfig;
 use crate::proxy::UpstreamConfig;
+use crate::storage::bucket::BucketConfig;
 use crate::storage::{CacheLimit, GcOptions, RetentionRule};
 use anyhow::Context;
 use bytesize::ByteSize;
@@ -26,6 +27,21 @@ pub struct ServeArgs {
     /// Folder holding the registry's data
     #[arg(long, env = "BERTH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Keep the registry's content in an object store instead of the data
+    /// folder: s3://BUCKET[/PREFIX] (AWS, MinIO, Ceph, Garage...), az://, gs://.
+    /// Credentials come from the usual variables (AWS_ACCESS_KEY_ID...); the
+    /// data folder then only stages files
+    #[arg(long, env = "BERTH_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+    /// An option of --storage, e.g. endpoint=http://minio:9000 or
+    /// region=eu-west-1; repeat it, or separate with commas
+    #[arg(
+        long = "storage-option",
+        env = "BERTH_STORAGE_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub storage_options: Vec<String>,
     /// Refuse uploads when less than this is free on the data folder's disk (e.g. 256MiB)
     #[arg(long, env = "BERTH_MIN_FREE", value_name = "SIZE")]
     pub min_free: Option<ByteSize>,
@@ -109,6 +125,15 @@ pub struct ServeArgs {
     /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// `storage:` in the config file: an object store's URL and options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StorageEntry {
+    url: String,
+    #[serde(default)]
+    options: std::collections::BTreeMap<String, String>,
 }
 
 /// A retention rule as written in the config file.
@@ -249,6 +274,7 @@ fn named<'a>(
 struct FileConfig {
     listen: Option<SocketAddr>,
     root: Option<PathBuf>,
+    storage: Option<StorageEntry>,
     min_free: Option<ByteSize>,
     htpasswd: Option<PathBuf>,
     access: Option<PathBuf>,
@@ -268,6 +294,8 @@ struct FileConfig {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub root: PathBuf,
+    /// The object store holding the content, if not the data folder.
+    pub bucket: Option<BucketConfig>,
     pub min_free: ByteSize,
     pub auth: AuthConfig,
     /// Certificate and key, when serving TLS.
@@ -304,6 +332,7 @@ impl ServeArgs {
                 .root
                 .or(file.root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+            bucket: bucket(self.storage, self.storage_options, file.storage)?,
             min_free: self.min_free.or(file.min_free).unwrap_or(DEFAULT_MIN_FREE),
             auth: AuthConfig {
                 htpasswd: self.htpasswd.or(file.htpasswd),
@@ -329,6 +358,33 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// The object store of `--storage` and `--storage-option` (which win), or of
+/// the file's `storage:`.
+fn bucket(
+    url: Option<String>,
+    flags: Vec<String>,
+    file: Option<StorageEntry>,
+) -> anyhow::Result<Option<BucketConfig>> {
+    let mut options: Vec<(String, String)> = file
+        .as_ref()
+        .map(|f| f.options.clone().into_iter().collect())
+        .unwrap_or_default();
+    for flag in flags {
+        let (key, value) = flag
+            .split_once('=')
+            .with_context(|| format!("--storage-option {flag}: expected KEY=VALUE"))?;
+        options.retain(|(k, _)| k != key);
+        options.push((key.to_owned(), value.to_owned()));
+    }
+    let Some(url) = url.or(file.map(|f| f.url)) else {
+        if let Some((key, _)) = options.first() {
+            anyhow::bail!("--storage-option {key}: no --storage is given");
+        }
+        return Ok(None);
+    };
+    Ok(Some(BucketConfig { url, options }))
 }
 
 /// The collection settings of a config file, for `berth gc --root`.
@@ -387,6 +443,8 @@ mod tests {
         ServeArgs {
             listen: listen.map(|l| l.parse().unwrap()),
             root: None,
+            storage: None,
+            storage_options: Vec::new(),
             min_free: None,
             htpasswd: None,
             access: None,

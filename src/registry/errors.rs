@@ -201,6 +201,9 @@ impl From<StoreError> for ApiError {
             StoreError::InsufficientSpace { .. } => ApiError::new(Code::StorageFull, message),
             StoreError::GcRunning => ApiError::new(Code::GcRunning, message),
             StoreError::ScrubRunning => ApiError::new(Code::ScrubRunning, message),
+            StoreError::Unsupported(_) => {
+                ApiError::new(Code::Unsupported, message).with_status(StatusCode::NOT_IMPLEMENTED)
+            }
             StoreError::Io(e)
                 if matches!(
                     e.kind(),

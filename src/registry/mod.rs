@@ -43,11 +43,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
         None => None,
     };
-    let store = Store::open(&config.root, config.min_free.as_u64())
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot open the data folder {}: {e}", config.root.display())
-        })?;
+    let store = match &config.bucket {
+        None => Store::open(&config.root, config.min_free.as_u64())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the data folder {}: {e}", config.root.display())
+            })?,
+        Some(bucket) => {
+            let objects = crate::storage::bucket::connect(bucket)?;
+            tracing::info!(storage = %bucket.url, "content in {objects}");
+            Store::open_bucket(objects, &config.root.join("tmp"))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", bucket.url))?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

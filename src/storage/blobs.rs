@@ -2,9 +2,9 @@
 
 use super::driver::{Driver, Meta};
 use super::paths::{self, Key};
+use super::read::BlobContent;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
-use std::fs::File;
 
 /// Parses the names in `dir` of `<hex>` entries as digests of `algorithm`;
 /// other names (none that the store writes) are skipped.
@@ -63,7 +63,7 @@ impl Store {
 
     /// Size of the stored bytes of `digest`, if present.
     pub(super) fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.driver().stat(&paths::blob(digest))?.map(|m| m.size))
+        Ok(self.driver().size(&paths::blob(digest))?)
     }
 
     /// Gives a stored blob a fresh modification time (see gc.rs: grace period).
@@ -119,8 +119,8 @@ impl Store {
         self.blob_size(digest)?.ok_or(StoreError::BlobUnknown)
     }
 
-    /// Opens a blob readable in `name` for streaming; returns the file and its size.
-    pub async fn open_blob(&self, name: &RepoName, digest: &Digest) -> Result<(File, u64)> {
+    /// Opens a blob readable in `name` for streaming.
+    pub async fn open_blob(&self, name: &RepoName, digest: &Digest) -> Result<BlobContent> {
         let (name, digest) = (name.clone(), digest.clone());
         self.blocking(move |s| {
             if !s.linked(&name, &digest)? {
@@ -212,7 +212,7 @@ mod tests {
             .put_blob(&name, &digest, body(b"layer"))
             .await
             .unwrap();
-        let blob = store.fs().path(&paths::blob(&digest));
+        let blob = store.file(&paths::blob(&digest));
         assert_eq!(blob.parent().unwrap().parent().unwrap(), sha256);
         assert_eq!(std::fs::read_dir(&sha256).unwrap().count(), 256);
         assert_eq!(std::fs::read(blob).unwrap(), b"layer");
@@ -231,20 +231,20 @@ mod tests {
                 .unwrap(),
             5
         );
-        let link = store.fs().path(&paths::blob_link(&name, &digest));
+        let link = store.file(&paths::blob_link(&name, &digest));
         assert_eq!(std::fs::read(&link).unwrap(), b"");
         assert_eq!(store.stat_blob(&name, &digest).await.unwrap(), 5);
 
         // A store written by an older berth: the link holds the digest.
         let other: RepoName = "team/old".parse().unwrap();
-        let old_link = store.fs().path(&paths::blob_link(&other, &digest));
+        let old_link = store.file(&paths::blob_link(&other, &digest));
         std::fs::create_dir_all(old_link.parent().unwrap()).unwrap();
         std::fs::write(&old_link, digest.to_string()).unwrap();
         assert_eq!(store.stat_blob(&other, &digest).await.unwrap(), 5);
 
         // A link whose blob is gone (a power loss kept one name, not the other)
         // is no blob.
-        std::fs::remove_file(store.fs().path(&paths::blob(&digest))).unwrap();
+        std::fs::remove_file(store.file(&paths::blob(&digest))).unwrap();
         let unknown = "team/none".parse::<RepoName>().unwrap();
         store.link_blob(&unknown, &digest).unwrap();
         assert!(matches!(

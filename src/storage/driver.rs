@@ -12,9 +12,13 @@
 use super::Result;
 use super::durable::Pending;
 use super::paths::Key;
+use super::read::BlobContent;
+use bytes::Bytes;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
+use std::path::Path;
 use std::time::SystemTime;
+use uuid::Uuid;
 
 /// What a stat says of a stored object.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +26,54 @@ pub struct Meta {
     pub size: u64,
     /// When it was last written or touched (garbage collection's grace period).
     pub modified: SystemTime,
+}
+
+/// Bytes waiting to become a blob.
+pub enum Source<'a> {
+    /// A complete file in the staging folder (a single-request upload, a
+    /// blob fetched from upstream).
+    File(&'a Path),
+    /// The first `size` bytes of upload session `id`.
+    Upload(Uuid, u64),
+}
+
+/// One chunk being appended to an upload session.
+pub trait Chunk: Send {
+    fn write(&mut self, chunks: &[Bytes]) -> io::Result<()>;
+
+    /// Ends the chunk; returns how many bytes it appended.
+    fn finish(&mut self) -> io::Result<u64>;
+
+    /// Takes the chunk back out of the session, finished or not.
+    fn undo(self: Box<Self>) -> io::Result<()>;
+}
+
+/// What a claim on an upload session found.
+pub enum Claimed {
+    /// Ours until the claim drops; the session holds this many bytes.
+    Held(Claim, u64),
+    /// Another process holds it (only when not waiting).
+    Busy,
+    /// Ended, or never was.
+    Gone,
+}
+
+/// A session claimed across processes (on a file system, an flock on its
+/// `info.json`), released when dropped.
+pub struct Claim {
+    _lock: Option<File>,
+}
+
+impl Claim {
+    /// A claim held by the lock on `file`.
+    pub fn locked(file: File) -> Claim {
+        Claim { _lock: Some(file) }
+    }
+
+    /// A claim that holds nothing, where the driver needs no lock.
+    pub fn unlocked() -> Claim {
+        Claim { _lock: None }
+    }
 }
 
 pub trait Driver: Send + Sync + 'static {
@@ -52,6 +104,11 @@ pub trait Driver: Send + Sync + 'static {
 
     fn stat(&self, key: &Key) -> io::Result<Option<Meta>>;
 
+    /// The size of `key`; `None` if absent.
+    fn size(&self, key: &Key) -> io::Result<Option<u64>> {
+        Ok(self.stat(key)?.map(|m| m.size))
+    }
+
     fn exists(&self, key: &Key) -> io::Result<bool> {
         Ok(self.stat(key)?.is_some())
     }
@@ -67,5 +124,42 @@ pub trait Driver: Send + Sync + 'static {
     fn walk(&self, dir: &Key, visit: &mut dyn FnMut(Key, Meta) -> Result<()>) -> Result<()>;
 
     /// Opens the bytes of `key` for reading; `None` if absent.
-    fn open(&self, key: &Key) -> io::Result<Option<(File, u64)>>;
+    fn open(&self, key: &Key) -> io::Result<Option<BlobContent>>;
+
+    /// Bytes free for new uploads, where the driver can tell.
+    fn available(&self) -> io::Result<Option<u64>>;
+
+    /// Proves the store takes writes, with a durable write and removal.
+    fn probe(&self) -> io::Result<()>;
+
+    /// A local folder of this process's for files being staged.
+    fn staging_dir(&self) -> &Path;
+
+    /// Opens upload session `id`, empty, recording `info`.
+    fn upload_start(&self, id: &Uuid, info: &[u8]) -> io::Result<()>;
+
+    /// The bytes session `id` holds; `None` if there is no such session.
+    fn upload_size(&self, id: &Uuid) -> io::Result<Option<u64>>;
+
+    /// Claims session `id` against other processes, waiting for one that
+    /// holds it if `wait`.
+    fn upload_claim(&self, id: &Uuid, wait: bool) -> io::Result<Claimed>;
+
+    /// A chunk appended to session `id` from `offset`, its size.
+    fn upload_chunk(&self, id: &Uuid, offset: u64) -> io::Result<Box<dyn Chunk>>;
+
+    /// Reads session `id`'s bytes from the start (rebuilding its hash).
+    fn upload_read(&self, id: &Uuid) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// Removes session `id` and its bytes.
+    fn upload_remove(&self, id: &Uuid) -> io::Result<()>;
+
+    /// Makes `source` durable where it is, ahead of its commit, so that the
+    /// commit itself (under the commit lock) is quick.
+    fn prepare(&self, source: &Source) -> io::Result<()>;
+
+    /// Makes `source` the content of `key` unless `key` exists (content
+    /// addressed: it holds the same bytes), and says whether it did. `key`
+    /// is durable once `pending` is synced.
+    fn publish(&self, source: &Source, key: &Key, pending: &mut Pending) -> io::Result<bool>;
 }

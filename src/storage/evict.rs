@@ -337,7 +337,7 @@ mod tests {
         fn pulled(&self, repo: &RepoName, ago: Duration) {
             let at = SystemTime::now() - ago;
             for (digest, _) in self.store.manifests_of(repo).unwrap() {
-                let path = self.store.fs().path(&paths::manifest_link(repo, &digest));
+                let path = self.store.file(&paths::manifest_link(repo, &digest));
                 std::fs::File::options()
                     .write(true)
                     .open(path)

@@ -2,14 +2,17 @@
 //! by the rules of durable.rs (stage, fsync, rename, fsync the folder), with
 //! this process's staging folder under `tmp/` (staging.rs).
 
-use super::driver::{Driver, Meta};
+use super::driver::{Chunk, Claim, Claimed, Driver, Meta, Source};
 use super::durable::{self, Pending};
 use super::paths::{self, Key};
-use super::staging::Staging;
+use super::read::BlobContent;
+use super::sink::Sink;
+use super::staging::{self, Staging};
 use super::{Result, StoreError};
 use crate::oci::Algorithm;
-use std::fs::{File, OpenOptions};
-use std::io;
+use bytes::Bytes;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -60,41 +63,62 @@ impl FsDriver {
         self.root.join(key.as_str())
     }
 
-    /// This process's staging folder, on the same file system as the store.
-    pub fn staging_dir(&self) -> &Path {
-        self.staging.dir()
-    }
-
-    /// Where a single-request upload (or a fetched blob) is staged before it
-    /// becomes a blob.
-    pub fn staged_blob(&self, id: &Uuid) -> PathBuf {
-        self.staging_dir().join(format!("blob-{}", id.simple()))
-    }
-
     /// How many other live processes serve this data folder.
     pub fn live_others(&self) -> io::Result<usize> {
         self.staging.live_others()
     }
+}
 
-    /// Bytes free for us on the store's file system.
-    pub fn available(&self) -> io::Result<u64> {
-        let stat = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
-        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+/// A chunk written to a local file from `offset` (an upload session's data,
+/// or a staged file), through a [`Sink`]: direct I/O where the file system
+/// allows it. Undone by cutting the file back to `offset`.
+pub struct FileChunk {
+    path: PathBuf,
+    offset: u64,
+    sink: Option<Sink>,
+}
+
+impl FileChunk {
+    pub fn open(path: PathBuf, offset: u64) -> io::Result<FileChunk> {
+        let sink = Sink::open(&path, offset, true)?;
+        Ok(FileChunk {
+            path,
+            offset,
+            sink: Some(sink),
+        })
+    }
+}
+
+impl Chunk for FileChunk {
+    fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        match &mut self.sink {
+            Some(sink) => sink.write(chunks),
+            None => Err(io::Error::other("chunk written after its end")),
+        }
     }
 
-    /// Proves a durable write and removal work, in the staging folder.
-    pub fn probe(&self) -> io::Result<()> {
-        let probe = self.staging_dir().join("readyz");
-        durable::write_atomic(self.staging_dir(), &probe, b"ok")?;
-        durable::remove(&probe)?;
-        Ok(())
+    fn finish(&mut self) -> io::Result<u64> {
+        match self.sink.take() {
+            Some(sink) => sink.finish(),
+            None => Err(io::Error::other("chunk ended twice")),
+        }
     }
 
-    /// Makes the complete staged file `from` the content of `key`, unless
-    /// `key` exists (content-addressed: then `from` is removed). Says whether
-    /// it did; either way `key` is durable once `pending` is synced.
-    pub fn commit_file(&self, from: &Path, key: &Key, pending: &mut Pending) -> io::Result<bool> {
-        durable::rename_new(from, &self.path(key), pending)
+    fn undo(self: Box<Self>) -> io::Result<()> {
+        drop(self.sink);
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)?
+            .set_len(self.offset)
+    }
+}
+
+/// Opens a session file; `None` if it is not there (the session is unknown).
+fn open_session_file(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -222,14 +246,105 @@ impl Driver for FsDriver {
         Ok(())
     }
 
-    fn open(&self, key: &Key) -> io::Result<Option<(File, u64)>> {
+    fn open(&self, key: &Key) -> io::Result<Option<BlobContent>> {
         match File::open(self.path(key)) {
             Ok(file) => {
                 let size = file.metadata()?.len();
-                Ok(Some((file, size)))
+                Ok(Some(BlobContent::file(file, size)))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    fn available(&self) -> io::Result<Option<u64>> {
+        let stat = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        let probe = self.staging_dir().join("readyz");
+        durable::write_atomic(self.staging_dir(), &probe, b"ok")?;
+        durable::remove(&probe)?;
+        Ok(())
+    }
+
+    /// On the store's own file system, so that a staged file becomes a blob
+    /// by a rename.
+    fn staging_dir(&self) -> &Path {
+        self.staging.dir()
+    }
+
+    fn upload_start(&self, id: &Uuid, info: &[u8]) -> io::Result<()> {
+        durable::ensure_dir(&self.path(&paths::upload_dir(id)))?;
+        File::create(self.path(&paths::upload_data(id)))?;
+        self.write(&paths::upload_info(id), info)
+    }
+
+    fn upload_size(&self, id: &Uuid) -> io::Result<Option<u64>> {
+        Ok(self.stat(&paths::upload_data(id))?.map(|m| m.size))
+    }
+
+    /// An flock on `info.json`: the async lock of each session orders the
+    /// requests of one process; this one orders those of two processes that
+    /// share the folder for a while (the overlap of a rolling update, see
+    /// staging.rs), whose in-memory sessions know nothing of each other.
+    fn upload_claim(&self, id: &Uuid, wait: bool) -> io::Result<Claimed> {
+        let info = self.path(&paths::upload_info(id));
+        let Some(file) = open_session_file(&info)? else {
+            return Ok(Claimed::Gone);
+        };
+        if wait {
+            file.lock()?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(Claimed::Busy),
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        // Ended by another process while we waited: its folder is gone.
+        if !staging::still_there(&info, &file)? {
+            return Ok(Claimed::Gone);
+        }
+        Ok(match self.upload_size(id)? {
+            Some(size) => Claimed::Held(Claim::locked(file), size),
+            None => Claimed::Gone,
+        })
+    }
+
+    fn upload_chunk(&self, id: &Uuid, offset: u64) -> io::Result<Box<dyn Chunk>> {
+        Ok(Box::new(FileChunk::open(
+            self.path(&paths::upload_data(id)),
+            offset,
+        )?))
+    }
+
+    fn upload_read(&self, id: &Uuid) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(File::open(self.path(&paths::upload_data(id)))?))
+    }
+
+    fn upload_remove(&self, id: &Uuid) -> io::Result<()> {
+        match std::fs::remove_dir_all(self.path(&paths::upload_dir(id))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn prepare(&self, source: &Source) -> io::Result<()> {
+        durable::sync_file(&self.source_path(source))
+    }
+
+    fn publish(&self, source: &Source, key: &Key, pending: &mut Pending) -> io::Result<bool> {
+        durable::rename_new(&self.source_path(source), &self.path(key), pending)
+    }
+}
+
+impl FsDriver {
+    fn source_path(&self, source: &Source) -> PathBuf {
+        match source {
+            Source::File(path) => path.to_path_buf(),
+            Source::Upload(id, _) => self.path(&paths::upload_data(id)),
         }
     }
 }

@@ -464,7 +464,9 @@ impl Store {
                 }
                 // Not a session's name: nothing could be using it.
                 None => {
-                    std::fs::remove_dir_all(self.fs().path(&dir))?;
+                    if let Some(fs) = self.fs() {
+                        std::fs::remove_dir_all(fs.path(&dir))?;
+                    }
                     self.inner.usage.upload_closed();
                     purged += 1;
                 }

@@ -6,13 +6,13 @@
 //! transfer cut short leaves nothing but a staged file, removed at once (or by
 //! the next start-up's sweep of a dead process's staging folder).
 
+use super::driver::Source;
 use super::{Result, Store, StoreError};
 use crate::oci::{Digest, Hasher, RepoName};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// Bytes appended between two looks at the free space.
 const SPACE_CHECK: u64 = 1 << 20;
@@ -41,7 +41,7 @@ impl Store {
         size: Option<u64>,
     ) -> Result<IncomingBlob> {
         self.check_space(size.unwrap_or(0))?;
-        let path = self.fs().staged_blob(&Uuid::new_v4());
+        let path = self.staged_path();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -105,7 +105,7 @@ impl IncomingBlob {
             });
         }
         self.store
-            .commit_blob(&self.name, &self.digest, &self.path)?;
+            .commit_blob(&self.name, &self.digest, &Source::File(&self.path))?;
         Ok(self.written)
     }
 }

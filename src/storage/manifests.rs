@@ -2,7 +2,7 @@
 
 use super::{Result, Store, StoreError, durable, paths};
 use crate::oci::manifest::Kind;
-use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
+use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -308,37 +308,5 @@ impl Store {
             .collect();
         tags.sort();
         Ok(tags)
-    }
-
-    /// Descriptors of the manifests of `name` whose subject is `subject`, sorted by
-    /// digest, optionally only those of one artifact type.
-    pub async fn referrers(
-        &self,
-        name: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<String>,
-    ) -> Result<Vec<Descriptor>> {
-        let (name, subject) = (name.clone(), subject.clone());
-        self.blocking(move |s| {
-            let mut found = Vec::new();
-            let dir = paths::referrers_dir(&name, &subject);
-            for entry in s.driver().list(&dir)? {
-                let bytes = s.driver().read(&dir.child(&entry))?;
-                let Some(descriptor) =
-                    bytes.and_then(|b| serde_json::from_slice::<Descriptor>(&b).ok())
-                else {
-                    continue;
-                };
-                if artifact_type
-                    .as_ref()
-                    .is_none_or(|t| descriptor.artifact_type.as_ref() == Some(t))
-                {
-                    found.push(descriptor);
-                }
-            }
-            found.sort_by(|a, b| a.digest.cmp(&b.digest));
-            Ok(found)
-        })
-        .await
     }
 }

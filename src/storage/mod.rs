@@ -43,6 +43,7 @@
 //! push stores it anew.
 
 mod blobs;
+pub mod bucket;
 mod cache;
 mod driver;
 pub(crate) mod durable;
@@ -53,8 +54,11 @@ mod incoming;
 #[cfg(test)]
 mod journal;
 mod manifests;
+mod object;
 pub(crate) mod paths;
 mod pulls;
+mod read;
+mod referrers;
 mod scrub;
 mod sink;
 mod staging;
@@ -68,6 +72,7 @@ pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use incoming::IncomingBlob;
 pub use manifests::StoredManifest;
 pub use pulls::record_interval;
+pub use read::BlobContent;
 pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, ScrubReport};
 pub use uploads::Body;
 pub use usage::UsageSnapshot;
@@ -75,6 +80,8 @@ pub use usage::UsageSnapshot;
 use crate::oci::{Digest, RepoName};
 use driver::Driver;
 use fs::FsDriver;
+use object::ObjectDriver;
+use object_store::ObjectStore;
 use paths::{Key, REPO_MARKERS};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -113,6 +120,8 @@ pub enum StoreError {
     GcRunning,
     #[error("a scrub is already running")]
     ScrubRunning,
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("storage: {0}")]
@@ -141,8 +150,14 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Where the content lives.
+enum Backend {
+    Fs(FsDriver),
+    Object(ObjectDriver),
+}
+
 struct Inner {
-    fs: FsDriver,
+    backend: Backend,
     /// Free space below which new upload bytes are refused, so that manifests,
     /// tags and upload state can still be written on a nearly full disk.
     min_free: u64,
@@ -172,18 +187,45 @@ impl Store {
     /// while less than `min_free` bytes are free.
     pub async fn open(root: impl Into<PathBuf>, min_free: u64) -> Result<Store> {
         let root = root.into();
-        let (fs, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let fs = FsDriver::open(root)?;
+        let fs = tokio::task::spawn_blocking(move || FsDriver::open(root))
+            .await
+            .map_err(io::Error::other)??;
+        let store = Store::with(Backend::Fs(fs), min_free).await?;
+        store
+            .blocking(|s| {
+                for repo in s.repositories() {
+                    let moved = referrers::move_old_referrers(s.driver(), &repo)?;
+                    if moved > 0 {
+                        tracing::info!(repository = %repo, moved, "referrers index moved to its new layout");
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(store)
+    }
+
+    /// Opens the store kept in `bucket` (see bucket.rs), staging files in a
+    /// folder of this process under `scratch` on local disk.
+    pub async fn open_bucket(bucket: Arc<dyn ObjectStore>, scratch: &Path) -> Result<Store> {
+        let driver = ObjectDriver::new(bucket, scratch)?;
+        Store::with(Backend::Object(driver), 0).await
+    }
+
+    /// Indexes the repositories and counts the blobs of `backend`.
+    async fn with(backend: Backend, min_free: u64) -> Result<Store> {
+        let (backend, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let driver = backend.driver();
             let mut catalog = BTreeSet::new();
-            index_repositories(&fs, &paths::repositories_dir(), "", &mut catalog)?;
-            let usage = usage::Usage::scan(&fs)?;
-            Ok((fs, catalog, usage))
+            index_repositories(driver, &paths::repositories_dir(), "", &mut catalog)?;
+            let usage = usage::Usage::scan(driver)?;
+            Ok((backend, catalog, usage))
         })
         .await
         .map_err(io::Error::other)??;
         Ok(Store {
             inner: Arc::new(Inner {
-                fs,
+                backend,
                 min_free,
                 catalog: RwLock::new(catalog),
                 sessions: Mutex::new(HashMap::new()),
@@ -210,7 +252,9 @@ impl Store {
         }
         // No reserve: offline tools free space or only rename.
         let store = Store::open(root, 0).await?;
-        let others = store.blocking(|s| Ok(s.fs().live_others()?)).await?;
+        let others = store
+            .blocking(|s| Ok(s.fs().map_or(Ok(0), FsDriver::live_others)?))
+            .await?;
         if others > 0 {
             return Err(OfflineError::InUse(root.to_owned()));
         }
@@ -222,18 +266,23 @@ impl Store {
         self.inner.usage.snapshot()
     }
 
-    pub fn root(&self) -> &Path {
-        self.fs().root()
-    }
-
     /// Where the content lives, for the logic that is the same on every driver.
     fn driver(&self) -> &dyn Driver {
-        &self.inner.fs
+        self.inner.backend.driver()
     }
 
-    /// The file-system driver, for what only it does yet.
-    fn fs(&self) -> &FsDriver {
-        &self.inner.fs
+    /// The file-system driver, for what only it does (scrubs, for now).
+    fn fs(&self) -> Option<&FsDriver> {
+        match &self.inner.backend {
+            Backend::Fs(fs) => Some(fs),
+            Backend::Object(_) => None,
+        }
+    }
+
+    /// The file of `key`, in a test of a store on a file system.
+    #[cfg(test)]
+    fn file(&self, key: &Key) -> PathBuf {
+        self.fs().expect("a store on a file system").path(key)
     }
 
     /// Runs blocking file work off the async threads.
@@ -248,14 +297,12 @@ impl Store {
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
     }
 
-    /// Bytes free for us on the store's file system.
-    fn available(&self) -> Result<u64> {
-        Ok(self.fs().available()?)
-    }
-
-    /// Refuses to take `incoming` more upload bytes if that would eat into the reserve.
+    /// Refuses to take `incoming` more upload bytes if that would eat into the
+    /// reserve (where the driver knows its free space: a bucket has no end).
     fn check_space(&self, incoming: u64) -> Result<()> {
-        let available = self.available()?;
+        let Some(available) = self.driver().available()? else {
+            return Ok(());
+        };
         if available < self.inner.min_free.saturating_add(incoming) {
             return Err(StoreError::InsufficientSpace {
                 available,
@@ -266,11 +313,11 @@ impl Store {
     }
 
     /// Proves the store can take writes: free space above the reserve, and a
-    /// durable write and removal in `tmp/`.
+    /// durable write and removal.
     pub async fn check_writable(&self) -> Result<()> {
         self.blocking(|s| {
             s.check_space(0)?;
-            Ok(s.fs().probe()?)
+            Ok(s.driver().probe()?)
         })
         .await
     }
@@ -304,6 +351,15 @@ impl Store {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains(name)
+    }
+}
+
+impl Backend {
+    fn driver(&self) -> &dyn Driver {
+        match self {
+            Backend::Fs(fs) => fs,
+            Backend::Object(object) => object,
+        }
     }
 }
 

@@ -8,14 +8,20 @@
 //! repositories/<name>/_blobs/<alg>/<hex>        link: the repo may read that blob
 //! repositories/<name>/_manifests/<alg>/<hex>    link: a manifest of the repo (JSON: its media type)
 //! repositories/<name>/_tags/<tag>               the digest the tag points at
-//! repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>
+//! repositories/<name>/_referrers/<subject hex>/<hex>
 //!                                               descriptor of a manifest whose subject is that digest
+//!                                               (before: `_referrers/<alg>/<subject hex>/<alg>-<hex>`,
+//!                                               moved when the store opens: referrers.rs)
 //! repositories/<name>/_pulled/<alg>/<hex>       empty; its modification time is when the pull-through
 //!                                               cache last served that manifest (pulls.rs)
 //! uploads/<uuid>/info.json, data                an upload session and its bytes so far
 //! quarantine/<alg>/<hex>-<time>                 a blob whose bytes did not match its digest, moved
 //!                                               aside by a scrub (never served; kept for inspection)
 //! ```
+//!
+//! In an object store (object.rs), also `uploads/<uuid>/chunks/<offset>` (a
+//! session's bytes, a chunk per object), `touched/blobs/…` (when a blob was
+//! last pushed again or mounted) and `readyz/<id>` (a readiness probe's).
 //!
 //! On a file system, `tmp/<owner>/` is each process's staging folder, locked
 //! while it lives (staging.rs, fs.rs): temp files, renamed into place once
@@ -135,19 +141,26 @@ pub fn tag(name: &RepoName, tag: &Tag) -> Key {
     tags_dir(name).child(tag.as_str())
 }
 
+/// Holds the referrers index of `name`.
+pub fn referrers_root(name: &RepoName) -> Key {
+    repo(name).child("_referrers")
+}
+
+/// The referrers of `subject`. Digests are named by their hex alone here, as
+/// its length tells the algorithm (64 for sha256, 128 for sha512): keys stay
+/// short enough for object stores that keep one file per key (s3s-fs names a
+/// file by the key in base64, within 255 bytes).
 pub fn referrers_dir(name: &RepoName, subject: &Digest) -> Key {
-    repo(name)
-        .child("_referrers")
-        .child(subject.algorithm().as_str())
-        .child(subject.hex())
+    referrers_root(name).child(subject.hex())
 }
 
 pub fn referrer(name: &RepoName, subject: &Digest, referrer: &Digest) -> Key {
-    referrers_dir(name, subject).child(&format!(
-        "{}-{}",
-        referrer.algorithm().as_str(),
-        referrer.hex()
-    ))
+    referrers_dir(name, subject).child(referrer.hex())
+}
+
+/// Written and removed by a readiness probe of an object store.
+pub fn probe(id: &Uuid) -> Key {
+    Key::new(&["readyz", &id.simple().to_string()])
 }
 
 pub fn uploads_dir() -> Key {

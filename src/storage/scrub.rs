@@ -152,6 +152,10 @@ impl Throttle {
     }
 }
 
+/// A scrub reads files; an object store keeps checksums of its own.
+const NOT_ON_OBJECTS: StoreError =
+    StoreError::Unsupported("a scrub checks a data folder, not an object store");
+
 /// One blob, hashed.
 enum Checked {
     /// Removed before it could be opened: not corruption.
@@ -204,8 +208,9 @@ impl Store {
         let mut report = ScrubReport::default();
         let mut throttle = Throttle::new(options.rate, started);
         let mut buf = vec![0u8; CHUNK];
+        let fs = self.fs().ok_or(NOT_ON_OBJECTS)?;
         self.for_each_blob(|digest, key, _| {
-            let path = self.fs().path(&key);
+            let path = fs.path(&key);
             let (file, size, computed) =
                 match check_blob(&digest, &path, &mut buf, &mut throttle) {
                     Ok(Checked::Gone) => return Ok(()),
@@ -232,7 +237,7 @@ impl Store {
             report.bytes_checked += size;
             let moved_to = match self.quarantine(&digest, &file, size) {
                 Ok(Moved::To(target)) => {
-                    let relative = target.strip_prefix(self.root()).unwrap_or(&target);
+                    let relative = target.strip_prefix(fs.root()).unwrap_or(&target);
                     tracing::error!(%digest, %computed, size, moved_to = %target.display(),
                         "corrupt blob moved aside");
                     Some(relative.display().to_string())
@@ -274,10 +279,9 @@ impl Store {
     /// if its name still holds that file (see the module doc).
     fn quarantine(&self, digest: &Digest, file: &File, size: u64) -> Result<Moved> {
         let held = file.metadata()?;
-        let path = self.fs().path(&paths::blob(digest));
-        let target = self
-            .fs()
-            .path(&paths::quarantined(digest, &stamp(SystemTime::now())));
+        let fs = self.fs().ok_or(NOT_ON_OBJECTS)?;
+        let path = fs.path(&paths::blob(digest));
+        let target = fs.path(&paths::quarantined(digest, &stamp(SystemTime::now())));
         // Made (and synced) before the lock: commits need not wait for it.
         let (Some(from_dir), Some(to_dir)) = (path.parent(), target.parent()) else {
             return Err(io::Error::other("store paths always have a parent").into());
@@ -359,7 +363,7 @@ mod tests {
 
     /// Flips one bit of the stored bytes of `digest`, in place.
     fn flip(store: &Store, digest: &Digest, at: usize) -> Vec<u8> {
-        let path = store.fs().path(&paths::blob(digest));
+        let path = store.file(&paths::blob(digest));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[at] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
@@ -456,7 +460,7 @@ mod tests {
                 "{moved}"
             );
             assert_eq!(&std::fs::read(dir.path().join(moved)).unwrap(), stored);
-            assert!(!store.fs().path(&paths::blob(digest)).exists());
+            assert!(!store.file(&paths::blob(digest)).exists());
             // Never served again: not by the cached size, not by a read.
             assert!(matches!(
                 store.stat_blob(&name, digest).await,
@@ -481,11 +485,10 @@ mod tests {
             .put_blob(&name, bad256, body(rotten256.clone()))
             .await
             .unwrap();
-        let (file, size) = store.open_blob(&name, bad256).await.unwrap();
-        assert_eq!(size, rotten256.len() as u64);
-        drop(file);
+        let content = store.open_blob(&name, bad256).await.unwrap();
+        assert_eq!(content.size(), rotten256.len() as u64);
         assert_eq!(
-            std::fs::read(store.fs().path(&paths::blob(bad256))).unwrap(),
+            std::fs::read(store.file(&paths::blob(bad256))).unwrap(),
             rotten256
         );
         assert_eq!(store.usage().blobs, before.blobs - 1);
@@ -506,7 +509,7 @@ mod tests {
             .await
             .unwrap();
         flip(&store, &digest, 0);
-        let path = store.fs().path(&paths::blob(&digest));
+        let path = store.file(&paths::blob(&digest));
         let mut buf = vec![0u8; CHUNK];
         let mut throttle = Throttle::new(None, Instant::now());
         let Checked::Corrupt { file, size, .. } =
@@ -533,8 +536,7 @@ mod tests {
         ));
         assert!(
             !store
-                .fs()
-                .path(&paths::quarantine_dir())
+                .file(&paths::quarantine_dir())
                 .join("sha256")
                 .read_dir()
                 .unwrap()

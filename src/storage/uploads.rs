@@ -1,20 +1,21 @@
 //! Upload sessions: chunked and monolithic blob uploads, resumable across restarts.
 //!
 //! A chunk is all-or-nothing: if its body fails half-way (client gone, wrong
-//! length), the data file is cut back to where the chunk began and the hash state
-//! restored, so the session stays usable and its offset is always a chunk boundary
-//! the client was told about.
+//! length), the chunk is taken back out of the session (`Chunk::undo`) and the
+//! hash state restored, so the session stays usable and its offset is always a
+//! chunk boundary the client was told about.
 
-use super::driver::Driver;
-use super::sink::{Sink, write_chunks};
-use super::{Result, Store, StoreError, durable, paths, staging};
+use super::driver::{Chunk, Claim, Claimed, Source};
+use super::fs::FileChunk;
+use super::sink::write_chunks;
+use super::{Result, Store, StoreError, durable, paths};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::OpenOptions;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,7 +47,8 @@ pub(super) struct Session {
 
 struct State {
     size: u64,
-    /// sha256 of `data` so far; `None` after a restart until it is rebuilt.
+    /// sha256 of the session's bytes so far; `None` after a restart until it
+    /// is rebuilt.
     hasher: Option<Hasher>,
     /// Set once finished or cancelled, for requests that waited on the lock.
     closed: bool,
@@ -59,9 +61,6 @@ impl Store {
         self.blocking(move |s| {
             s.check_space(0)?;
             let id = Uuid::new_v4();
-            let fs = s.fs();
-            durable::ensure_dir(&fs.path(&paths::upload_dir(&id)))?;
-            File::create(fs.path(&paths::upload_data(&id)))?;
             let info = Info {
                 name: name.to_string(),
                 started_at: SystemTime::now()
@@ -69,7 +68,7 @@ impl Store {
                     .map_or(0, |d| d.as_secs()),
             };
             let info = serde_json::to_vec(&info).map_err(io::Error::other)?;
-            fs.write(&paths::upload_info(&id), &info)?;
+            s.driver().upload_start(&id, &info)?;
             s.inner.usage.upload_opened();
             let session = Arc::new(Session {
                 name,
@@ -125,16 +124,15 @@ impl Store {
 
     fn load_session(&self, id: Uuid) -> Result<Arc<Session>> {
         let info = self
-            .fs()
+            .driver()
             .read(&paths::upload_info(&id))?
             .and_then(|bytes| serde_json::from_slice::<Info>(&bytes).ok())
             .ok_or(StoreError::UploadUnknown)?;
         let name = info.name.parse().map_err(|_| StoreError::UploadUnknown)?;
-        let size = match std::fs::metadata(self.fs().path(&paths::upload_data(&id))) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadUnknown),
-            Err(e) => return Err(e.into()),
-        };
+        let size = self
+            .driver()
+            .upload_size(&id)?
+            .ok_or(StoreError::UploadUnknown)?;
         Ok(Arc::new(Session {
             name,
             state: tokio::sync::Mutex::new(State {
@@ -171,41 +169,25 @@ impl Store {
         Ok(state.size)
     }
 
-    /// Takes session `id`'s file lock, waiting while another process holds it,
-    /// and brings `state` up to date with the disk, where another process may
-    /// have appended to the session or ended it. Called with the session's
-    /// async lock held, so at most one request of this process waits here.
+    /// Claims session `id` against other processes (waiting while another
+    /// holds it) and brings `state` up to date with the store, where another
+    /// process may have appended to the session or ended it. Called with the
+    /// session's async lock held, so at most one request of this process
+    /// waits here.
     async fn claim(&self, id: Uuid, state: &mut State) -> Result<Claim> {
         if state.closed {
             return Err(StoreError::UploadUnknown);
         }
         let claimed = self
-            .blocking(move |s| {
-                let info = s.fs().path(&paths::upload_info(&id));
-                let file = open_existing(&info)?;
-                file.lock()?;
-                // Ended by another process while we waited: its folder is gone.
-                if !staging::still_there(&info, &file)? {
-                    return Err(StoreError::UploadUnknown);
-                }
-                let size = match std::fs::metadata(s.fs().path(&paths::upload_data(&id))) {
-                    Ok(meta) => meta.len(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        return Err(StoreError::UploadUnknown);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                Ok((Claim { _lock: file }, size))
-            })
-            .await;
+            .blocking(move |s| Ok(s.driver().upload_claim(&id, true)?))
+            .await?;
         let (claim, size) = match claimed {
-            Ok(claimed) => claimed,
-            Err(StoreError::UploadUnknown) => {
+            Claimed::Held(claim, size) => (claim, size),
+            Claimed::Busy | Claimed::Gone => {
                 state.closed = true;
                 self.sessions().remove(&id);
                 return Err(StoreError::UploadUnknown);
             }
-            Err(e) => return Err(e),
         };
         if size != state.size {
             // Another process appended: our hash state no longer fits the data.
@@ -232,35 +214,22 @@ impl Store {
                 size: state.size,
             });
         }
-        let data = self.fs().path(&paths::upload_data(&id));
         let hasher = match state.hasher.clone() {
             Some(h) => h,
             None => {
-                let path = data.clone();
                 let size = state.size;
                 let h = self
-                    .blocking(move |_| hash_file(&path, size, Algorithm::Sha256))
+                    .blocking(move |s| hash_upload(s, id, size, Algorithm::Sha256))
                     .await?;
                 state.hasher = Some(h.clone());
                 h
             }
         };
-        let (written, hasher) = match write_body(self, &data, state.size, hasher, body).await {
-            Ok(done) => done,
-            Err(e) => {
-                truncate(&data, state.size).await?;
-                return Err(e);
-            }
-        };
-        if let Some(declared) = length
-            && declared != written
-        {
-            truncate(&data, state.size).await?;
-            return Err(StoreError::ChunkLength {
-                declared,
-                received: written,
-            });
-        }
+        let offset = state.size;
+        let chunk = self
+            .blocking(move |s| Ok(s.driver().upload_chunk(&id, offset)?))
+            .await?;
+        let (written, hasher) = write_body(self, chunk, hasher, length, body).await?;
         state.size += written;
         state.hasher = Some(hasher);
         Ok(())
@@ -290,14 +259,13 @@ impl Store {
         let hasher = state.hasher.take();
         let (name, digest, size) = (name.clone(), digest.clone(), state.size);
         self.blocking(move |s| {
-            let data = s.fs().path(&paths::upload_data(&id));
             let computed = match hasher {
                 Some(h) if h.algorithm() == digest.algorithm() => Ok(h.finish()),
-                _ => hash_file(&data, size, digest.algorithm()).map(Hasher::finish),
+                _ => hash_upload(s, id, size, digest.algorithm()).map(Hasher::finish),
             };
             let result = computed.and_then(|computed| {
                 if computed == digest {
-                    s.commit_blob(&name, &digest, &data)
+                    s.commit_blob(&name, &digest, &Source::Upload(id, size))
                 } else {
                     Err(StoreError::DigestMismatch {
                         expected: digest,
@@ -342,7 +310,7 @@ impl Store {
                 }
             }
         }
-        let data = self.fs().staged_blob(&Uuid::new_v4());
+        let data = self.staged_path();
         let (name, digest) = (name.clone(), digest.clone());
         if whole {
             return self
@@ -366,7 +334,7 @@ impl Store {
                             .open(&data)?;
                         write_chunks(&mut file, &head)?;
                         drop(file);
-                        s.commit_blob(&name, &digest, &data)
+                        s.commit_blob(&name, &digest, &Source::File(&data))
                     })();
                     remove_staged(&data)?;
                     result.map(|()| head_len as u64)
@@ -374,16 +342,18 @@ impl Store {
                 .await;
         }
         let created = data.clone();
-        self.blocking(move |_| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&created)?;
-            Ok(())
-        })
-        .await?;
+        let chunk = self
+            .blocking(move |_| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&created)?;
+                let chunk: Box<dyn Chunk> = Box::new(FileChunk::open(created, 0)?);
+                Ok(chunk)
+            })
+            .await?;
         let body: Body = Box::pin(futures_util::stream::iter(head.into_iter().map(Ok)).chain(body));
-        let written = write_body(self, &data, 0, digest.algorithm().hasher(), body).await;
+        let written = write_body(self, chunk, digest.algorithm().hasher(), None, body).await;
         self.blocking(move |s| {
             let result = written.and_then(|(size, hasher)| {
                 let computed = hasher.finish();
@@ -393,7 +363,8 @@ impl Store {
                         computed,
                     });
                 }
-                s.commit_blob(&name, &digest, &data).map(|()| size)
+                s.commit_blob(&name, &digest, &Source::File(&data))
+                    .map(|()| size)
             });
             remove_staged(&data)?;
             result
@@ -401,14 +372,27 @@ impl Store {
         .await
     }
 
+    /// A fresh name in the staging folder, for a file that becomes a blob.
+    pub(super) fn staged_path(&self) -> PathBuf {
+        self.driver()
+            .staging_dir()
+            .join(format!("blob-{}", Uuid::new_v4().simple()))
+    }
+
     /// Makes verified upload data the blob `digest` and links it into `name`.
-    pub(super) fn commit_blob(&self, name: &RepoName, digest: &Digest, data: &Path) -> Result<()> {
+    pub(super) fn commit_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        data: &Source,
+    ) -> Result<()> {
+        let driver = self.driver();
         let target = paths::blob(digest);
         // The slow fsync comes before the commit lock, so a collection waits for
         // the rename and link, not for the data to reach the disk.
         let fresh = self.blob_size(digest)?.is_none();
         if fresh {
-            durable::sync_file(data)?;
+            driver.prepare(data)?;
         }
         let _commit = self.commit_guard();
         // The new names (the blob, the link, any folder they needed) are synced
@@ -422,10 +406,13 @@ impl Store {
         if self.blob_size(digest)?.is_none() {
             if !fresh {
                 // Swept since we looked: our data is now the only copy.
-                durable::sync_file(data)?;
+                driver.prepare(data)?;
             }
-            let size = std::fs::metadata(data)?.len();
-            if self.fs().commit_file(data, &target, &mut pending)? {
+            let size = match data {
+                Source::File(path) => std::fs::metadata(path)?.len(),
+                Source::Upload(_, size) => *size,
+            };
+            if driver.publish(data, &target, &mut pending)? {
                 self.inner.usage.blob_added(size);
             }
         } else {
@@ -445,10 +432,7 @@ impl Store {
     /// Should the removal fail, the entry stays (closed) and the folder is left
     /// for the collection's purge.
     fn close_session(&self, id: Uuid) -> Result<()> {
-        match std::fs::remove_dir_all(self.fs().path(&paths::upload_dir(&id))) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        self.driver().upload_remove(&id)?;
         self.inner.usage.upload_closed();
         self.sessions().remove(&id);
         Ok(())
@@ -468,19 +452,12 @@ impl Store {
             },
             None => None,
         };
-        // A folder without info.json is no session anyone can use.
-        let claim = match open_existing(&self.fs().path(&paths::upload_info(&id))) {
-            Ok(file) => Some(file),
-            Err(StoreError::UploadUnknown) => None,
-            Err(e) => return Err(e),
+        // A folder without info.json is no session anyone can use: gone.
+        let _claim = match self.driver().upload_claim(&id, false)? {
+            Claimed::Busy => return Ok(false),
+            Claimed::Held(claim, _) => Some(claim),
+            Claimed::Gone => None,
         };
-        if let Some(file) = &claim {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => return Ok(false),
-                Err(TryLockError::Error(e)) => return Err(e.into()),
-            }
-        }
         if let Some(state) = state.as_mut() {
             state.closed = true;
         }
@@ -489,50 +466,34 @@ impl Store {
     }
 }
 
-/// A session's file lock (an flock on its `info.json`), held while a request
-/// writes, finishes, cancels or reads the size of the session. The async lock
-/// in [`Session`] orders the requests of one process; this one orders those
-/// of two processes that share the store for a while (the overlap of a
-/// rolling update, see staging.rs), whose in-memory sessions know nothing of
-/// each other. Released when dropped.
-struct Claim {
-    _lock: File,
-}
-
-/// Opens a session file; a missing one means the session is unknown.
-fn open_existing(path: &Path) -> Result<File> {
-    match File::open(path) {
-        Ok(file) => Ok(file),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Streams `body` onto `path` from `offset`, hashing as it goes. Two tasks on
-/// the blocking pool take each batch through short queues, one writing it and
-/// one hashing it (sha256 is the largest cost of a push; on its own thread it
-/// overlaps the write and the network read of the next batch). The writer checks
-/// the disk keeps its reserve before each batch and writes through a [`Sink`]
-/// (direct I/O where the file system allows it), so that the fsync before the
-/// acknowledgement (in `commit_blob`) finds little left to do. Returns the bytes
-/// written and the updated hasher, and only once both tasks are done.
+/// Streams `body` into `chunk`, hashing as it goes. Two tasks on the blocking
+/// pool take each batch through short queues, one writing it and one hashing
+/// it (sha256 is the largest cost of a push; on its own thread it overlaps the
+/// write and the network read of the next batch). The writer checks the store
+/// keeps its reserve before each batch. Returns the bytes written and the
+/// updated hasher, and only once both tasks are done; a body that fails, or
+/// whose length is not the `length` declared, takes the chunk back out.
 async fn write_body(
     store: &Store,
-    path: &Path,
-    offset: u64,
+    chunk: Box<dyn Chunk>,
     hasher: Hasher,
+    length: Option<u64>,
     mut body: Body,
 ) -> Result<(u64, Hasher)> {
     let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<(Vec<Bytes>, usize)>(QUEUE);
     let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
-    let (writer_store, path) = (store.clone(), path.to_owned());
-    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut sink = Sink::open(&path, offset, true)?;
-        while let Some((chunks, len)) = writer_rx.blocking_recv() {
-            writer_store.check_space(len as u64)?;
-            sink.write(&chunks)?;
-        }
-        Ok(sink.finish()?)
+    let writer_store = store.clone();
+    let writer = tokio::task::spawn_blocking(move || -> (Box<dyn Chunk>, Result<()>) {
+        let mut chunk = chunk;
+        let mut write = || -> Result<()> {
+            while let Some((chunks, len)) = writer_rx.blocking_recv() {
+                writer_store.check_space(len as u64)?;
+                chunk.write(&chunks)?;
+            }
+            Ok(())
+        };
+        let result = write();
+        (chunk, result)
     });
     let hashing = tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
@@ -576,14 +537,32 @@ async fn write_body(
     }
     drop((to_writer, to_hasher));
     let joined = |e: tokio::task::JoinError| StoreError::Io(io::Error::other(e));
-    let written = writer.await.map_err(joined)?;
+    let (chunk, written) = writer.await.map_err(joined)?;
     let hasher = hashing.await.map_err(joined)?;
-    if let Some(e) = body_error {
-        return Err(StoreError::Body(e));
-    }
     // What the writer did not take (it stopped on an error) is left to the
     // connection, which reads and drops it so the client gets our answer.
-    Ok((written?, hasher))
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = chunk;
+        let outcome = match body_error {
+            Some(e) => Err(StoreError::Body(e)),
+            None => written.and_then(|()| Ok(chunk.finish()?)),
+        };
+        let outcome = outcome.and_then(|received| match length {
+            Some(declared) if declared != received => {
+                Err(StoreError::ChunkLength { declared, received })
+            }
+            _ => Ok(received),
+        });
+        match outcome {
+            Ok(written) => Ok((written, hasher)),
+            Err(e) => {
+                chunk.undo()?;
+                Err(e)
+            }
+        }
+    })
+    .await
+    .map_err(joined)?
 }
 
 /// Removes a staged upload that was not committed (a committed one was renamed away).
@@ -594,22 +573,13 @@ fn remove_staged(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Cuts a data file back to `size` (undoing a failed chunk).
-async fn truncate(path: &Path, size: u64) -> Result<()> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || OpenOptions::new().write(true).open(path)?.set_len(size))
-        .await
-        .map_err(io::Error::other)??;
-    Ok(())
-}
-
-/// Hashes the first `size` bytes of a file (rebuilding a session's state).
-fn hash_file(path: &Path, size: u64, algorithm: Algorithm) -> Result<Hasher> {
+/// Hashes the first `size` bytes of session `id` (rebuilding its state).
+fn hash_upload(store: &Store, id: Uuid, size: u64, algorithm: Algorithm) -> Result<Hasher> {
     let mut hasher = algorithm.hasher();
-    let mut file = File::open(path)?.take(size);
+    let mut data = store.driver().upload_read(&id)?.take(size);
     let mut buf = vec![0u8; BATCH];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = data.read(&mut buf)?;
         if n == 0 {
             break;
         }

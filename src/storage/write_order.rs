@@ -43,8 +43,8 @@ fn tag(name: &str) -> Reference {
 /// created after that rename, and the folders of both names (and of any folder
 /// made for them) are fsynced after, before the call returns.
 fn check_blob_commit(store: &Store, ops: &Ops, name: &RepoName, digest: &Digest) {
-    let blob = store.fs().path(&paths::blob(digest));
-    let link = store.fs().path(&paths::blob_link(name, digest));
+    let blob = store.file(&paths::blob(digest));
+    let link = store.file(&paths::blob_link(name, digest));
     ops.published(&blob);
     ops.created(&link);
     ops.before(
@@ -114,9 +114,9 @@ async fn a_blob_pushed_again_syncs_its_folder_and_new_link() {
         .await
         .unwrap();
     let ops = journal.take();
-    let blob = store.fs().path(&paths::blob(&digest));
+    let blob = store.file(&paths::blob(&digest));
     ops.index(&Op::FsyncDir(blob.parent().unwrap().to_owned()));
-    ops.created(&store.fs().path(&paths::blob_link(&other, &digest)));
+    ops.created(&store.file(&paths::blob_link(&other, &digest)));
     ops.new_folders_durable();
 }
 
@@ -183,19 +183,16 @@ async fn a_manifest_is_durable_in_order_before_its_tag() {
     // durable before the next is renamed into place: the bytes (as a blob),
     // the `_manifests` link, the referrers entry, the tag last.
     let steps = [
+        (store.file(&paths::blob(&digest)), "the manifest's blob"),
         (
-            store.fs().path(&paths::blob(&digest)),
-            "the manifest's blob",
-        ),
-        (
-            store.fs().path(&paths::manifest_link(&name, &digest)),
+            store.file(&paths::manifest_link(&name, &digest)),
             "its `_manifests` link",
         ),
         (
-            store.fs().path(&paths::referrer(&name, &subject, &digest)),
+            store.file(&paths::referrer(&name, &subject, &digest)),
             "its referrers entry",
         ),
-        (store.fs().path(&paths::tag(&name, &v1)), "the tag"),
+        (store.file(&paths::tag(&name, &v1)), "the tag"),
     ];
     for pair in steps.windows(2) {
         let [(earlier, what), (later, then)] = pair else {
@@ -206,10 +203,10 @@ async fn a_manifest_is_durable_in_order_before_its_tag() {
             (ops.renamed(later).0, &format!("the rename of {then}")),
         );
     }
-    ops.published(&store.fs().path(&paths::tag(&name, &v1)));
+    ops.published(&store.file(&paths::tag(&name, &v1)));
     ops.new_folders_durable();
     assert_eq!(
-        tag_content(&store.fs().path(&paths::tag(&name, &v1))),
+        tag_content(&store.file(&paths::tag(&name, &v1))),
         digest.to_string()
     );
 }
@@ -231,23 +228,21 @@ async fn a_tag_moves_to_another_manifest_only_once_that_one_is_durable() {
         .unwrap();
 
     let ops = journal.take();
-    let latest = store
-        .fs()
-        .path(&paths::tag(&name, &"latest".parse().unwrap()));
+    let latest = store.file(&paths::tag(&name, &"latest".parse().unwrap()));
     // The tag's new content is fsynced before its rename (which replaces the
     // old one in one step), and the tag's folder after.
     let (tag_renamed, _) = ops.renamed(&latest);
     ops.published(&latest);
     ops.before(
         (
-            ops.published(&store.fs().path(&paths::blob(&digest))),
+            ops.published(&store.file(&paths::blob(&digest))),
             "the new manifest's blob made durable",
         ),
         (tag_renamed, "the tag's rename"),
     );
     ops.before(
         (
-            ops.published(&store.fs().path(&paths::manifest_link(&name, &digest))),
+            ops.published(&store.file(&paths::manifest_link(&name, &digest))),
             "its `_manifests` link made durable",
         ),
         (tag_renamed, "the tag's rename"),
@@ -273,14 +268,14 @@ async fn a_delete_removes_tags_and_referrer_durably_before_the_manifest() {
     store.delete_manifest(&name, &digest).await.unwrap();
 
     let ops = journal.take();
-    let link = store.fs().path(&paths::manifest_link(&name, &digest));
+    let link = store.file(&paths::manifest_link(&name, &digest));
     // The reverse of a put: nothing may name the manifest once its link is
     // gone, so the tags and the referrers entry are removed, durably, first.
     let link_removed = ops.index(&Op::Remove(link.clone()));
     for tag in ["v1", "v2"] {
         ops.before(
             (
-                ops.removed(&store.fs().path(&paths::tag(&name, &tag.parse().unwrap()))),
+                ops.removed(&store.file(&paths::tag(&name, &tag.parse().unwrap()))),
                 &format!("the removal of tag {tag} made durable"),
             ),
             (link_removed, "the removal of the `_manifests` link"),
@@ -288,7 +283,7 @@ async fn a_delete_removes_tags_and_referrer_durably_before_the_manifest() {
     }
     ops.before(
         (
-            ops.removed(&store.fs().path(&paths::referrer(&name, &subject, &digest))),
+            ops.removed(&store.file(&paths::referrer(&name, &subject, &digest))),
             "the removal of the referrers entry made durable",
         ),
         (link_removed, "the removal of the `_manifests` link"),
@@ -308,15 +303,13 @@ async fn a_deleted_tag_or_blob_link_is_durably_gone_before_the_202() {
     let v1: Tag = "v1".parse().unwrap();
     journal.take();
     store.delete_tag(&name, &v1).await.unwrap();
-    journal
-        .take()
-        .removed(&store.fs().path(&paths::tag(&name, &v1)));
+    journal.take().removed(&store.file(&paths::tag(&name, &v1)));
 
     let layer = &manifest.blobs[1].digest;
     store.delete_blob(&name, layer).await.unwrap();
     journal
         .take()
-        .removed(&store.fs().path(&paths::blob_link(&name, layer)));
+        .removed(&store.file(&paths::blob_link(&name, layer)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,16 +337,13 @@ async fn a_tag_moved_back_to_a_stored_manifest_waits_for_its_blob_name() {
     // yet (or crashed before it could), so the folder is fsynced before the tag
     // names the manifest, as commit_blob does for a blob pushed again.
     let ops = journal.take();
-    let latest = store
-        .fs()
-        .path(&paths::tag(&name, &"latest".parse().unwrap()));
+    let latest = store.file(&paths::tag(&name, &"latest".parse().unwrap()));
     let (tag_renamed, _) = ops.renamed(&latest);
     ops.before(
         (
             ops.index(&Op::FsyncDir(
                 store
-                    .fs()
-                    .path(&paths::blob(&digest))
+                    .file(&paths::blob(&digest))
                     .parent()
                     .unwrap()
                     .to_owned(),
@@ -383,8 +373,8 @@ async fn a_mounted_blob_is_durable_before_its_201() {
         .unwrap();
     // As for a blob pushed again: the blob's folder too, for the same reason.
     let ops = journal.take();
-    let blob = store.fs().path(&paths::blob(&digest));
+    let blob = store.file(&paths::blob(&digest));
     ops.index(&Op::FsyncDir(blob.parent().unwrap().to_owned()));
-    ops.created(&store.fs().path(&paths::blob_link(&name, &digest)));
+    ops.created(&store.file(&paths::blob_link(&name, &digest)));
     ops.new_folders_durable();
 }

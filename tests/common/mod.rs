@@ -4,14 +4,17 @@
 
 pub mod daemons;
 pub mod front;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub struct Server {
     child: Option<Child>,
+    /// The S3 server holding the content, with `BERTH_TEST_STORAGE=s3`.
+    s3: Option<s3::S3>,
     addr: String,
     scheme: &'static str,
     /// Every line the server logged, for tests that read the request log.
@@ -23,12 +26,39 @@ impl Server {
         Server::start_with(root, &[])
     }
 
-    /// Starts with extra `berth serve` arguments.
+    /// Starts with extra `berth serve` arguments. With
+    /// `BERTH_TEST_STORAGE=s3`, the content goes to a bucket of an S3 server
+    /// of its own, kept in `root` (see s3.rs).
     pub fn start_with(root: &Path, args: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.args(["serve", "--listen", "127.0.0.1:0", "--root"]);
         command.arg(root);
+        if !s3::enabled() {
+            return Server::spawn(command, args);
+        }
+        let s3 = s3::S3::start(&root.join("s3"));
+        let mut server = Server::start_on(root, &s3, args);
+        server.s3 = Some(s3);
+        server
+    }
+
+    /// Starts with the content in `s3`'s bucket, staging in `root`: several
+    /// servers started so are replicas of one registry.
+    pub fn start_on(root: &Path, s3: &s3::S3, args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--root"]);
+        command.arg(root);
+        command.args(s3.serve_args(s3::BUCKET)).envs(s3::S3::env());
         Server::spawn(command, args)
+    }
+
+    /// Where the content is: the data folder, or the S3 server's folder of
+    /// its bucket (whose objects are files laid out as in a data folder).
+    pub fn content(&self, root: &Path) -> PathBuf {
+        match &self.s3 {
+            Some(s3) => s3.bucket_dir(s3::BUCKET),
+            None => root.to_owned(),
+        }
     }
 
     /// Starts with no `--root`, in working folder `dir`, as a user would.
@@ -74,6 +104,7 @@ impl Server {
         });
         Server {
             child: Some(child),
+            s3: None,
             addr,
             scheme,
             log,
@@ -106,8 +137,8 @@ impl Drop for Server {
 
 /// A registry for one test: a fresh data folder, `berth serve` on it, and a
 /// client. Every test that needs nothing more starts here. The store behind
-/// it is the filesystem one; another backend would become an option of
-/// [`TestRegistry::start_with`], so that the same tests run on it.
+/// it is the data folder, or a bucket with `BERTH_TEST_STORAGE=s3`, so that
+/// the same tests run on both.
 pub struct TestRegistry {
     pub server: Server,
     pub http: reqwest::Client,
@@ -133,6 +164,11 @@ impl TestRegistry {
     /// The data folder.
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Where the content is laid out: the data folder or the bucket's folder.
+    pub fn content(&self) -> PathBuf {
+        self.server.content(self.root.path())
     }
 
     /// `http://127.0.0.1:PORT`, which the request helpers of [`api`] take.
@@ -179,7 +215,13 @@ pub mod on_disk {
     /// Every file under `dir`, at any depth.
     pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // A bucket's folder has no `uploads/` before its first upload.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return files,
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 files.extend(files_under(&path));

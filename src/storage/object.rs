@@ -1,0 +1,568 @@
+//! The object-store driver: each key is an object of a bucket (S3 and the
+//! stores that speak it, Azure Blob, GCS: the object_store crate), under an
+//! optional prefix. The store's logic calls it from the blocking pool, as it
+//! does every driver, and each call waits there for its requests.
+//!
+//! * Every write is one PUT, which an object store makes visible whole and
+//!   durable before it answers: nothing is ever left in a [`Pending`].
+//! * `write_new` and `create` are conditional PUTs (`If-None-Match: *`), so
+//!   two replicas writing one content-addressed key store it once.
+//! * A blob's modification time cannot change without rewriting it, so
+//!   touching a blob (a mount, a push of a blob already stored) writes an
+//!   empty marker `touched/<its key>`, and a blob's `stat` takes the later
+//!   of the two times.
+//! * Upload sessions live in the bucket, so that a chunked upload may move
+//!   between replicas: `uploads/<id>/info.json`, and one object per chunk,
+//!   `uploads/<id>/chunks/<offset, 20 digits>`, streamed in as a multipart
+//!   upload once it passes [`PART`]. A session holds the chunks that follow
+//!   each other from offset 0. Finishing copies a single chunk to the blob's
+//!   key inside the store, or streams several into one multipart upload.
+//! * Files staged by this process (single-request uploads, blobs fetched
+//!   from upstream) stay on local disk in a staging folder (staging.rs),
+//!   and are uploaded when committed.
+
+use super::driver::{Chunk, Claim, Claimed, Driver, Meta, Source};
+use super::durable::Pending;
+use super::paths::{self, Key};
+use super::read::BlobContent;
+use super::staging::Staging;
+use super::{Result, StoreError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use std::future::Future;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::runtime::Handle;
+use uuid::Uuid;
+
+/// Bytes gathered before a write becomes a multipart upload, and the size of
+/// its parts (S3 refuses parts under 5 MiB but the last).
+pub const PART: usize = 8 << 20;
+
+/// Parts of one multipart upload sent at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Copies inside the store work up to this size (S3's CopyObject limit).
+const COPY_LIMIT: u64 = 5 << 30;
+
+pub struct ObjectDriver {
+    store: Arc<dyn ObjectStore>,
+    runtime: Handle,
+    /// This process's staging folder, on local disk.
+    staging: Staging,
+}
+
+impl ObjectDriver {
+    /// A driver on `store`, staging in a fresh folder under `scratch` (whose
+    /// dead neighbours it clears). Called on the runtime it will wait on.
+    pub fn new(store: Arc<dyn ObjectStore>, scratch: &Path) -> io::Result<ObjectDriver> {
+        super::durable::ensure_dir(scratch)?;
+        Ok(ObjectDriver {
+            store,
+            runtime: Handle::current(),
+            staging: Staging::claim(scratch)?,
+        })
+    }
+
+    /// Waits for `future` on the runtime; called from the blocking pool only.
+    fn wait<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn head(&self, key: &Key) -> io::Result<Option<object_store::ObjectMeta>> {
+        match self.wait(self.store.head(&path(key))) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// The chunks of session `id` that follow each other from offset 0:
+    /// their objects and sizes.
+    fn chunks(&self, id: &Uuid) -> io::Result<Vec<(ObjectPath, u64)>> {
+        let dir = paths::upload_dir(id).child("chunks");
+        let mut listed = Vec::new();
+        let mut stream = self.store.list(Some(&path(&dir)));
+        while let Some(meta) = self.wait(stream.next()) {
+            let meta = meta.map_err(io_error)?;
+            if let Some(offset) = meta.location.filename().and_then(|n| n.parse::<u64>().ok()) {
+                listed.push((offset, meta.location, meta.size));
+            }
+        }
+        listed.sort_by_key(|(offset, ..)| *offset);
+        let mut chunks = Vec::new();
+        let mut end = 0;
+        for (offset, location, size) in listed {
+            if offset != end {
+                break;
+            }
+            end += size;
+            chunks.push((location, size));
+        }
+        Ok(chunks)
+    }
+
+    /// Streams `parts` (each an object, or a local file) into the object at
+    /// `to`: one PUT when they are small, else a multipart upload.
+    fn upload(
+        &self,
+        to: &ObjectPath,
+        mut parts: impl Iterator<Item = io::Result<Bytes>>,
+        size: u64,
+    ) -> io::Result<()> {
+        if size <= PART as u64 {
+            let mut payload = Vec::with_capacity(size as usize);
+            for part in parts {
+                payload.extend_from_slice(&part?);
+            }
+            self.wait(self.store.put(to, PutPayload::from(payload)))
+                .map_err(io_error)?;
+            return Ok(());
+        }
+        let upload = self.wait(self.store.put_multipart(to)).map_err(io_error)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let sent = parts.try_for_each(|part| {
+            writer.put(part?);
+            self.wait(writer.wait_for_capacity(PARTS_IN_FLIGHT))
+                .map_err(io_error)
+        });
+        match sent {
+            Ok(()) => {
+                self.wait(writer.finish()).map_err(io_error)?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.wait(writer.abort());
+                Err(e)
+            }
+        }
+    }
+
+    /// The bytes of the objects `sources`, one after the other.
+    fn read_objects(&self, sources: Vec<ObjectPath>) -> ObjectsReader<'_> {
+        ObjectsReader {
+            driver: self,
+            sources: sources.into_iter(),
+            current: None,
+            buffer: Bytes::new(),
+        }
+    }
+}
+
+/// The object of `key`.
+fn path(key: &Key) -> ObjectPath {
+    ObjectPath::from(key.as_str())
+}
+
+/// The marker whose time says when the blob `key` was last touched.
+fn touched(key: &Key) -> Option<ObjectPath> {
+    key.as_str()
+        .starts_with("blobs/")
+        .then(|| ObjectPath::from(format!("touched/{key}")))
+}
+
+fn io_error(e: object_store::Error) -> io::Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            io::ErrorKind::AlreadyExists
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+fn meta(m: &object_store::ObjectMeta) -> Meta {
+    Meta {
+        size: m.size,
+        modified: SystemTime::from(m.last_modified),
+    }
+}
+
+impl Driver for ObjectDriver {
+    fn read(&self, key: &Key) -> io::Result<Option<Vec<u8>>> {
+        let got = match self.wait(self.store.get(&path(key))) {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(io_error(e)),
+        };
+        Ok(Some(self.wait(got.bytes()).map_err(io_error)?.to_vec()))
+    }
+
+    fn write(&self, key: &Key, bytes: &[u8]) -> io::Result<()> {
+        let payload = PutPayload::from(bytes.to_vec());
+        self.wait(self.store.put(&path(key), payload))
+            .map_err(io_error)?;
+        Ok(())
+    }
+
+    fn write_new(&self, key: &Key, bytes: &[u8]) -> io::Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(bytes.to_vec());
+        match self.wait(self.store.put_opts(&path(key), payload, options)) {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    fn create(&self, key: &Key, _pending: &mut Pending) -> io::Result<bool> {
+        self.write_new(key, b"")
+    }
+
+    fn settle(&self, _key: &Key, _pending: &mut Pending) {}
+
+    fn sync(&self, _pending: Pending) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn remove(&self, key: &Key) -> io::Result<bool> {
+        if self.head(key)?.is_none() {
+            return Ok(false);
+        }
+        self.wait(self.store.delete(&path(key))).map_err(io_error)?;
+        if let Some(marker) = touched(key) {
+            self.wait(self.store.delete(&marker)).map_err(io_error)?;
+        }
+        Ok(true)
+    }
+
+    fn stat(&self, key: &Key) -> io::Result<Option<Meta>> {
+        let Some(object) = self.head(key)? else {
+            return Ok(None);
+        };
+        let mut found = meta(&object);
+        if let Some(marker) = touched(key) {
+            match self.wait(self.store.head(&marker)) {
+                Ok(m) => found.modified = found.modified.max(meta(&m).modified),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(Some(found))
+    }
+
+    fn size(&self, key: &Key) -> io::Result<Option<u64>> {
+        Ok(self.head(key)?.map(|m| m.size))
+    }
+
+    fn exists(&self, key: &Key) -> io::Result<bool> {
+        Ok(self.head(key)?.is_some())
+    }
+
+    fn touch(&self, key: &Key) -> io::Result<()> {
+        // Only pull records are touched other than blobs, and they are empty.
+        let target = touched(key).unwrap_or_else(|| path(key));
+        self.wait(self.store.put(&target, PutPayload::default()))
+            .map_err(io_error)?;
+        Ok(())
+    }
+
+    fn list(&self, dir: &Key) -> io::Result<Vec<String>> {
+        let listed = self
+            .wait(self.store.list_with_delimiter(Some(&path(dir))))
+            .map_err(io_error)?;
+        let names = listed
+            .common_prefixes
+            .iter()
+            .chain(listed.objects.iter().map(|o| &o.location))
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        Ok(names)
+    }
+
+    fn walk(&self, dir: &Key, visit: &mut dyn FnMut(Key, Meta) -> Result<()>) -> Result<()> {
+        let prefix = format!("{dir}/");
+        let mut stream = self.store.list(Some(&path(dir)));
+        while let Some(object) = self.wait(stream.next()) {
+            let object = object.map_err(|e| StoreError::Io(io_error(e)))?;
+            if let Some(rest) = object.location.as_ref().strip_prefix(&prefix) {
+                visit(dir.child(rest), meta(&object))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, key: &Key) -> io::Result<Option<BlobContent>> {
+        Ok(self
+            .head(key)?
+            .map(|m| BlobContent::object(self.store.clone(), path(key), m.size)))
+    }
+
+    /// A bucket has no end that berth could see.
+    fn available(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        let key = paths::probe(&Uuid::new_v4());
+        self.write(&key, b"ok")?;
+        self.wait(self.store.delete(&path(&key))).map_err(io_error)
+    }
+
+    fn staging_dir(&self) -> &Path {
+        self.staging.dir()
+    }
+
+    fn upload_start(&self, id: &Uuid, info: &[u8]) -> io::Result<()> {
+        self.write_new(&paths::upload_info(id), info)?;
+        Ok(())
+    }
+
+    fn upload_size(&self, id: &Uuid) -> io::Result<Option<u64>> {
+        if !self.exists(&paths::upload_info(id))? {
+            return Ok(None);
+        }
+        Ok(Some(self.chunks(id)?.iter().map(|(_, size)| size).sum()))
+    }
+
+    /// Replicas do not lock a session: two requests that append at one
+    /// offset at once write one chunk object, and the conditional PUT of a
+    /// small chunk refuses the second; the digest check when the upload
+    /// finishes refuses whatever else a race could make of it.
+    fn upload_claim(&self, id: &Uuid, _wait: bool) -> io::Result<Claimed> {
+        Ok(match self.upload_size(id)? {
+            Some(size) => Claimed::Held(Claim::unlocked(), size),
+            None => Claimed::Gone,
+        })
+    }
+
+    fn upload_chunk(&self, id: &Uuid, offset: u64) -> io::Result<Box<dyn Chunk>> {
+        let key = paths::upload_dir(id)
+            .child("chunks")
+            .child(&format!("{offset:020}"));
+        Ok(Box::new(ObjectChunk {
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            path: path(&key),
+            buffer: Vec::new(),
+            buffered: 0,
+            upload: None,
+            written: 0,
+            finished: false,
+        }))
+    }
+
+    fn upload_read(&self, id: &Uuid) -> io::Result<Box<dyn Read + Send + '_>> {
+        let sources = self.chunks(id)?.into_iter().map(|(p, _)| p).collect();
+        Ok(Box::new(self.read_objects(sources)))
+    }
+
+    fn upload_remove(&self, id: &Uuid) -> io::Result<()> {
+        let mut stream = self.store.list(Some(&path(&paths::upload_dir(id))));
+        while let Some(object) = self.wait(stream.next()) {
+            let object = object.map_err(io_error)?;
+            match self.wait(self.store.delete(&object.location)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing to do: the bytes are stored once uploaded.
+    fn prepare(&self, _source: &Source) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn publish(&self, source: &Source, key: &Key, _pending: &mut Pending) -> io::Result<bool> {
+        let to = path(key);
+        let exists = self.exists(key)?;
+        match source {
+            Source::File(file) => {
+                if !exists {
+                    let size = std::fs::metadata(file)?.len();
+                    let pieces = ReadPieces(std::fs::File::open(file)?);
+                    self.upload(&to, pieces, size)?;
+                }
+                // As a rename would: the staged file is gone either way.
+                match std::fs::remove_file(file) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Source::Upload(_, _) if exists => {}
+            Source::Upload(id, size) => {
+                let chunks = self.chunks(id)?;
+                if chunks.iter().map(|(_, s)| s).sum::<u64>() != *size {
+                    return Err(io::Error::other(
+                        "the upload's chunks changed before its commit",
+                    ));
+                }
+                match chunks.as_slice() {
+                    [(only, _)] if *size <= COPY_LIMIT => {
+                        self.wait(self.store.copy(only, &to)).map_err(io_error)?;
+                    }
+                    _ => {
+                        let sources = chunks.into_iter().map(|(p, _)| p).collect();
+                        let pieces = ReadPieces(self.read_objects(sources));
+                        self.upload(&to, pieces, *size)?;
+                    }
+                }
+            }
+        }
+        Ok(!exists)
+    }
+}
+
+/// A chunk of an upload session on its way to its object: held in memory up
+/// to [`PART`], then streamed as a multipart upload.
+struct ObjectChunk {
+    store: Arc<dyn ObjectStore>,
+    runtime: Handle,
+    path: ObjectPath,
+    buffer: Vec<Bytes>,
+    buffered: usize,
+    upload: Option<WriteMultipart>,
+    written: u64,
+    finished: bool,
+}
+
+impl ObjectChunk {
+    fn wait<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+impl Chunk for ObjectChunk {
+    fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        for chunk in chunks {
+            self.written += chunk.len() as u64;
+            match &mut self.upload {
+                Some(upload) => upload.put(chunk.clone()),
+                None => {
+                    self.buffered += chunk.len();
+                    self.buffer.push(chunk.clone());
+                }
+            }
+        }
+        if self.upload.is_none() && self.buffered >= PART {
+            let upload = self
+                .wait(self.store.put_multipart(&self.path))
+                .map_err(io_error)?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+            for bytes in self.buffer.drain(..) {
+                writer.put(bytes);
+            }
+            self.upload = Some(writer);
+        }
+        if let Some(mut upload) = self.upload.take() {
+            let waited = self.wait(upload.wait_for_capacity(PARTS_IN_FLIGHT));
+            self.upload = Some(upload);
+            waited.map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<u64> {
+        match self.upload.take() {
+            Some(upload) => {
+                self.wait(upload.finish()).map_err(io_error)?;
+            }
+            None => {
+                // Conditional: of two requests appending at this offset at
+                // once, the second is refused here.
+                let options = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                let payload = PutPayload::from_iter(std::mem::take(&mut self.buffer));
+                self.wait(self.store.put_opts(&self.path, payload, options))
+                    .map_err(io_error)?;
+            }
+        }
+        self.finished = true;
+        Ok(self.written)
+    }
+
+    fn undo(mut self: Box<Self>) -> io::Result<()> {
+        if let Some(upload) = self.upload.take() {
+            self.wait(upload.abort()).map_err(io_error)?;
+        }
+        if self.finished {
+            self.wait(self.store.delete(&self.path)).map_err(io_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ObjectChunk {
+    /// A chunk dropped half-way (its writer panicked): its parts go.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            self.runtime.spawn(upload.abort());
+        }
+    }
+}
+
+/// Reads objects one after the other, each streamed.
+struct ObjectsReader<'a> {
+    driver: &'a ObjectDriver,
+    sources: std::vec::IntoIter<ObjectPath>,
+    current: Option<BoxStream<'static, object_store::Result<Bytes>>>,
+    buffer: Bytes,
+}
+
+impl ObjectsReader<'_> {
+    /// The next bytes, or `None` at the end of the last object.
+    fn next_bytes(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(stream) = &mut self.current {
+                match self.driver.wait(stream.next()) {
+                    Some(bytes) => return Ok(Some(bytes.map_err(io_error)?)),
+                    None => self.current = None,
+                }
+                continue;
+            }
+            let Some(source) = self.sources.next() else {
+                return Ok(None);
+            };
+            let got = self
+                .driver
+                .wait(self.driver.store.get(&source))
+                .map_err(io_error)?;
+            self.current = Some(got.into_stream());
+        }
+    }
+}
+
+impl Read for ObjectsReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.buffer.is_empty() {
+            match self.next_bytes()? {
+                Some(bytes) => self.buffer = bytes,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buffer.len());
+        out[..n].copy_from_slice(&self.buffer.split_to(n));
+        Ok(n)
+    }
+}
+
+/// The bytes of a reader (a local file, objects) in pieces of [`PART`].
+struct ReadPieces<R>(R);
+
+impl<R: Read> Iterator for ReadPieces<R> {
+    type Item = io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<io::Result<Bytes>> {
+        let mut piece = Vec::with_capacity(PART);
+        match (&mut self.0).take(PART as u64).read_to_end(&mut piece) {
+            Ok(0) => None,
+            Ok(_) => Some(Ok(Bytes::from(piece))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
