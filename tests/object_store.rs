@@ -16,14 +16,19 @@ struct Replicas {
     servers: Vec<Server>,
 }
 
+const TOKEN: &str = "admin-token-for-tests";
+
 impl Replicas {
+    /// `count` replicas, each with the admin token [`TOKEN`].
     fn start(count: usize) -> Replicas {
         let dirs = tempfile::tempdir().unwrap();
         let s3 = S3::start(&dirs.path().join("s3"));
+        let token = dirs.path().join("token");
+        std::fs::write(&token, TOKEN).unwrap();
         let servers = (0..count)
             .map(|i| {
                 let root = dirs.path().join(format!("replica-{i}"));
-                Server::start_on(&root, &s3, &[])
+                Server::start_on(&root, &s3, &["--admin-token-file", token.to_str().unwrap()])
             })
             .collect();
         Replicas {
@@ -246,4 +251,249 @@ async fn an_upload_cut_off_by_a_killed_replica_is_finished_on_the_other() {
         .await
         .unwrap();
     assert!(r.bytes().await.unwrap().as_ref() == layer.as_slice());
+}
+
+/// What one replica writes, the other reads at once: no replica answers from
+/// a memory of the bucket.
+#[tokio::test]
+async fn every_change_through_one_replica_is_seen_at_once_through_the_other() {
+    let replicas = Replicas::start(2);
+    let http = client();
+    let (a, b) = (replicas.url(0, ""), replicas.url(1, ""));
+    let get = |base: &str, path: &str| {
+        http.get(format!("{base}{path}"))
+            .header("accept", OCI_MANIFEST)
+            .send()
+    };
+
+    let first = push_image(&http, &a, "team/app", "v1", "first").await;
+    // Replica b reads the tag (and would keep it, were it caching).
+    let r = get(&b, "/v2/team/app/manifests/v1").await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), first.as_slice());
+    let r = get(&b, "/v2/_catalog").await.unwrap();
+    assert_eq!(
+        json(r).await["repositories"],
+        serde_json::json!(["team/app"])
+    );
+
+    // The tag moves through a; b follows.
+    let second = push_image(&http, &a, "team/app", "v1", "second").await;
+    let r = get(&b, "/v2/team/app/manifests/v1").await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), second.as_slice());
+
+    // A repository and a tag made through b show in a's catalog and lists.
+    push_image(&http, &b, "team/api", "v2", "api").await;
+    push_image(&http, &b, "team/app", "v2", "another").await;
+    let r = get(&a, "/v2/_catalog").await.unwrap();
+    assert_eq!(
+        json(r).await["repositories"],
+        serde_json::json!(["team/api", "team/app"])
+    );
+    let r = get(&a, "/v2/_catalog?n=1&last=team/api").await.unwrap();
+    assert_eq!(
+        json(r).await["repositories"],
+        serde_json::json!(["team/app"])
+    );
+    let r = get(&a, "/v2/team/app/tags/list").await.unwrap();
+    assert_eq!(json(r).await["tags"], serde_json::json!(["v1", "v2"]));
+
+    // Deleted through b: gone through a, manifest, tag and blob alike.
+    let d = digest(&second);
+    let r = get(&a, &format!("/v2/team/app/manifests/{d}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .delete(format!("{b}/v2/team/app/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for path in [
+        format!("/v2/team/app/manifests/{d}"),
+        "/v2/team/app/manifests/v1".into(),
+    ] {
+        let r = get(&a, &path).await.unwrap();
+        expect_error(r, 404, "MANIFEST_UNKNOWN").await;
+    }
+    let layer = "layer of first".repeat(100).into_bytes();
+    let blob = format!("/v2/team/app/blobs/{}", digest(&layer));
+    let r = http.head(format!("{a}{blob}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.delete(format!("{b}{blob}")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = http.head(format!("{a}{blob}")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = get(&a, "/v2/team/app/tags/list").await.unwrap();
+    assert_eq!(json(r).await["tags"], serde_json::json!(["v2"]));
+}
+
+/// Pushes the blobs and the manifest of an image through `base`, starting
+/// again from the blobs when a collection swept one of them between its
+/// upload and the manifest (no grace period makes that happen).
+async fn push_racing(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    blobs: &[Vec<u8>],
+    manifest: &[u8],
+) {
+    for _ in 0..200 {
+        for blob in blobs {
+            push_blob(http, base, repo, blob).await;
+        }
+        let r = http
+            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest.to_vec())
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            201 => return,
+            400 => assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN"),
+            other => panic!("manifest push answered {other}"),
+        }
+    }
+    panic!("{repo}:{tag} never got through");
+}
+
+/// Collections run back to back, with no grace period, through one replica
+/// then the other, while pushers push through both: every manifest either
+/// replica accepted keeps every blob, and a last collection takes exactly
+/// what no manifest holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_through_two_replicas_racing_their_collections_never_lose_a_blob() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let replicas = Replicas::start(2);
+    let http = client();
+    let bases = [replicas.url(0, ""), replicas.url(1, "")];
+    let shared: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!("shared layer {i} ").repeat(400).into_bytes())
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let urls = bases.clone().map(|b| format!("{b}/berth/v1/gc?grace=0s"));
+        let (http, stop) = (http.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut runs = [0, 0];
+            while !stop.load(Ordering::SeqCst) {
+                for (i, url) in urls.iter().enumerate() {
+                    let r = http.post(url).bearer_auth(TOKEN).send().await.unwrap();
+                    assert_eq!(r.status(), 200, "collection through replica {i}");
+                    runs[i] += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+            runs
+        })
+    };
+
+    let mut pushers = Vec::new();
+    for task in 0..6 {
+        let (http, bases, shared) = (http.clone(), bases.clone(), shared.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut deleted = Vec::new();
+            let mut live = Vec::new();
+            for round in 0..8 {
+                let name = format!("t{task}r{round}");
+                let config = format!(r#"{{"image":"{name}"}}"#).into_bytes();
+                let layer = format!("unique layer of {name} ").repeat(200).into_bytes();
+                let layer_shared = shared[(task + round) % 3].clone();
+                let manifest = image_manifest(&config, &[&layer_shared, &layer]);
+                let blobs = vec![config, layer_shared, layer];
+                let repo = format!("stress/{}", task % 3);
+                // Blobs and manifest through one replica, the next image
+                // through the other.
+                let base = &bases[(task + round) % 2];
+                push_racing(&http, base, &repo, &name, &blobs, &manifest).await;
+                if round % 3 == 0 {
+                    let other = &bases[(task + round + 1) % 2];
+                    let r = http
+                        .delete(format!("{other}/v2/{repo}/manifests/{}", digest(&manifest)))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                    deleted.push((manifest, blobs));
+                } else {
+                    live.push((repo, name, manifest, blobs));
+                }
+            }
+            (live, deleted)
+        }));
+    }
+    let mut live = Vec::new();
+    let mut deleted = Vec::new();
+    for pusher in pushers {
+        let (l, d) = pusher.await.unwrap();
+        live.extend(l);
+        deleted.extend(d);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let runs = collector.await.unwrap();
+    assert!(
+        runs.iter().all(|&n| n >= 2),
+        "collections during the pushes: {runs:?}"
+    );
+
+    for (repo, tag, manifest, blobs) in &live {
+        for base in &bases {
+            let r = http
+                .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{repo}:{tag}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
+            for blob in blobs {
+                let r = http
+                    .get(format!("{base}/v2/{repo}/blobs/{}", digest(blob)))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{repo}: blob {}", digest(blob));
+                assert!(r.bytes().await.unwrap().as_ref() == blob.as_slice());
+            }
+        }
+    }
+    // A last collection takes the deleted images' own blobs, and only those,
+    // once the pins of their commits have expired (after 20 minutes: here by
+    // removing them from the S3 server's folder).
+    for pin in replicas.objects("_pins") {
+        std::fs::remove_file(pin).unwrap();
+    }
+    let r = http
+        .post(format!("{}/berth/v1/gc?grace=0s", bases[1]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stored: std::collections::BTreeSet<String> =
+        on_disk::blobs(&replicas.s3.bucket_dir(BUCKET))
+            .into_keys()
+            .collect();
+    let expected: std::collections::BTreeSet<String> = live
+        .iter()
+        .flat_map(|(_, _, m, blobs)| blobs.iter().chain([m]).map(|b| digest(b)))
+        .collect();
+    assert_eq!(stored, expected);
+    assert!(
+        replicas.objects("trash").is_empty(),
+        "{:?}",
+        replicas.objects("trash")
+    );
+    for (manifest, blobs) in &deleted {
+        for blob in [manifest, &blobs[0], &blobs[2]] {
+            assert!(
+                !stored.contains(&digest(blob)),
+                "a deleted image's blob survived"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! the caller may see them.
 
 use super::auth::{Identity, Right, challenge};
+use super::errors::ApiError;
 use super::pagination::{Page, PageQuery};
 use super::state::Shared;
 use super::{json, set_header};
@@ -19,7 +20,7 @@ pub async fn list(
         return Err(challenge("authentication required").into());
     }
     let page = Page::from_query(query)?;
-    let mut all = state.store.repositories();
+    let mut all = state.store.repositories().await.map_err(ApiError::from)?;
     all.retain(|repo| auth.allows(&who, repo, Right::Pull));
     let (repositories, more) = page.apply(all.iter().map(|r| r.as_str()));
     let mut response = json(

@@ -79,7 +79,7 @@ impl Store {
         self.driver().settle(&paths::blob(digest), &mut pending);
         self.link_blob_pending(name, digest, &mut pending)?;
         self.driver().sync(pending)?;
-        self.remember_repository(name);
+        self.remember_repository(name)?;
         Ok(())
     }
 

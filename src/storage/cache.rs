@@ -20,6 +20,7 @@
 //!
 //! Files changed behind the registry's back (by hand, or `berth gc --root` on
 //! a running registry, which is refused by the docs) are not seen until restart.
+//! A bucket is changed by every replica on it: there the cache holds nothing.
 
 use super::StoredManifest;
 use crate::oci::{Digest, RepoName, Tag};
@@ -36,6 +37,9 @@ const MAX_MANIFEST: usize = 256 << 10;
 #[derive(Default)]
 pub(super) struct Cache {
     state: Mutex<State>,
+    /// Holds nothing: the store is shared with other processes, whose
+    /// changes could not invalidate it.
+    off: bool,
 }
 
 #[derive(Default)]
@@ -54,6 +58,14 @@ struct Repo {
 }
 
 impl Cache {
+    /// A cache that holds nothing (a bucket that replicas share).
+    pub fn disabled() -> Cache {
+        Cache {
+            off: true,
+            ..Cache::default()
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -109,6 +121,9 @@ impl Cache {
         bytes: usize,
         add: impl FnOnce(&mut Repo) -> bool,
     ) {
+        if self.off {
+            return;
+        }
         let mut state = self.state();
         if state.generation != generation {
             return;

@@ -82,7 +82,7 @@ impl Store {
     ) -> Result<u64> {
         let prefix = format!("{}/", limit.upstream);
         let mut images = Vec::new();
-        for repo in self.repositories() {
+        for repo in self.repositories_sync()? {
             if repo.as_str().starts_with(&prefix) {
                 self.images_of(&repo, &mut images)?;
             }

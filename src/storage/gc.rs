@@ -36,6 +36,7 @@ use super::blobs::digests_in;
 use super::driver::Driver;
 use super::evict::{CacheLimit, CacheReport};
 use super::paths::{self, Key};
+use super::shared_gc::GcLock;
 use super::{Result, Store, StoreError};
 use crate::oci::manifest::Kind;
 use crate::oci::{Algorithm, Digest, Manifest, RepoName, Tag};
@@ -167,18 +168,20 @@ impl Store {
         }
         self.blocking(move |s| {
             let _running = Running(s);
+            // On a shared bucket, one collection among all the replicas.
+            let mut shared = s.object().map(GcLock::take).transpose()?;
             {
                 // Under the commit lock: a commit in flight finishes first, so the
                 // mark sees it; every later commit pins what it refers to.
                 let _lock = s.commit_lock();
                 *s.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashSet::new());
             }
-            s.collect_sync(&options)
+            s.collect_sync(&options, shared.as_mut())
         })
         .await
     }
 
-    fn collect_sync(&self, options: &GcOptions) -> Result<GcReport> {
+    fn collect_sync(&self, options: &GcOptions, shared: Option<&mut GcLock>) -> Result<GcReport> {
         let started = Instant::now();
         let now = SystemTime::now();
         let mut report = GcReport {
@@ -197,7 +200,7 @@ impl Store {
                 self.evict(limit, options.dry_run, now, &mut doomed, &mut cache)?;
             report.caches.push(cache);
         }
-        let repositories = self.repositories();
+        let repositories = self.repositories_sync()?;
         for repo in &repositories {
             let rule = options
                 .retention
@@ -212,8 +215,14 @@ impl Store {
                     self.delete_untagged(repo, options, now, &mut doomed)?;
             }
         }
+        let marking = Instant::now();
         let marked = self.mark(&repositories, &doomed)?;
-        self.sweep(&repositories, &marked, options, now, &mut report)?;
+        match (shared, self.object()) {
+            (Some(lock), Some(driver)) => {
+                self.sweep_shared(driver, lock, &marked, marking, options, now, &mut report)?;
+            }
+            _ => self.sweep(&repositories, &marked, options, now, &mut report)?,
+        }
         report.uploads_purged = self.purge_uploads(options, now)?;
         report.duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(?report, "garbage collection done");

@@ -1,5 +1,6 @@
 //! Manifests, tags and the referrers index of each repository.
 
+use super::shared_gc::BucketPin;
 use super::{Result, Store, StoreError, durable, paths};
 use crate::oci::manifest::Kind;
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
@@ -83,15 +84,23 @@ impl Store {
         // Held until the manifest is committed, so that a collection cannot sweep
         // a blob between our check and our commit (see gc.rs).
         let _commit = self.commit_guard();
+        let referenced: Vec<Digest> = std::iter::once(digest.clone())
+            .chain(manifest.blobs.iter().map(|b| b.digest.clone()))
+            .chain(manifest.manifests.iter().map(|m| m.digest.clone()))
+            .collect();
+        // On a bucket that replicas share, pinned there before the check.
+        let bucket_pin = match self.object() {
+            Some(object) => Some(BucketPin::write(object, &referenced)?),
+            None => None,
+        };
         if check_references {
             self.check_references(name, manifest)?;
         }
         let _stale = self.inner.cache.stale(name);
-        self.pin(
-            std::iter::once(digest.clone())
-                .chain(manifest.blobs.iter().map(|b| b.digest.clone()))
-                .chain(manifest.manifests.iter().map(|m| m.digest.clone())),
-        );
+        self.pin(referenced);
+        if let Some(pin) = &bucket_pin {
+            pin.check_fresh()?;
+        }
 
         let driver = self.driver();
         let blob = paths::blob(&digest);
@@ -134,7 +143,7 @@ impl Store {
         if let Reference::Tag(tag) = reference {
             driver.write(&paths::tag(name, tag), digest.to_string().as_bytes())?;
         }
-        self.remember_repository(name);
+        self.remember_repository(name)?;
         Ok(digest)
     }
 
@@ -207,7 +216,7 @@ impl Store {
     }
 
     pub(super) fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Digest> {
-        if !self.repository_exists(name) {
+        if !self.repository_exists(name)? {
             return Err(StoreError::NameUnknown);
         }
         self.driver()
@@ -228,7 +237,7 @@ impl Store {
 
     /// Reads a manifest of `name`, refusing bytes that no longer match their digest.
     pub(super) fn read_manifest(&self, name: &RepoName, digest: &Digest) -> Result<StoredManifest> {
-        if !self.repository_exists(name) {
+        if !self.repository_exists(name)? {
             return Err(StoreError::NameUnknown);
         }
         let driver = self.driver();
@@ -251,7 +260,7 @@ impl Store {
     pub async fn delete_tag(&self, name: &RepoName, tag: &Tag) -> Result<()> {
         let (name, tag) = (name.clone(), tag.clone());
         self.blocking(move |s| {
-            if !s.repository_exists(&name) {
+            if !s.repository_exists(&name)? {
                 return Err(StoreError::NameUnknown);
             }
             let _stale = s.inner.cache.stale(&name);
@@ -297,7 +306,7 @@ impl Store {
     }
 
     pub(super) fn tags_sync(&self, name: &RepoName) -> Result<Vec<Tag>> {
-        if !self.repository_exists(name) {
+        if !self.repository_exists(name)? {
             return Err(StoreError::NameUnknown);
         }
         let mut tags: Vec<Tag> = self

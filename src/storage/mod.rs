@@ -45,6 +45,7 @@
 mod blobs;
 pub mod bucket;
 mod cache;
+mod catalog;
 mod driver;
 pub(crate) mod durable;
 mod evict;
@@ -60,6 +61,7 @@ mod pulls;
 mod read;
 mod referrers;
 mod scrub;
+mod shared_gc;
 mod sink;
 mod staging;
 mod uploads;
@@ -161,8 +163,8 @@ struct Inner {
     /// Free space below which new upload bytes are refused, so that manifests,
     /// tags and upload state can still be written on a nearly full disk.
     min_free: u64,
-    /// Every repository holding anything, so the catalog never walks the disk.
-    catalog: RwLock<BTreeSet<RepoName>>,
+    /// Every repository holding anything (catalog.rs).
+    catalog: catalog::Catalog,
     /// Upload sessions touched since start-up (the rest are loaded on demand).
     sessions: Mutex<HashMap<Uuid, Arc<uploads::Session>>>,
     /// Taken to load a session from disk into `sessions` (see `Store::session`).
@@ -193,7 +195,7 @@ impl Store {
         let store = Store::with(Backend::Fs(fs), min_free).await?;
         store
             .blocking(|s| {
-                for repo in s.repositories() {
+                for repo in s.repositories_sync()? {
                     let moved = referrers::move_old_referrers(s.driver(), &repo)?;
                     if moved > 0 {
                         tracing::info!(repository = %repo, moved, "referrers index moved to its new layout");
@@ -216,18 +218,30 @@ impl Store {
     async fn with(backend: Backend, min_free: u64) -> Result<Store> {
         let (backend, catalog, usage) = tokio::task::spawn_blocking(move || -> Result<_> {
             let driver = backend.driver();
-            let mut catalog = BTreeSet::new();
-            index_repositories(driver, &paths::repositories_dir(), "", &mut catalog)?;
+            let catalog = match &backend {
+                Backend::Fs(_) => {
+                    let mut known = BTreeSet::new();
+                    index_repositories(driver, &paths::repositories_dir(), "", &mut known)?;
+                    catalog::Catalog::local(known)
+                }
+                Backend::Object(_) => catalog::Catalog::shared(driver)?,
+            };
             let usage = usage::Usage::scan(driver)?;
             Ok((backend, catalog, usage))
         })
         .await
         .map_err(io::Error::other)??;
+        // Replicas on one bucket change it behind each other's back: nothing
+        // read from it may be answered from memory.
+        let cache = match &backend {
+            Backend::Fs(_) => cache::Cache::default(),
+            Backend::Object(_) => cache::Cache::disabled(),
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 min_free,
-                catalog: RwLock::new(catalog),
+                catalog,
                 sessions: Mutex::new(HashMap::new()),
                 session_loads: tokio::sync::Mutex::new(()),
                 commit_lock: RwLock::new(()),
@@ -235,7 +249,7 @@ impl Store {
                 gc_running: AtomicBool::new(false),
                 scrub_running: AtomicBool::new(false),
                 usage,
-                cache: cache::Cache::default(),
+                cache,
                 pulls: pulls::Recorded::default(),
             }),
         })
@@ -276,6 +290,14 @@ impl Store {
         match &self.inner.backend {
             Backend::Fs(fs) => Some(fs),
             Backend::Object(_) => None,
+        }
+    }
+
+    /// The object-store driver, for what a bucket that replicas share needs.
+    fn object(&self) -> Option<&ObjectDriver> {
+        match &self.inner.backend {
+            Backend::Object(object) => Some(object),
+            Backend::Fs(_) => None,
         }
     }
 
@@ -323,34 +345,20 @@ impl Store {
     }
 
     /// Every repository holding anything, in lexical order.
-    pub fn repositories(&self) -> Vec<RepoName> {
-        let catalog = self.inner.catalog.read().unwrap_or_else(|e| e.into_inner());
-        catalog.iter().cloned().collect()
+    pub async fn repositories(&self) -> Result<Vec<RepoName>> {
+        self.blocking(|s| s.repositories_sync()).await
     }
 
-    fn remember_repository(&self, name: &RepoName) {
-        let known = self
-            .inner
-            .catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name);
-        if !known {
-            let mut catalog = self
-                .inner
-                .catalog
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            catalog.insert(name.clone());
-        }
+    fn repositories_sync(&self) -> Result<Vec<RepoName>> {
+        self.inner.catalog.all(self.driver())
     }
 
-    fn repository_exists(&self, name: &RepoName) -> bool {
-        self.inner
-            .catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
+    fn remember_repository(&self, name: &RepoName) -> Result<()> {
+        self.inner.catalog.remember(self.driver(), name)
+    }
+
+    fn repository_exists(&self, name: &RepoName) -> Result<bool> {
+        self.inner.catalog.contains(self.driver(), name)
     }
 }
 

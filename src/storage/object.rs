@@ -17,6 +17,8 @@
 //!   upload once it passes [`PART`]. A session holds the chunks that follow
 //!   each other from offset 0. Finishing copies a single chunk to the blob's
 //!   key inside the store, or streams several into one multipart upload.
+//! * Collections move a blob to `trash/` before they purge it, and any read
+//!   of a blob puts it back from there (shared_gc.rs).
 //! * Files staged by this process (single-request uploads, blobs fetched
 //!   from upstream) stay on local disk in a staging folder (staging.rs),
 //!   and are uploaded when committed.
@@ -74,12 +76,109 @@ impl ObjectDriver {
         self.runtime.block_on(future)
     }
 
+    /// What the store says of `key`. A blob a collection moved to `trash/`
+    /// is put back first (shared_gc.rs): whoever looks for it needs it.
     fn head(&self, key: &Key) -> io::Result<Option<object_store::ObjectMeta>> {
         match self.wait(self.store.head(&path(key))) {
             Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) if self.restore(key)? => self
+                .wait(self.store.head(&path(key)))
+                .map(Some)
+                .map_err(io_error),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(io_error(e)),
         }
+    }
+
+    /// Copies a blob back from `trash/`; says whether it was there.
+    fn restore(&self, key: &Key) -> io::Result<bool> {
+        let Some(trashed) = trashed(key) else {
+            return Ok(false);
+        };
+        match self.wait(self.store.copy(&trashed, &path(key))) {
+            Ok(()) => {
+                tracing::info!(blob = %key, "a blob a collection had moved aside is wanted: put back");
+                Ok(true)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Moves the blob `key` to `trash/`; `false` if it is not there.
+    pub fn trash(&self, key: &Key) -> io::Result<bool> {
+        let trashed = trashed(key).expect("only blobs go to trash/");
+        match self.wait(self.store.copy(&path(key), &trashed)) {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(io_error(e)),
+        }
+        self.wait(self.store.delete(&path(key))).map_err(io_error)?;
+        Ok(true)
+    }
+
+    /// Puts a blob moved to `trash/` back.
+    pub fn untrash(&self, key: &Key) -> io::Result<()> {
+        if self.restore(key)? {
+            let trashed = trashed(key).expect("only blobs go to trash/");
+            self.wait(self.store.delete(&trashed)).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// Removes for good a blob moved to `trash/`, and its touch marker.
+    pub fn purge(&self, key: &Key) -> io::Result<()> {
+        for object in [trashed(key), touched(key)].into_iter().flatten() {
+            self.wait(self.store.delete(&object)).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// Creates `key` unless it exists; its ETag, or `None` if it existed.
+    pub fn create_versioned(&self, key: &Key, bytes: &[u8]) -> io::Result<Option<String>> {
+        self.put_versioned(key, bytes, PutMode::Create)
+    }
+
+    /// Replaces `key` if its ETag is still `e_tag`; the new ETag, or `None`.
+    pub fn replace_versioned(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        e_tag: &str,
+    ) -> io::Result<Option<String>> {
+        let version = object_store::UpdateVersion {
+            e_tag: Some(e_tag.to_owned()),
+            version: None,
+        };
+        self.put_versioned(key, bytes, PutMode::Update(version))
+    }
+
+    fn put_versioned(&self, key: &Key, bytes: &[u8], mode: PutMode) -> io::Result<Option<String>> {
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(bytes.to_vec());
+        match self.wait(self.store.put_opts(&path(key), payload, options)) {
+            Ok(done) => Ok(Some(done.e_tag.unwrap_or_default())),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// The bytes of `key` and their ETag; `None` if absent.
+    pub fn read_versioned(&self, key: &Key) -> io::Result<Option<(Vec<u8>, String)>> {
+        let got = match self.wait(self.store.get(&path(key))) {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(io_error(e)),
+        };
+        let e_tag = got.meta.e_tag.clone().unwrap_or_default();
+        let bytes = self.wait(got.bytes()).map_err(io_error)?;
+        Ok(Some((bytes.to_vec(), e_tag)))
     }
 
     /// The chunks of session `id` that follow each other from offset 0:
@@ -159,6 +258,13 @@ fn path(key: &Key) -> ObjectPath {
     ObjectPath::from(key.as_str())
 }
 
+/// Where a collection moves the blob `key` before it decides (shared_gc.rs).
+fn trashed(key: &Key) -> Option<ObjectPath> {
+    key.as_str()
+        .starts_with("blobs/")
+        .then(|| ObjectPath::from(format!("trash/{key}")))
+}
+
 /// The marker whose time says when the blob `key` was last touched.
 fn touched(key: &Key) -> Option<ObjectPath> {
     key.as_str()
@@ -188,6 +294,9 @@ impl Driver for ObjectDriver {
     fn read(&self, key: &Key) -> io::Result<Option<Vec<u8>>> {
         let got = match self.wait(self.store.get(&path(key))) {
             Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) if self.restore(key)? => {
+                self.wait(self.store.get(&path(key))).map_err(io_error)?
+            }
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(io_error(e)),
         };

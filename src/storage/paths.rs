@@ -21,7 +21,10 @@
 //!
 //! In an object store (object.rs), also `uploads/<uuid>/chunks/<offset>` (a
 //! session's bytes, a chunk per object), `touched/blobs/…` (when a blob was
-//! last pushed again or mounted) and `readyz/<id>` (a readiness probe's).
+//! last pushed again or mounted), `_catalog/<name>` (a marker per repository,
+//! catalog.rs), `_pins/<id>`, `_gc/lock` and `trash/blobs/…` (a collection
+//! on a bucket that replicas share: shared_gc.rs) and `readyz/<id>` (a
+//! readiness probe's).
 //!
 //! On a file system, `tmp/<owner>/` is each process's staging folder, locked
 //! while it lives (staging.rs, fs.rs): temp files, renamed into place once
@@ -158,6 +161,37 @@ pub fn referrer(name: &RepoName, subject: &Digest, referrer: &Digest) -> Key {
     referrers_dir(name, subject).child(referrer.hex())
 }
 
+/// Holds a marker per repository in a shared bucket (catalog.rs).
+pub fn catalog_dir() -> Key {
+    Key::new(&["_catalog"])
+}
+
+/// The marker of `name`: its `/` become `+`, which no name holds, so that a
+/// marker is never a folder of another (stores that keep objects as files,
+/// s3s-fs, cannot hold both `a` and `a/b`).
+pub fn catalog_entry(name: &RepoName) -> Key {
+    catalog_dir().child(&name.as_str().replace('/', "+"))
+}
+
+/// The repository a marker's name stands for.
+pub fn catalog_name(entry: &str) -> Option<RepoName> {
+    entry.replace('+', "/").parse().ok()
+}
+
+/// Holds the pins of manifest commits in a shared bucket (shared_gc.rs).
+pub fn pins_dir() -> Key {
+    Key::new(&["_pins"])
+}
+
+pub fn pin(id: &Uuid) -> Key {
+    pins_dir().child(&id.simple().to_string())
+}
+
+/// The lock of a shared bucket's collection (shared_gc.rs).
+pub fn gc_lock() -> Key {
+    Key::new(&["_gc", "lock"])
+}
+
 /// Written and removed by a readiness probe of an object store.
 pub fn probe(id: &Uuid) -> Key {
     Key::new(&["readyz", &id.simple().to_string()])
@@ -219,5 +253,8 @@ mod tests {
                 .any(|dir| blob(&d).as_str().starts_with(&format!("{dir}/")))
         );
         assert_eq!(blob(&d).name(), d.hex());
+        let entry = catalog_entry(&name);
+        assert_eq!(entry.as_str(), "_catalog/team+app");
+        assert_eq!(catalog_name(entry.name()), Some(name));
     }
 }
