@@ -467,29 +467,6 @@ async fn a_collection_killed_halfway_loses_nothing_reachable() {
     kept.assert_pulls(&http, &base, "k", "v1").await;
 }
 
-/// Pushes an image, retrying from the blobs when a collection swept one of them
-/// between upload and manifest (grace 0 makes that happen).
-async fn push_racing(http: &reqwest::Client, base: &str, repo: &str, tag: &str, image: &Image) {
-    for _ in 0..200 {
-        for blob in &image.blobs {
-            push_blob(http, base, repo, blob).await;
-        }
-        let r = http
-            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-            .header("content-type", OCI_MANIFEST)
-            .body(image.manifest.clone())
-            .send()
-            .await
-            .unwrap();
-        match r.status().as_u16() {
-            201 => return,
-            400 => assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN"),
-            other => panic!("manifest push answered {other}"),
-        }
-    }
-    panic!("{repo}:{tag} never got through");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_racing_collections_never_lose_a_blob() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,7 +506,7 @@ async fn pushes_racing_collections_never_lose_a_blob() {
                 let name = format!("t{task}r{round}");
                 let image = Image::new(&shared[(task + round) % 3], &name);
                 let repo = format!("stress/{}", task % 3);
-                push_racing(&http, &base, &repo, &name, &image).await;
+                push_racing(&http, &base, &repo, &name, &image.blobs, &image.manifest).await;
                 if round % 3 == 0 {
                     let r = http
                         .delete(format!("{base}/v2/{repo}/manifests/{name}"))

@@ -182,8 +182,10 @@ impl From<StoreError> for ApiError {
             StoreError::ManifestUnknown => ApiError::new(Code::ManifestUnknown, message),
             StoreError::NameUnknown => ApiError::new(Code::NameUnknown, message),
             StoreError::UploadUnknown => ApiError::new(Code::BlobUploadUnknown, message),
-            StoreError::RangeMismatch { .. } => ApiError::new(Code::BlobUploadInvalid, message)
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
+            StoreError::RangeMismatch { .. } | StoreError::ChunkInProgress(_) => {
+                ApiError::new(Code::BlobUploadInvalid, message)
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            }
             StoreError::ChunkLength { .. } | StoreError::Body(_) => {
                 ApiError::new(Code::BlobUploadInvalid, message)
             }

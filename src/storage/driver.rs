@@ -113,7 +113,8 @@ pub trait Driver: Send + Sync + 'static {
         Ok(self.stat(key)?.is_some())
     }
 
-    /// Gives `key` a fresh modification time, creating it empty if absent.
+    /// Gives `key` a fresh modification time. A blob must exist; other keys
+    /// (pull records, which say nothing but their time) are created empty.
     fn touch(&self, key: &Key) -> io::Result<()>;
 
     /// The names directly under `dir`, objects and folders alike, in no order.

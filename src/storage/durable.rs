@@ -263,16 +263,17 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(e) if absent(&e) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Whether `e` says that a path is not there (or one of its folders is a file).
+pub fn absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 #[cfg(test)]

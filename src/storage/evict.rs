@@ -197,8 +197,8 @@ impl Store {
         if self.pinned(digest) {
             return Ok(false);
         }
-        match self.delete_manifest_sync(repo, digest) {
-            Ok(()) => Ok(true),
+        match self.collect_manifest(repo, digest) {
+            Ok(deleted) => Ok(deleted),
             Err(StoreError::ManifestUnknown) => Ok(false),
             Err(e) => Err(e),
         }

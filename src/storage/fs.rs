@@ -76,6 +76,9 @@ pub struct FileChunk {
     path: PathBuf,
     offset: u64,
     sink: Option<Sink>,
+    /// Finished or undone; dropped otherwise (its writer panicked), the
+    /// chunk is undone then.
+    settled: bool,
 }
 
 impl FileChunk {
@@ -85,6 +88,7 @@ impl FileChunk {
             path,
             offset,
             sink: Some(sink),
+            settled: false,
         })
     }
 }
@@ -98,18 +102,38 @@ impl Chunk for FileChunk {
     }
 
     fn finish(&mut self) -> io::Result<u64> {
-        match self.sink.take() {
-            Some(sink) => sink.finish(),
-            None => Err(io::Error::other("chunk ended twice")),
-        }
+        let written = match self.sink.take() {
+            Some(sink) => sink.finish()?,
+            None => return Err(io::Error::other("chunk ended twice")),
+        };
+        self.settled = true;
+        Ok(written)
     }
 
-    fn undo(self: Box<Self>) -> io::Result<()> {
-        drop(self.sink);
+    fn undo(mut self: Box<Self>) -> io::Result<()> {
+        self.settled = true;
+        self.cut()
+    }
+}
+
+impl FileChunk {
+    /// Cuts the file back to where the chunk began.
+    fn cut(&mut self) -> io::Result<()> {
+        drop(self.sink.take());
         OpenOptions::new()
             .write(true)
             .open(&self.path)?
             .set_len(self.offset)
+    }
+}
+
+impl Drop for FileChunk {
+    fn drop(&mut self) {
+        if !self.settled
+            && let Err(e) = self.cut()
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "could not undo a chunk");
+        }
     }
 }
 
@@ -162,14 +186,7 @@ impl Driver for FsDriver {
     fn stat(&self, key: &Key) -> io::Result<Option<Meta>> {
         match std::fs::metadata(self.path(key)) {
             Ok(m) => Ok(Some(meta(&m))),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if durable::absent(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -180,6 +197,11 @@ impl Driver for FsDriver {
 
     fn touch(&self, key: &Key) -> io::Result<()> {
         let path = self.path(key);
+        if key.as_str().starts_with("blobs/") {
+            // A blob that vanished is not made again, empty, under its digest.
+            let file = OpenOptions::new().write(true).open(&path)?;
+            return file.set_modified(SystemTime::now());
+        }
         let open = || {
             OpenOptions::new()
                 .create(true)
@@ -200,14 +222,7 @@ impl Driver for FsDriver {
     fn list(&self, dir: &Key) -> io::Result<Vec<String>> {
         let entries = match std::fs::read_dir(self.path(dir)) {
             Ok(entries) => entries,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(Vec::new());
-            }
+            Err(e) if durable::absent(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut names = Vec::new();

@@ -215,7 +215,10 @@ impl Store {
                     self.delete_untagged(repo, options, now, &mut doomed)?;
             }
         }
+        // Read again: on a shared bucket, repositories made since the start
+        // of the run must be marked (shared_gc.rs counts from here).
         let marking = Instant::now();
+        let repositories = self.repositories_sync()?;
         let marked = self.mark(&repositories, &doomed)?;
         match (shared, self.object()) {
             (Some(lock), Some(driver)) => {
@@ -332,7 +335,7 @@ impl Store {
             let _lock = self.commit_lock();
             let _stale = self.inner.cache.stale(repo);
             // A tag pushed again since we looked is young again.
-            if older_than(self.driver(), &key, now, *tag_age) && self.driver().remove(&key)? {
+            if older_than(self.driver(), &key, now, *tag_age) && self.collect_tag(repo, tag)? {
                 deleted += 1;
             }
         }
@@ -399,8 +402,7 @@ impl Store {
                 continue;
             }
             let _lock = self.commit_lock();
-            if !self.pinned(digest) {
-                self.delete_manifest_sync(repo, digest)?;
+            if !self.pinned(digest) && self.collect_manifest(repo, digest)? {
                 deleted += 1;
             }
         }
@@ -455,7 +457,17 @@ impl Store {
         let uploads = paths::uploads_dir();
         for name in driver.list(&uploads)? {
             let dir = uploads.child(&name);
+            // Since its last write: the data file's time on a file system,
+            // the newest object's in a bucket (its chunks); else the folder's.
+            let mut newest = None::<SystemTime>;
+            if age(driver, &dir.child("data"), now).is_none() {
+                driver.walk(&dir, &mut |_, meta| {
+                    newest = newest.max(Some(meta.modified));
+                    Ok(())
+                })?;
+            }
             let idle = age(driver, &dir.child("data"), now)
+                .or_else(|| newest.map(|t| now.duration_since(t).unwrap_or_default()))
                 .or_else(|| age(driver, &dir, now))
                 .unwrap_or_default();
             if idle < options.upload_max_age {
@@ -473,8 +485,11 @@ impl Store {
                 }
                 // Not a session's name: nothing could be using it.
                 None => {
-                    if let Some(fs) = self.fs() {
-                        std::fs::remove_dir_all(fs.path(&dir))?;
+                    match self.fs() {
+                        Some(fs) => std::fs::remove_dir_all(fs.path(&dir))?,
+                        None => {
+                            driver.walk(&dir, &mut |key, _| Ok(driver.remove(&key).map(drop)?))?
+                        }
                     }
                     self.inner.usage.upload_closed();
                     purged += 1;

@@ -88,9 +88,18 @@ impl Store {
             .chain(manifest.blobs.iter().map(|b| b.digest.clone()))
             .chain(manifest.manifests.iter().map(|m| m.digest.clone()))
             .collect();
-        // On a bucket that replicas share, pinned there before the check.
+        // On a bucket that replicas share, the repository is in the catalog
+        // and what the manifest names is pinned there, before the check
+        // (shared_gc.rs).
         let bucket_pin = match self.object() {
-            Some(object) => Some(BucketPin::write(object, &referenced)?),
+            Some(object) => {
+                let tag = match reference {
+                    Reference::Tag(tag) => Some(tag),
+                    Reference::Digest(_) => None,
+                };
+                self.remember_repository(name)?;
+                Some(BucketPin::write(object, name, tag, &referenced)?)
+            }
             None => None,
         };
         if check_references {
@@ -98,9 +107,6 @@ impl Store {
         }
         let _stale = self.inner.cache.stale(name);
         self.pin(referenced);
-        if let Some(pin) = &bucket_pin {
-            pin.check_fresh()?;
-        }
 
         let driver = self.driver();
         let blob = paths::blob(&digest);
@@ -131,6 +137,9 @@ impl Store {
             fetched: !check_references,
         };
         let link = serde_json::to_vec(&link).map_err(io::Error::other)?;
+        if let Some(pin) = &bucket_pin {
+            pin.check_fresh()?;
+        }
         driver.write(&paths::manifest_link(name, &digest), &link)?;
         if let Some(subject) = &manifest.subject {
             let descriptor = manifest.referrer_descriptor(digest.clone(), body.len() as u64);

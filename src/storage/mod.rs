@@ -104,6 +104,8 @@ pub enum StoreError {
     UploadUnknown,
     #[error("chunk starts at {start}, but the upload holds {size} bytes")]
     RangeMismatch { start: u64, size: u64 },
+    #[error("another request is appending to this upload at offset {0}")]
+    ChunkInProgress(u64),
     #[error("chunk holds {received} bytes, but its Content-Range says {declared}")]
     ChunkLength { declared: u64, received: u64 },
     #[error("content digest is {computed}, not {expected}")]
@@ -173,6 +175,8 @@ struct Inner {
     commit_lock: RwLock<()>,
     /// Digests referred to by manifests committed while a collection runs.
     pins: Mutex<gc::Pins>,
+    /// The pins of a shared bucket read so far (shared_gc.rs).
+    bucket_pins: Mutex<shared_gc::Pins>,
     gc_running: AtomicBool,
     scrub_running: AtomicBool,
     usage: usage::Usage,
@@ -246,6 +250,7 @@ impl Store {
                 session_loads: tokio::sync::Mutex::new(()),
                 commit_lock: RwLock::new(()),
                 pins: Mutex::new(None),
+                bucket_pins: Mutex::default(),
                 gc_running: AtomicBool::new(false),
                 scrub_running: AtomicBool::new(false),
                 usage,

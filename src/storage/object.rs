@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, Read};
 use std::path::Path;
@@ -50,7 +51,7 @@ pub const PART: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 
 /// Copies inside the store work up to this size (S3's CopyObject limit).
-const COPY_LIMIT: u64 = 5 << 30;
+pub const COPY_LIMIT: u64 = 5 << 30;
 
 pub struct ObjectDriver {
     store: Arc<dyn ObjectStore>,
@@ -90,6 +91,15 @@ impl ObjectDriver {
         }
     }
 
+    /// Deletes an object; one already gone is fine (GCS and Azure say
+    /// NotFound where S3 says nothing).
+    fn delete(&self, object: &ObjectPath) -> io::Result<()> {
+        match self.wait(self.store.delete(object)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
     /// Copies a blob back from `trash/`; says whether it was there.
     fn restore(&self, key: &Key) -> io::Result<bool> {
         let Some(trashed) = trashed(key) else {
@@ -113,25 +123,52 @@ impl ObjectDriver {
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(io_error(e)),
         }
-        self.wait(self.store.delete(&path(key))).map_err(io_error)?;
+        self.delete(&path(key))?;
         Ok(true)
     }
 
-    /// Puts a blob moved to `trash/` back.
-    pub fn untrash(&self, key: &Key) -> io::Result<()> {
-        if self.restore(key)? {
-            let trashed = trashed(key).expect("only blobs go to trash/");
-            self.wait(self.store.delete(&trashed)).map_err(io_error)?;
+    /// Puts a blob moved to `trash/` back; says whether it was there.
+    pub fn untrash(&self, key: &Key) -> io::Result<bool> {
+        let restored = self.restore(key)?;
+        if restored {
+            self.delete(&trashed(key).expect("only blobs go to trash/"))?;
+        } else {
+            tracing::error!(blob = %key, "a blob to put back was not in trash/");
         }
-        Ok(())
+        Ok(restored)
     }
 
     /// Removes for good a blob moved to `trash/`, and its touch marker.
     pub fn purge(&self, key: &Key) -> io::Result<()> {
         for object in [trashed(key), touched(key)].into_iter().flatten() {
-            self.wait(self.store.delete(&object)).map_err(io_error)?;
+            self.delete(&object)?;
         }
         Ok(())
+    }
+
+    /// When the blob `key` was last pushed again or mounted, if ever.
+    pub fn touched_at(&self, key: &Key) -> io::Result<Option<SystemTime>> {
+        let Some(marker) = touched(key) else {
+            return Ok(None);
+        };
+        match self.wait(self.store.head(&marker)) {
+            Ok(m) => Ok(Some(meta(&m).modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// The blobs left in `trash/` (by a collection that stopped half-way).
+    pub fn trashed_blobs(&self) -> io::Result<Vec<Key>> {
+        let mut keys = Vec::new();
+        let mut stream = self.store.list(Some(&ObjectPath::from("trash/blobs")));
+        while let Some(object) = self.wait(stream.next()) {
+            let object = object.map_err(io_error)?;
+            if let Some(rest) = object.location.as_ref().strip_prefix("trash/blobs/") {
+                keys.push(paths::blobs_dir().child(rest));
+            }
+        }
+        Ok(keys)
     }
 
     /// Creates `key` unless it exists; its ETag, or `None` if it existed.
@@ -182,24 +219,41 @@ impl ObjectDriver {
     }
 
     /// The chunks of session `id` that follow each other from offset 0:
-    /// their objects and sizes.
+    /// their objects and sizes. A chunk is the data object its offset's
+    /// claim names (see [`ObjectChunk`]); data no claim names (a request cut
+    /// off, or refused) is not part of the session.
     fn chunks(&self, id: &Uuid) -> io::Result<Vec<(ObjectPath, u64)>> {
-        let dir = paths::upload_dir(id).child("chunks");
-        let mut listed = Vec::new();
-        let mut stream = self.store.list(Some(&path(&dir)));
+        let dir = paths::upload_dir(id);
+        let mut data = HashMap::new();
+        let mut stream = self.store.list(Some(&path(&dir.child("chunks"))));
+        while let Some(meta) = self.wait(stream.next()) {
+            let meta = meta.map_err(io_error)?;
+            if let Some(name) = meta.location.filename() {
+                data.insert(name.to_owned(), (meta.location.clone(), meta.size));
+            }
+        }
+        let mut claimed = Vec::new();
+        let mut stream = self.store.list(Some(&path(&dir.child("offsets"))));
         while let Some(meta) = self.wait(stream.next()) {
             let meta = meta.map_err(io_error)?;
             if let Some(offset) = meta.location.filename().and_then(|n| n.parse::<u64>().ok()) {
-                listed.push((offset, meta.location, meta.size));
+                claimed.push(offset);
             }
         }
-        listed.sort_by_key(|(offset, ..)| *offset);
+        claimed.sort_unstable();
         let mut chunks = Vec::new();
         let mut end = 0;
-        for (offset, location, size) in listed {
+        for offset in claimed {
             if offset != end {
                 break;
             }
+            let Some(part) = self.read(&claim_key(id, offset))? else {
+                break;
+            };
+            let name = format!("{offset:020}-{}", String::from_utf8_lossy(&part));
+            let Some((location, size)) = data.remove(&name) else {
+                break;
+            };
             end += size;
             chunks.push((location, size));
         }
@@ -256,6 +310,13 @@ impl ObjectDriver {
 /// The object of `key`.
 fn path(key: &Key) -> ObjectPath {
     ObjectPath::from(key.as_str())
+}
+
+/// The claim on `offset` of session `id` (see [`ObjectChunk`]).
+fn claim_key(id: &Uuid, offset: u64) -> Key {
+    paths::upload_dir(id)
+        .child("offsets")
+        .child(&format!("{offset:020}"))
 }
 
 /// Where a collection moves the blob `key` before it decides (shared_gc.rs).
@@ -340,9 +401,9 @@ impl Driver for ObjectDriver {
         if self.head(key)?.is_none() {
             return Ok(false);
         }
-        self.wait(self.store.delete(&path(key))).map_err(io_error)?;
+        self.delete(&path(key))?;
         if let Some(marker) = touched(key) {
-            self.wait(self.store.delete(&marker)).map_err(io_error)?;
+            self.delete(&marker)?;
         }
         Ok(true)
     }
@@ -417,7 +478,7 @@ impl Driver for ObjectDriver {
     fn probe(&self) -> io::Result<()> {
         let key = paths::probe(&Uuid::new_v4());
         self.write(&key, b"ok")?;
-        self.wait(self.store.delete(&path(&key))).map_err(io_error)
+        self.delete(&path(&key))
     }
 
     fn staging_dir(&self) -> &Path {
@@ -436,10 +497,9 @@ impl Driver for ObjectDriver {
         Ok(Some(self.chunks(id)?.iter().map(|(_, size)| size).sum()))
     }
 
-    /// Replicas do not lock a session: two requests that append at one
-    /// offset at once write one chunk object, and the conditional PUT of a
-    /// small chunk refuses the second; the digest check when the upload
-    /// finishes refuses whatever else a race could make of it.
+    /// Replicas do not lock a session: each chunk claims its offset
+    /// (see [`ObjectChunk`]), so of two requests appending at one offset the
+    /// second is refused, and a chunk once written never changes.
     fn upload_claim(&self, id: &Uuid, _wait: bool) -> io::Result<Claimed> {
         Ok(match self.upload_size(id)? {
             Some(size) => Claimed::Held(Claim::unlocked(), size),
@@ -448,18 +508,21 @@ impl Driver for ObjectDriver {
     }
 
     fn upload_chunk(&self, id: &Uuid, offset: u64) -> io::Result<Box<dyn Chunk>> {
-        let key = paths::upload_dir(id)
+        let part = Uuid::new_v4().simple().to_string();
+        let data = paths::upload_dir(id)
             .child("chunks")
-            .child(&format!("{offset:020}"));
+            .child(&format!("{offset:020}-{part}"));
         Ok(Box::new(ObjectChunk {
             store: self.store.clone(),
             runtime: self.runtime.clone(),
-            path: path(&key),
+            path: path(&data),
+            part,
+            claim: path(&claim_key(id, offset)),
             buffer: Vec::new(),
             buffered: 0,
             upload: None,
             written: 0,
-            finished: false,
+            state: ChunkState::Open,
         }))
     }
 
@@ -471,11 +534,7 @@ impl Driver for ObjectDriver {
     fn upload_remove(&self, id: &Uuid) -> io::Result<()> {
         let mut stream = self.store.list(Some(&path(&paths::upload_dir(id))));
         while let Some(object) = self.wait(stream.next()) {
-            let object = object.map_err(io_error)?;
-            match self.wait(self.store.delete(&object.location)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(io_error(e)),
-            }
+            self.delete(&object.map_err(io_error)?.location)?;
         }
         Ok(())
     }
@@ -526,21 +585,45 @@ impl Driver for ObjectDriver {
 }
 
 /// A chunk of an upload session on its way to its object: held in memory up
-/// to [`PART`], then streamed as a multipart upload.
+/// to [`PART`], then streamed as a multipart upload, to a name of its own
+/// (`chunks/<offset>-<part>`). Once its data is stored, it claims its
+/// offset with a conditional PUT (`offsets/<offset>`, naming the part): of
+/// two requests appending at one offset, the second to finish is refused
+/// (416) and its data removed, and a chunk once claimed never changes, so a
+/// replica's hash of the chunks it wrote stays true of what the bucket
+/// holds. A request cut off leaves no claim, and the offset stays free for
+/// the client to resume at, through any replica.
 struct ObjectChunk {
     store: Arc<dyn ObjectStore>,
     runtime: Handle,
     path: ObjectPath,
+    part: String,
+    claim: ObjectPath,
     buffer: Vec<Bytes>,
     buffered: usize,
     upload: Option<WriteMultipart>,
     written: u64,
-    finished: bool,
+    state: ChunkState,
+}
+
+#[derive(PartialEq)]
+enum ChunkState {
+    Open,
+    /// Its data is stored and its offset claimed (or it had none).
+    Finished,
+    Undone,
 }
 
 impl ObjectChunk {
     fn wait<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+
+    fn delete(&self, object: &ObjectPath) -> io::Result<()> {
+        match self.wait(self.store.delete(object)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
     }
 }
 
@@ -579,19 +662,39 @@ impl Chunk for ObjectChunk {
             Some(upload) => {
                 self.wait(upload.finish()).map_err(io_error)?;
             }
+            // Nothing to add (a PUT that only ends the upload): no object.
+            None if self.written == 0 => {
+                self.state = ChunkState::Finished;
+                return Ok(0);
+            }
             None => {
-                // Conditional: of two requests appending at this offset at
-                // once, the second is refused here.
-                let options = PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                };
                 let payload = PutPayload::from_iter(std::mem::take(&mut self.buffer));
-                self.wait(self.store.put_opts(&self.path, payload, options))
+                self.wait(self.store.put(&self.path, payload))
                     .map_err(io_error)?;
             }
         }
-        self.finished = true;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let claim = PutPayload::from(self.part.clone().into_bytes());
+        match self.wait(self.store.put_opts(&self.claim, claim, options)) {
+            Ok(_) => {}
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let data = self.path.clone();
+                self.delete(&data)?;
+                self.state = ChunkState::Undone;
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "another request appended at this offset first",
+                ));
+            }
+            Err(e) => return Err(io_error(e)),
+        }
+        self.state = ChunkState::Finished;
         Ok(self.written)
     }
 
@@ -599,15 +702,23 @@ impl Chunk for ObjectChunk {
         if let Some(upload) = self.upload.take() {
             self.wait(upload.abort()).map_err(io_error)?;
         }
-        if self.finished {
-            self.wait(self.store.delete(&self.path)).map_err(io_error)?;
+        if self.state == ChunkState::Undone {
+            return Ok(());
         }
+        // The claim first: from then on the data is no part of the session.
+        let (data, claim) = (self.path.clone(), self.claim.clone());
+        if self.state == ChunkState::Finished && self.written > 0 {
+            self.delete(&claim)?;
+        }
+        self.delete(&data)?;
+        self.state = ChunkState::Undone;
         Ok(())
     }
 }
 
 impl Drop for ObjectChunk {
-    /// A chunk dropped half-way (its writer panicked): its parts go.
+    /// A chunk dropped half-way (its writer panicked): its parts go. It
+    /// holds no claim yet.
     fn drop(&mut self) {
         if let Some(upload) = self.upload.take() {
             self.runtime.spawn(upload.abort());

@@ -15,47 +15,79 @@
 //! * **Reading a blob puts it back.** A blob that is not in `blobs/` but in
 //!   `trash/` is copied back by whoever reads it (object.rs), a commit's
 //!   check included.
-//! * **Both sides are quick.** A commit gives up if more than half a pin's
-//!   life passed between its pin and its links, and a sweep stops (the next
-//!   run goes on) once half a pin's life passed since its mark began.
+//! * **Both sides are quick.** A commit gives up if more than a quarter of a
+//!   pin's life passed between its pin and its link, and a sweep puts back
+//!   what it moved and stops (the next run goes on) once a quarter of a
+//!   pin's life passed since its mark began (the catalog is read again
+//!   then, and a commit writes its repository's marker before its pin).
 //!
 //! Take a commit of a manifest M naming a blob X, and a collection that
 //! purges X. The collection's mark came before M's link, or X would be
 //! marked. If the commit's pin came before the collection listed the pins
-//! after moving X, then less than a pin's life separates the two (half for
-//! the commit, half for the collection), so the pin was live and X was put
+//! after moving X, then less than half a pin's life separates the two (a
+//! quarter for each side), so the pin was live and X was put
 //! back. If the pin came after, so did the commit's check, which came after
 //! the move: it put X back from `trash/`, or found it purged and refused
 //! the manifest (`MANIFEST_BLOB_UNKNOWN`: the client uploads X again). No
 //! order of the steps of the two replicas leaves a committed manifest naming
-//! purged bytes. Two collections at once would be as safe, but one at a time
-//! does the work once: a lock object (see [`GcLock`]).
+//! purged bytes. One collection at a time: a lock object (see [`GcLock`]),
+//! held again before each purge, so that a run whose lock lapsed stops and
+//! puts back what it moved.
+//!
+//! A blob pushed again or mounted while the sweep moves it is put back (its
+//! touch marker is looked at once it is moved), and what a run left in
+//! `trash/` (it stopped, or died) is decided by the next one.
 //!
 //! A swept blob's repository links stay: a link to bytes that are gone reads
 //! as unknown, and removing them could race a commit's check of them.
-//! Deleting manifests (untagged ones, retention, cache eviction) still relies
-//! on the commit lock of one process: on a shared bucket, see the README.
+//!
+//! A collection's deletions of manifests and tags (untagged manifests,
+//! retention, the pull-through cache's caps) race a push of the same ones
+//! through another replica. Each looks at the pins once it has deleted
+//! (`collect_manifest`, `collect_tag`): a live pin naming the manifest, or
+//! the tag, means a commit is writing it, and what the deletion removed is
+//! written back where nothing was written since. A commit whose pin came
+//! later writes its links and tag after the deletion.
 
 use super::driver::Driver;
 use super::gc::GcOptions;
 use super::object::ObjectDriver;
 use super::paths::{self, Key};
 use super::{Result, Store, StoreError};
-use crate::oci::Digest;
+use crate::oci::{Digest, RepoName, Tag};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
-/// How long a pin protects what it names; older ones are removed.
-const PIN_LIFE: Duration = Duration::from_secs(20 * 60);
+/// How long a pin protects what it names; older ones are removed. A
+/// commit and a sweep each get a quarter of it (see the module doc), which
+/// leaves half of it for the clocks of replicas and bucket to disagree.
+const PIN_LIFE: Duration = Duration::from_secs(3600);
 
 /// Blobs moved to `trash/` before the pins are looked at again.
 const BATCH: usize = 256;
 
 /// A collection's lock lasts this long unless renewed.
-const LOCK_LIFE: Duration = Duration::from_secs(120);
+const LOCK_LIFE: Duration = Duration::from_secs(600);
+
+/// What a pin says: the digests a commit names, and the tag it writes.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PinRecord {
+    digests: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tag: Option<PinnedTag>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct PinnedTag {
+    repository: String,
+    tag: String,
+    digest: String,
+}
 
 /// The pin of one manifest commit; it expires by itself.
 pub(super) struct BucketPin {
@@ -63,18 +95,35 @@ pub(super) struct BucketPin {
 }
 
 impl BucketPin {
-    pub fn write(driver: &ObjectDriver, digests: &[Digest]) -> Result<BucketPin> {
+    /// Pins `digests`, and `tag` of `name` if the commit writes it (it then
+    /// names the first digest).
+    pub fn write(
+        driver: &ObjectDriver,
+        name: &RepoName,
+        tag: Option<&Tag>,
+        digests: &[Digest],
+    ) -> Result<BucketPin> {
+        // Counted from before the pin is written: it may be live from then.
+        let written = Instant::now();
         let key = paths::pin(&Uuid::new_v4());
-        let list: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        driver.write(&key, &serde_json::to_vec(&list).map_err(io::Error::other)?)?;
-        Ok(BucketPin {
-            written: Instant::now(),
-        })
+        let record = PinRecord {
+            digests: digests.iter().map(Digest::to_string).collect(),
+            tag: tag.zip(digests.first()).map(|(tag, digest)| PinnedTag {
+                repository: name.to_string(),
+                tag: tag.to_string(),
+                digest: digest.to_string(),
+            }),
+        };
+        driver.write(
+            &key,
+            &serde_json::to_vec(&record).map_err(io::Error::other)?,
+        )?;
+        Ok(BucketPin { written })
     }
 
     /// Refuses to go on with a commit whose pin may have expired.
     pub fn check_fresh(&self) -> Result<()> {
-        if self.written.elapsed() > PIN_LIFE / 2 {
+        if self.written.elapsed() > PIN_LIFE / 4 {
             return Err(StoreError::Io(io::Error::other(
                 "the manifest commit took too long; nothing was committed",
             )));
@@ -85,38 +134,84 @@ impl BucketPin {
 
 /// The live pins, read once each (a pin never changes).
 #[derive(Default)]
-struct Pins {
-    read: HashMap<String, Vec<Digest>>,
+pub(super) struct Pins {
+    read: HashMap<String, Pinned>,
+}
+
+/// What the live pins name.
+#[derive(Default, Clone)]
+pub(super) struct Pinned {
+    pub digests: HashSet<Digest>,
+    /// Tags being written, with the digest each names (the newest pin's).
+    pub tags: HashMap<(RepoName, Tag), (SystemTime, Digest)>,
+}
+
+impl Pinned {
+    fn add(&mut self, other: &Pinned) {
+        self.digests.extend(other.digests.iter().cloned());
+        for (tag, (at, digest)) in &other.tags {
+            let newer = self.tags.get(tag).is_none_or(|(seen, _)| seen < at);
+            if newer {
+                self.tags.insert(tag.clone(), (*at, digest.clone()));
+            }
+        }
+    }
 }
 
 impl Pins {
-    /// The digests every live pin names; expired pins are removed.
-    fn refresh(&mut self, driver: &ObjectDriver, now: SystemTime) -> Result<HashSet<Digest>> {
+    /// What every live pin names; expired pins are removed.
+    pub fn refresh(&mut self, driver: &ObjectDriver, now: SystemTime) -> Result<Pinned> {
+        // One listing gives every pin's time: only new pins are read.
+        let mut listed = Vec::new();
+        driver.walk(&paths::pins_dir(), &mut |key, meta| {
+            listed.push((key, meta.modified));
+            Ok(())
+        })?;
         let mut live = HashMap::new();
-        for name in driver.list(&paths::pins_dir())? {
-            let key = paths::pins_dir().child(&name);
-            let Some(meta) = driver.stat(&key)? else {
-                continue;
-            };
-            if now.duration_since(meta.modified).unwrap_or_default() > PIN_LIFE {
+        for (key, modified) in listed {
+            if now.duration_since(modified).unwrap_or_default() > PIN_LIFE {
                 driver.remove(&key)?;
                 continue;
             }
-            let digests = match self.read.remove(&name) {
-                Some(digests) => digests,
+            let name = key.name().to_owned();
+            let pinned = match self.read.remove(&name) {
+                Some(pinned) => pinned,
                 None => {
                     let Some(bytes) = driver.read(&key)? else {
                         continue;
                     };
-                    let list: Vec<String> = serde_json::from_slice(&bytes).unwrap_or_default();
-                    list.iter().filter_map(|d| d.parse().ok()).collect()
+                    parse_pin(&bytes, modified)
                 }
             };
-            live.insert(name, digests);
+            live.insert(name, pinned);
         }
         self.read = live;
-        Ok(self.read.values().flatten().cloned().collect())
+        let mut all = Pinned::default();
+        for pinned in self.read.values() {
+            all.add(pinned);
+        }
+        Ok(all)
     }
+}
+
+/// A pin's record; one that does not parse names nothing.
+fn parse_pin(bytes: &[u8], written: SystemTime) -> Pinned {
+    let record: PinRecord = serde_json::from_slice(bytes).unwrap_or_default();
+    let mut pinned = Pinned {
+        digests: record
+            .digests
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect(),
+        ..Pinned::default()
+    };
+    if let Some(t) = record.tag
+        && let (Ok(repo), Ok(tag), Ok(digest)) =
+            (t.repository.parse(), t.tag.parse(), t.digest.parse())
+    {
+        pinned.tags.insert((repo, tag), (written, digest));
+    }
+    pinned
 }
 
 /// What the lock object says.
@@ -199,6 +294,11 @@ impl<'a> GcLock<'a> {
         if self.renewed.elapsed() < LOCK_LIFE / 3 {
             return Ok(());
         }
+        self.hold()
+    }
+
+    /// Extends the lock now: proves it is still ours.
+    pub fn hold(&mut self) -> Result<()> {
         let e_tag = self.e_tag.clone().unwrap_or_default();
         match self
             .driver
@@ -230,10 +330,47 @@ impl Drop for GcLock<'_> {
     }
 }
 
+/// What a sweep goes by.
+struct Sweep<'a> {
+    driver: &'a ObjectDriver,
+    marking: Instant,
+    grace: Duration,
+    now: SystemTime,
+}
+
+impl Sweep<'_> {
+    /// Past a quarter of a pin's life since the mark: what is left waits for
+    /// the next run, which marks anew.
+    fn late(&self) -> bool {
+        self.marking.elapsed() > PIN_LIFE / 4
+    }
+
+    fn young(&self, modified: SystemTime) -> bool {
+        self.now.duration_since(modified).unwrap_or_default() < self.grace
+    }
+}
+
+/// The digest a blob's key names.
+fn digest_of(key: &Key) -> Option<Digest> {
+    let mut parts = key.as_str().split('/');
+    let (_, algorithm, _, hex) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
 impl Store {
+    /// What the bucket's live pins name, as of now.
+    fn bucket_pins(&self, driver: &ObjectDriver) -> Result<Pinned> {
+        let mut pins = self
+            .inner
+            .bucket_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pins.refresh(driver, SystemTime::now())
+    }
+
     /// The sweep of a shared bucket (see the module doc): every blob nothing
     /// marked refers to and older than the grace period goes, a batch at a
-    /// time, through `trash/`.
+    /// time, through `trash/`. What an earlier run left there comes first.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sweep_shared(
         &self,
@@ -245,26 +382,49 @@ impl Store {
         now: SystemTime,
         report: &mut super::GcReport,
     ) -> Result<()> {
+        let sweep = Sweep {
+            driver,
+            marking,
+            grace: options.grace,
+            now,
+        };
+        if !options.dry_run {
+            let left: Vec<_> = driver
+                .trashed_blobs()?
+                .into_iter()
+                .filter_map(|key| Some((digest_of(&key)?, key, 0)))
+                .collect();
+            for (digest, key, _) in &left {
+                if marked.contains(digest) {
+                    driver.untrash(key)?;
+                }
+            }
+            let left = left.into_iter().filter(|(d, ..)| !marked.contains(d));
+            self.decide(&sweep, lock, left.collect(), report)?;
+        }
         let mut batch: Vec<(Digest, Key, u64)> = Vec::new();
-        let mut pins = Pins::default();
-        let late = || marking.elapsed() > PIN_LIFE / 2;
         let mut stopped = false;
+        // Every blob the walk finds, for the storage metrics.
+        let (mut blobs, mut bytes) = (0u64, 0u64);
         self.for_each_blob(|digest, key, meta| {
-            if stopped || late() {
-                // Past half a pin's life since the mark: what is left waits
-                // for the next run, which marks anew.
+            blobs += 1;
+            bytes += meta.size;
+            if stopped || sweep.late() {
                 stopped = true;
                 return Ok(());
             }
-            let young = now.duration_since(meta.modified).unwrap_or_default() < options.grace;
-            if marked.contains(&digest) || young {
+            if marked.contains(&digest) || sweep.young(meta.modified) {
                 return Ok(());
             }
             // The walk's time leaves out a touch (object.rs): looked at again.
             let Some(meta) = driver.stat(&key)? else {
                 return Ok(());
             };
-            if now.duration_since(meta.modified).unwrap_or_default() < options.grace {
+            if sweep.young(meta.modified) {
+                return Ok(());
+            }
+            if meta.size > super::object::COPY_LIMIT {
+                tracing::warn!(blob = %key, "a blob too large to move aside in the store is left");
                 return Ok(());
             }
             if options.dry_run {
@@ -272,47 +432,163 @@ impl Store {
                 report.bytes_freed += meta.size;
                 return Ok(());
             }
+            lock.renew()?;
             batch.push((digest, key, meta.size));
             if batch.len() >= BATCH {
-                lock.renew()?;
-                self.sweep_batch(driver, &mut pins, std::mem::take(&mut batch), report)?;
+                stopped = !self.sweep_batch(&sweep, lock, std::mem::take(&mut batch), report)?;
             }
             Ok(())
         })?;
+        if !stopped && !batch.is_empty() {
+            stopped = !self.sweep_batch(&sweep, lock, batch, report)?;
+        }
         if stopped {
-            tracing::info!("the sweep stops here for this run: it has run long");
-        } else if !batch.is_empty() {
-            self.sweep_batch(driver, &mut pins, batch, report)?;
+            tracing::warn!(
+                "the sweep stopped for this run: it ran past a quarter of a pin's life since its mark; the next run goes on"
+            );
+        } else if !options.dry_run {
+            // What this run purged was counted out as it went.
+            let purged = report.blobs_deleted.min(blobs);
+            self.inner
+                .usage
+                .set_blobs(blobs - purged, bytes.saturating_sub(report.bytes_freed));
         }
         Ok(())
     }
 
+    /// Moves a batch of candidates to `trash/`, then decides; `false` if the
+    /// run must stop (it ran long).
     fn sweep_batch(
         &self,
-        driver: &ObjectDriver,
-        pins: &mut Pins,
+        sweep: &Sweep,
+        lock: &mut GcLock,
         batch: Vec<(Digest, Key, u64)>,
         report: &mut super::GcReport,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        // What a live pin names now would only be put back: left alone.
+        let pinned_before = self.bucket_pins(sweep.driver)?.digests;
         let mut moved = Vec::new();
         for (digest, key, size) in batch {
-            // This replica's own commits are pinned in memory too.
-            let _lock = self.commit_lock();
-            if !self.pinned(&digest) && driver.trash(&key)? {
-                moved.push((digest, key, size));
-            }
-        }
-        let pins = pins.refresh(driver, SystemTime::now())?;
-        for (digest, key, size) in moved {
-            if pins.contains(&digest) || self.pinned(&digest) {
-                driver.untrash(&key)?;
+            if pinned_before.contains(&digest) || self.pinned(&digest) {
                 continue;
             }
-            driver.purge(&key)?;
+            lock.renew()?;
+            match sweep.driver.trash(&key) {
+                Ok(true) => moved.push((digest, key, size)),
+                Ok(false) => {}
+                Err(e) => {
+                    self.put_back(sweep.driver, &moved)?;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.decide(sweep, lock, moved, report)
+    }
+
+    /// Puts back or purges blobs moved to `trash/`, once the pins have been
+    /// looked at and the lock proved ours; `false` (all put back) if the run
+    /// ran long or lost its lock.
+    fn decide(
+        &self,
+        sweep: &Sweep,
+        lock: &mut GcLock,
+        moved: Vec<(Digest, Key, u64)>,
+        report: &mut super::GcReport,
+    ) -> Result<bool> {
+        let pins = self.bucket_pins(sweep.driver)?.digests;
+        if sweep.late() {
+            self.put_back(sweep.driver, &moved)?;
+            return Ok(false);
+        }
+        if let Err(e) = lock.hold() {
+            self.put_back(sweep.driver, &moved)?;
+            return Err(e);
+        }
+        for (digest, key, size) in moved {
+            let touched = sweep
+                .driver
+                .touched_at(&key)?
+                .is_some_and(|t| sweep.young(t));
+            if touched || pins.contains(&digest) || self.pinned(&digest) {
+                sweep.driver.untrash(&key)?;
+                continue;
+            }
+            sweep.driver.purge(&key)?;
             self.inner.usage.blob_removed(size);
             report.blobs_deleted += 1;
             report.bytes_freed += size;
         }
+        Ok(true)
+    }
+
+    fn put_back(&self, driver: &ObjectDriver, moved: &[(Digest, Key, u64)]) -> Result<()> {
+        for (_, key, _) in moved {
+            driver.untrash(key)?;
+        }
         Ok(())
+    }
+
+    /// Deletes a manifest for a collection (untagged, or evicted from the
+    /// pull-through cache). On a shared bucket another replica may be pushing
+    /// it again at this moment: the pins are looked at once it is deleted,
+    /// and if a live one names it, what the deletion removed is written back
+    /// (where nothing else was written since). Says whether it stays deleted.
+    pub(super) fn collect_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let Some(object) = self.object() else {
+            self.delete_manifest_sync(repo, digest)?;
+            return Ok(true);
+        };
+        let driver: &dyn Driver = object;
+        let link_key = paths::manifest_link(repo, digest);
+        let Some(link) = driver.read(&link_key)? else {
+            return Err(StoreError::ManifestUnknown);
+        };
+        let stored = self.read_manifest(repo, digest)?;
+        let mut removed = vec![(link_key, link)];
+        for tag in self.tags_sync(repo)? {
+            if self.resolve_tag(repo, &tag).ok().as_ref() == Some(digest) {
+                removed.push((paths::tag(repo, &tag), digest.to_string().into_bytes()));
+            }
+        }
+        if let Ok(manifest) = crate::oci::Manifest::parse(Some(&stored.media_type), &stored.body)
+            && let Some(subject) = manifest.subject
+        {
+            let key = paths::referrer(repo, &subject.digest, digest);
+            if let Some(descriptor) = driver.read(&key)? {
+                removed.push((key, descriptor));
+            }
+        }
+        self.delete_manifest_sync(repo, digest)?;
+        let pinned = self.bucket_pins(object)?;
+        if !pinned.digests.contains(digest) {
+            return Ok(true);
+        }
+        // Links first, the tags last, as a commit writes them.
+        for (key, bytes) in removed {
+            driver.write_new(&key, &bytes)?;
+        }
+        tracing::info!(repository = %repo, %digest, "a manifest being pushed again is kept");
+        Ok(false)
+    }
+
+    /// Deletes a tag for a collection's retention rules. On a shared bucket,
+    /// if a live pin says a commit writes that tag, the commit's digest is
+    /// written back where the deletion took it away. Says whether it stays
+    /// deleted.
+    pub(super) fn collect_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let key = paths::tag(repo, tag);
+        if !self.driver().remove(&key)? {
+            return Ok(false);
+        }
+        let Some(object) = self.object() else {
+            return Ok(true);
+        };
+        let pinned = self.bucket_pins(object)?;
+        let Some((_, digest)) = pinned.tags.get(&(repo.clone(), tag.clone())) else {
+            return Ok(true);
+        };
+        object.write_new(&key, digest.to_string().as_bytes())?;
+        tracing::info!(repository = %repo, %tag, "a tag being pushed again is kept");
+        Ok(false)
     }
 }

@@ -227,9 +227,15 @@ impl Store {
         };
         let offset = state.size;
         let chunk = self
-            .blocking(move |s| Ok(s.driver().upload_chunk(&id, offset)?))
+            .blocking(move |s| match s.driver().upload_chunk(&id, offset) {
+                Ok(chunk) => Ok(chunk),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    Err(StoreError::ChunkInProgress(offset))
+                }
+                Err(e) => Err(e.into()),
+            })
             .await?;
-        let (written, hasher) = write_body(self, chunk, hasher, length, body).await?;
+        let (written, hasher) = write_body(self, chunk, offset, hasher, length, body).await?;
         state.size += written;
         state.hasher = Some(hasher);
         Ok(())
@@ -353,7 +359,7 @@ impl Store {
             })
             .await?;
         let body: Body = Box::pin(futures_util::stream::iter(head.into_iter().map(Ok)).chain(body));
-        let written = write_body(self, chunk, digest.algorithm().hasher(), None, body).await;
+        let written = write_body(self, chunk, 0, digest.algorithm().hasher(), None, body).await;
         self.blocking(move |s| {
             let result = written.and_then(|(size, hasher)| {
                 let computed = hasher.finish();
@@ -476,6 +482,7 @@ impl Store {
 async fn write_body(
     store: &Store,
     chunk: Box<dyn Chunk>,
+    offset: u64,
     hasher: Hasher,
     length: Option<u64>,
     mut body: Body,
@@ -545,7 +552,13 @@ async fn write_body(
         let mut chunk = chunk;
         let outcome = match body_error {
             Some(e) => Err(StoreError::Body(e)),
-            None => written.and_then(|()| Ok(chunk.finish()?)),
+            None => written.and_then(|()| {
+                chunk.finish().map_err(|e| match e.kind() {
+                    // Another request holds this chunk's offset (object.rs).
+                    io::ErrorKind::AlreadyExists => StoreError::ChunkInProgress(offset),
+                    _ => e.into(),
+                })
+            }),
         };
         let outcome = outcome.and_then(|received| match length {
             Some(declared) if declared != received => {

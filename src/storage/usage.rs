@@ -45,8 +45,15 @@ impl Usage {
     }
 
     pub(super) fn blob_removed(&self, size: u64) {
-        self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
-        self.blobs.fetch_sub(1, Ordering::Relaxed);
+        decrease(&self.blob_bytes, size);
+        decrease(&self.blobs, 1);
+    }
+
+    /// Takes the counts a walk of every blob found: on a bucket that replicas
+    /// share, each one's own additions and removals miss the others'.
+    pub(super) fn set_blobs(&self, blobs: u64, bytes: u64) {
+        self.blobs.store(blobs, Ordering::Relaxed);
+        self.blob_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub(super) fn upload_opened(&self) {
@@ -54,7 +61,7 @@ impl Usage {
     }
 
     pub(super) fn upload_closed(&self) {
-        self.uploads.fetch_sub(1, Ordering::Relaxed);
+        decrease(&self.uploads, 1);
     }
 
     pub(super) fn snapshot(&self) -> UsageSnapshot {
@@ -64,4 +71,12 @@ impl Usage {
             uploads: self.uploads.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Takes `by` off a count, stopping at zero: on a bucket that replicas share,
+/// one may remove what another counted.
+fn decrease(count: &AtomicU64, by: u64) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(by))
+    });
 }

@@ -355,6 +355,37 @@ pub mod api {
         manifest
     }
 
+    /// Pushes the blobs and the manifest of an image, starting again from
+    /// the blobs when a collection swept one of them between its upload and
+    /// the manifest (no grace period makes that happen).
+    pub async fn push_racing(
+        http: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        tag: &str,
+        blobs: &[Vec<u8>],
+        manifest: &[u8],
+    ) {
+        for _ in 0..200 {
+            for blob in blobs {
+                push_blob(http, base, repo, blob).await;
+            }
+            let r = http
+                .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+                .header("content-type", OCI_MANIFEST)
+                .body(manifest.to_vec())
+                .send()
+                .await
+                .unwrap();
+            match r.status().as_u16() {
+                201 => return,
+                400 => assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN"),
+                other => panic!("manifest push answered {other}"),
+            }
+        }
+        panic!("{repo}:{tag} never got through");
+    }
+
     pub async fn put_manifest(
         http: &reqwest::Client,
         base: &str,
