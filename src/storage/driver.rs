@@ -41,10 +41,14 @@ pub enum Source<'a> {
 pub trait Chunk: Send {
     fn write(&mut self, chunks: &[Bytes]) -> io::Result<()>;
 
-    /// Ends the chunk; returns how many bytes it appended.
+    /// The bytes taken so far.
+    fn written(&self) -> u64;
+
+    /// Ends the chunk, which is then part of the session for good; returns
+    /// how many bytes it appended.
     fn finish(&mut self) -> io::Result<u64>;
 
-    /// Takes the chunk back out of the session, finished or not.
+    /// Takes back a chunk that did not finish (or whose finish failed).
     fn undo(self: Box<Self>) -> io::Result<()>;
 }
 

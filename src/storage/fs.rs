@@ -76,9 +76,7 @@ pub struct FileChunk {
     path: PathBuf,
     offset: u64,
     sink: Option<Sink>,
-    /// Finished or undone; dropped otherwise (its writer panicked), the
-    /// chunk is undone then.
-    settled: bool,
+    written: u64,
 }
 
 impl FileChunk {
@@ -88,7 +86,7 @@ impl FileChunk {
             path,
             offset,
             sink: Some(sink),
-            settled: false,
+            written: 0,
         })
     }
 }
@@ -96,44 +94,35 @@ impl FileChunk {
 impl Chunk for FileChunk {
     fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         match &mut self.sink {
-            Some(sink) => sink.write(chunks),
+            Some(sink) => {
+                sink.write(chunks)?;
+                self.written += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+                Ok(())
+            }
             None => Err(io::Error::other("chunk written after its end")),
         }
     }
 
+    fn written(&self) -> u64 {
+        self.written
+    }
+
     fn finish(&mut self) -> io::Result<u64> {
-        let written = match self.sink.take() {
-            Some(sink) => sink.finish()?,
-            None => return Err(io::Error::other("chunk ended twice")),
-        };
-        self.settled = true;
-        Ok(written)
+        match self.sink.take() {
+            Some(sink) => sink.finish(),
+            None => Err(io::Error::other("chunk ended twice")),
+        }
     }
 
-    fn undo(mut self: Box<Self>) -> io::Result<()> {
-        self.settled = true;
-        self.cut()
-    }
-}
-
-impl FileChunk {
-    /// Cuts the file back to where the chunk began.
-    fn cut(&mut self) -> io::Result<()> {
-        drop(self.sink.take());
+    /// Cuts the file back to where the chunk began. (A chunk merely dropped,
+    /// its request gone, leaves its bytes: the next claim finds the file's
+    /// size and rebuilds the hash from it.)
+    fn undo(self: Box<Self>) -> io::Result<()> {
+        drop(self.sink);
         OpenOptions::new()
             .write(true)
             .open(&self.path)?
             .set_len(self.offset)
-    }
-}
-
-impl Drop for FileChunk {
-    fn drop(&mut self) {
-        if !self.settled
-            && let Err(e) = self.cut()
-        {
-            tracing::warn!(file = %self.path.display(), error = %e, "could not undo a chunk");
-        }
     }
 }
 

@@ -460,7 +460,7 @@ impl Store {
             // Since its last write: the data file's time on a file system,
             // the newest object's in a bucket (its chunks); else the folder's.
             let mut newest = None::<SystemTime>;
-            if age(driver, &dir.child("data"), now).is_none() {
+            if self.object().is_some() {
                 driver.walk(&dir, &mut |_, meta| {
                     newest = newest.max(Some(meta.modified));
                     Ok(())

@@ -291,11 +291,23 @@ impl Store {
     }
 
     pub(super) fn delete_manifest_sync(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        self.delete_manifest_tags(name, digest).map(drop)
+    }
+
+    /// [`Store::delete_manifest_sync`]; returns the tags it removed.
+    pub(super) fn delete_manifest_tags(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
         let _stale = self.inner.cache.stale(name);
         let stored = self.read_manifest(name, digest)?;
+        let mut removed = Vec::new();
         for tag in self.tags_sync(name)? {
-            if self.resolve_tag(name, &tag).ok().as_ref() == Some(digest) {
-                self.driver().remove(&paths::tag(name, &tag))?;
+            if self.resolve_tag(name, &tag).ok().as_ref() == Some(digest)
+                && self.driver().remove(&paths::tag(name, &tag))?
+            {
+                removed.push(tag);
             }
         }
         if let Ok(manifest) = Manifest::parse(Some(&stored.media_type), &stored.body)
@@ -305,7 +317,8 @@ impl Store {
                 .remove(&paths::referrer(name, &subject.digest, digest))?;
         }
         self.driver().remove(&paths::manifest_link(name, digest))?;
-        self.forget_pull(name, digest)
+        self.forget_pull(name, digest)?;
+        Ok(removed)
     }
 
     /// The tags of `name`, sorted.

@@ -625,9 +625,26 @@ impl ObjectChunk {
             Err(e) => Err(io_error(e)),
         }
     }
+
+    /// Whether the claim on this chunk's offset names it; `None` if there
+    /// is no claim.
+    fn claimed(&self) -> io::Result<Option<bool>> {
+        match self.wait(self.store.get(&self.claim)) {
+            Ok(got) => {
+                let part = self.wait(got.bytes()).map_err(io_error)?;
+                Ok(Some(part.as_ref() == self.part.as_bytes()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
 }
 
 impl Chunk for ObjectChunk {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
     fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         for chunk in chunks {
             self.written += chunk.len() as u64;
@@ -680,10 +697,12 @@ impl Chunk for ObjectChunk {
         let claim = PutPayload::from(self.part.clone().into_bytes());
         match self.wait(self.store.put_opts(&self.claim, claim, options)) {
             Ok(_) => {}
+            // Refused: another request's, or ours (a retried PUT whose
+            // first try went through): the claim says.
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => {
+            ) if self.claimed()? != Some(true) => {
                 let data = self.path.clone();
                 self.delete(&data)?;
                 self.state = ChunkState::Undone;
@@ -692,24 +711,30 @@ impl Chunk for ObjectChunk {
                     "another request appended at this offset first",
                 ));
             }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {}
             Err(e) => return Err(io_error(e)),
         }
         self.state = ChunkState::Finished;
         Ok(self.written)
     }
 
+    /// An unfinished chunk's data goes, unless its claim was made after all
+    /// (a finish whose answer was lost): a claim, once seen, stays.
     fn undo(mut self: Box<Self>) -> io::Result<()> {
         if let Some(upload) = self.upload.take() {
             self.wait(upload.abort()).map_err(io_error)?;
         }
-        if self.state == ChunkState::Undone {
+        if self.state != ChunkState::Open || self.written == 0 {
             return Ok(());
         }
-        // The claim first: from then on the data is no part of the session.
-        let (data, claim) = (self.path.clone(), self.claim.clone());
-        if self.state == ChunkState::Finished && self.written > 0 {
-            self.delete(&claim)?;
+        if self.claimed()? == Some(true) {
+            tracing::warn!(chunk = %self.path, "a chunk whose finish failed was claimed: it stays");
+            return Ok(());
         }
+        let data = self.path.clone();
         self.delete(&data)?;
         self.state = ChunkState::Undone;
         Ok(())

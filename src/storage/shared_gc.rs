@@ -64,13 +64,13 @@ use uuid::Uuid;
 /// How long a pin protects what it names; older ones are removed. A
 /// commit and a sweep each get a quarter of it (see the module doc), which
 /// leaves half of it for the clocks of replicas and bucket to disagree.
-const PIN_LIFE: Duration = Duration::from_secs(3600);
+const PIN_LIFE: Duration = Duration::from_secs(2 * 3600);
 
 /// Blobs moved to `trash/` before the pins are looked at again.
 const BATCH: usize = 256;
 
 /// A collection's lock lasts this long unless renewed.
-const LOCK_LIFE: Duration = Duration::from_secs(600);
+const LOCK_LIFE: Duration = Duration::from_secs(30 * 60);
 
 /// What a pin says: the digests a commit names, and the tag it writes.
 #[derive(Serialize, Deserialize, Default)]
@@ -545,11 +545,6 @@ impl Store {
         };
         let stored = self.read_manifest(repo, digest)?;
         let mut removed = vec![(link_key, link)];
-        for tag in self.tags_sync(repo)? {
-            if self.resolve_tag(repo, &tag).ok().as_ref() == Some(digest) {
-                removed.push((paths::tag(repo, &tag), digest.to_string().into_bytes()));
-            }
-        }
         if let Ok(manifest) = crate::oci::Manifest::parse(Some(&stored.media_type), &stored.body)
             && let Some(subject) = manifest.subject
         {
@@ -558,12 +553,18 @@ impl Store {
                 removed.push((key, descriptor));
             }
         }
-        self.delete_manifest_sync(repo, digest)?;
+        let tags = self.delete_manifest_tags(repo, digest)?;
         let pinned = self.bucket_pins(object)?;
         if !pinned.digests.contains(digest) {
             return Ok(true);
         }
-        // Links first, the tags last, as a commit writes them.
+        // The tags it took (one a push wrote just before is among them),
+        // after the links, as a commit writes them. Not those of older pins:
+        // a tag deleted since would come back.
+        removed.extend(
+            tags.into_iter()
+                .map(|tag| (paths::tag(repo, &tag), digest.to_string().into_bytes())),
+        );
         for (key, bytes) in removed {
             driver.write_new(&key, &bytes)?;
         }
@@ -587,6 +588,10 @@ impl Store {
         let Some((_, digest)) = pinned.tags.get(&(repo.clone(), tag.clone())) else {
             return Ok(true);
         };
+        // A commit that failed (its pin stays) wrote no link: nothing to name.
+        if !object.exists(&paths::manifest_link(repo, digest))? {
+            return Ok(true);
+        }
         object.write_new(&key, digest.to_string().as_bytes())?;
         tracing::info!(repository = %repo, %tag, "a tag being pushed again is kept");
         Ok(false)

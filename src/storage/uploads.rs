@@ -227,13 +227,7 @@ impl Store {
         };
         let offset = state.size;
         let chunk = self
-            .blocking(move |s| match s.driver().upload_chunk(&id, offset) {
-                Ok(chunk) => Ok(chunk),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    Err(StoreError::ChunkInProgress(offset))
-                }
-                Err(e) => Err(e.into()),
-            })
+            .blocking(move |s| Ok(s.driver().upload_chunk(&id, offset)?))
             .await?;
         let (written, hasher) = write_body(self, chunk, offset, hasher, length, body).await?;
         state.size += written;
@@ -550,23 +544,26 @@ async fn write_body(
     // connection, which reads and drops it so the client gets our answer.
     tokio::task::spawn_blocking(move || {
         let mut chunk = chunk;
-        let outcome = match body_error {
+        // The length is checked before the chunk is finished: once finished,
+        // a chunk is part of the session for good (object.rs).
+        let taken = match body_error {
             Some(e) => Err(StoreError::Body(e)),
-            None => written.and_then(|()| {
-                chunk.finish().map_err(|e| match e.kind() {
-                    // Another request holds this chunk's offset (object.rs).
-                    io::ErrorKind::AlreadyExists => StoreError::ChunkInProgress(offset),
-                    _ => e.into(),
-                })
+            None => written.and_then(|()| match length {
+                Some(declared) if declared != chunk.written() => Err(StoreError::ChunkLength {
+                    declared,
+                    received: chunk.written(),
+                }),
+                _ => Ok(()),
             }),
         };
-        let outcome = outcome.and_then(|received| match length {
-            Some(declared) if declared != received => {
-                Err(StoreError::ChunkLength { declared, received })
-            }
-            _ => Ok(received),
+        let finished = taken.and_then(|()| {
+            chunk.finish().map_err(|e| match e.kind() {
+                // Another request appended at this offset first (object.rs).
+                io::ErrorKind::AlreadyExists => StoreError::ChunkInProgress(offset),
+                _ => e.into(),
+            })
         });
-        match outcome {
+        match finished {
             Ok(written) => Ok((written, hasher)),
             Err(e) => {
                 chunk.undo()?;
@@ -586,17 +583,25 @@ fn remove_staged(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Hashes the first `size` bytes of session `id` (rebuilding its state).
+/// Hashes the first `size` bytes of session `id` (rebuilding its state);
+/// fewer there is an error, never a hash of less.
 fn hash_upload(store: &Store, id: Uuid, size: u64, algorithm: Algorithm) -> Result<Hasher> {
     let mut hasher = algorithm.hasher();
     let mut data = store.driver().upload_read(&id)?.take(size);
     let mut buf = vec![0u8; BATCH];
+    let mut read = 0u64;
     loop {
         let n = data.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        read += n as u64;
+    }
+    if read < size {
+        return Err(StoreError::Io(io::Error::other(format!(
+            "upload {id} holds {read} bytes, not the {size} it had"
+        ))));
     }
     Ok(hasher)
 }
