@@ -216,7 +216,7 @@ async fn wrong_digest_stores_nothing() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    let uploads = on_disk::files_under(&registry.content().join("uploads"));
+    let uploads = on_disk::upload_leftovers(&registry.content());
     assert!(uploads.is_empty(), "upload data left behind: {uploads:?}");
     let stored = on_disk::files_under(&registry.content().join("blobs"));
     assert!(stored.is_empty(), "a blob was stored: {stored:?}");
@@ -262,7 +262,7 @@ async fn finishing_needs_a_digest_and_cancel_removes_the_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let uploads = on_disk::files_under(&registry.content().join("uploads"));
+    let uploads = on_disk::upload_leftovers(&registry.content());
     assert!(uploads.is_empty(), "upload data left behind: {uploads:?}");
 }
 

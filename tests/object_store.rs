@@ -46,6 +46,11 @@ impl Replicas {
     fn objects(&self, prefix: &str) -> Vec<std::path::PathBuf> {
         on_disk::files_under(&self.s3.bucket_dir(BUCKET).join(prefix))
     }
+
+    /// What upload sessions left in the bucket, but their claims.
+    fn upload_leftovers(&self) -> Vec<std::path::PathBuf> {
+        on_disk::upload_leftovers(&self.s3.bucket_dir(BUCKET))
+    }
 }
 
 /// A request body sent as the test says: each item it is given, then the
@@ -131,9 +136,9 @@ async fn a_chunked_upload_moves_between_replicas_and_both_serve_the_image() {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert!(
-        replicas.objects("uploads").is_empty(),
+        replicas.upload_leftovers().is_empty(),
         "the session's chunks are gone: {:?}",
-        replicas.objects("uploads")
+        replicas.upload_leftovers()
     );
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     push_blob(&http, &replicas.servers[1].url(""), "team/app", config).await;
@@ -541,7 +546,7 @@ async fn a_second_chunk_at_the_same_offset_is_refused_and_never_stored() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    assert!(replicas.objects("uploads").is_empty());
+    assert!(replicas.upload_leftovers().is_empty());
 
     // An empty blob sent in chunks, an empty PATCH and an empty PUT.
     let r = http

@@ -121,6 +121,16 @@ struct Running<'a>(&'a Store);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        let lock = self
+            .0
+            .inner
+            .gc_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(lock), Some(driver)) = (lock, self.0.object()) {
+            lock.release(driver);
+        }
         *self.0.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.0.inner.gc_running.store(false, Ordering::SeqCst);
     }
@@ -169,19 +179,22 @@ impl Store {
         self.blocking(move |s| {
             let _running = Running(s);
             // On a shared bucket, one collection among all the replicas.
-            let mut shared = s.object().map(GcLock::take).transpose()?;
+            if let Some(driver) = s.object() {
+                let lock = GcLock::take(driver)?;
+                *s.inner.gc_lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+            }
             {
                 // Under the commit lock: a commit in flight finishes first, so the
                 // mark sees it; every later commit pins what it refers to.
                 let _lock = s.commit_lock();
                 *s.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashSet::new());
             }
-            s.collect_sync(&options, shared.as_mut())
+            s.collect_sync(&options)
         })
         .await
     }
 
-    fn collect_sync(&self, options: &GcOptions, shared: Option<&mut GcLock>) -> Result<GcReport> {
+    fn collect_sync(&self, options: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
         let now = SystemTime::now();
         let mut report = GcReport {
@@ -220,11 +233,11 @@ impl Store {
         let marking = Instant::now();
         let repositories = self.repositories_sync()?;
         let marked = self.mark(&repositories, &doomed)?;
-        match (shared, self.object()) {
-            (Some(lock), Some(driver)) => {
-                self.sweep_shared(driver, lock, &marked, marking, options, now, &mut report)?;
+        match self.object() {
+            Some(driver) => {
+                self.sweep_shared(driver, &marked, marking, options, now, &mut report)?;
             }
-            _ => self.sweep(&repositories, &marked, options, now, &mut report)?,
+            None => self.sweep(&repositories, &marked, options, now, &mut report)?,
         }
         report.uploads_purged = self.purge_uploads(options, now)?;
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -287,6 +300,7 @@ impl Store {
     fn mark(&self, repositories: &[RepoName], doomed: &Doomed) -> Result<HashSet<Digest>> {
         let mut marked = HashSet::new();
         for repo in repositories {
+            self.renew_gc_lock()?;
             for (digest, stored) in self.manifests_of(repo)? {
                 if doomed.manifests.contains(&(repo.clone(), digest.clone())) {
                     continue;

@@ -177,6 +177,8 @@ struct Inner {
     pins: Mutex<gc::Pins>,
     /// The pins of a shared bucket read so far (shared_gc.rs).
     bucket_pins: Mutex<shared_gc::Pins>,
+    /// The lock of the collection running on a shared bucket.
+    gc_lock: Mutex<Option<shared_gc::GcLock>>,
     gc_running: AtomicBool,
     scrub_running: AtomicBool,
     usage: usage::Usage,
@@ -251,6 +253,7 @@ impl Store {
                 commit_lock: RwLock::new(()),
                 pins: Mutex::new(None),
                 bucket_pins: Mutex::default(),
+                gc_lock: Mutex::new(None),
                 gc_running: AtomicBool::new(false),
                 scrub_running: AtomicBool::new(false),
                 usage,

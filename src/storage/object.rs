@@ -531,10 +531,20 @@ impl Driver for ObjectDriver {
         Ok(Box::new(self.read_objects(sources)))
     }
 
+    /// A session that ends (finished or cancelled) keeps its claims, so
+    /// that a request still streaming into it can claim nothing, and a
+    /// finish still assembling it finds its chunks gone rather than others
+    /// in their place; the upload purge removes them with the session's
+    /// folder (here, once its `info.json` is gone).
     fn upload_remove(&self, id: &Uuid) -> io::Result<()> {
+        let ended = !self.exists(&paths::upload_info(id))?;
+        let claims = format!("{}/", paths::upload_dir(id).child("offsets"));
         let mut stream = self.store.list(Some(&path(&paths::upload_dir(id))));
         while let Some(object) = self.wait(stream.next()) {
-            self.delete(&object.map_err(io_error)?.location)?;
+            let location = object.map_err(io_error)?.location;
+            if ended || !location.as_ref().starts_with(&claims) {
+                self.delete(&location)?;
+            }
         }
         Ok(())
     }

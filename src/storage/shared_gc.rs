@@ -224,12 +224,13 @@ struct LockRecord {
 }
 
 /// The one collection of a bucket at a time: the object `_gc/lock`, created
-/// with a conditional PUT, renewed while the collection runs, and taken over
-/// (by a PUT conditional on its ETag) once it expires.
-pub(super) struct GcLock<'a> {
-    driver: &'a ObjectDriver,
+/// with a conditional PUT, renewed all through the run (every phase calls
+/// [`Store::renew_gc_lock`]), held again before each purge, and taken over
+/// (by a PUT conditional on its ETag) once it has been expired for a whole
+/// life: its expiry is on its holder's clock.
+pub(super) struct GcLock {
     owner: String,
-    e_tag: Option<String>,
+    e_tag: String,
     renewed: Instant,
 }
 
@@ -245,28 +246,23 @@ fn record(owner: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&record).map_err(io::Error::other)?)
 }
 
-impl<'a> GcLock<'a> {
+impl GcLock {
     /// Takes the lock, or `Err(GcRunning)` while another collection holds it.
-    pub fn take(driver: &'a ObjectDriver) -> Result<GcLock<'a>> {
+    pub fn take(driver: &ObjectDriver) -> Result<GcLock> {
         let owner = Uuid::new_v4().simple().to_string();
         let key = paths::gc_lock();
-        let mut lock = GcLock {
-            driver,
-            owner,
-            e_tag: None,
+        let taken = |e_tag: String| GcLock {
+            owner: owner.clone(),
+            e_tag,
             renewed: Instant::now(),
         };
-        if let Some(e_tag) = driver.create_versioned(&key, &record(&lock.owner)?)? {
-            lock.e_tag = Some(e_tag);
-            return Ok(lock);
+        if let Some(e_tag) = driver.create_versioned(&key, &record(&owner)?)? {
+            return Ok(taken(e_tag));
         }
         let Some((bytes, e_tag)) = driver.read_versioned(&key)? else {
             // Released since: try once more.
-            return match driver.create_versioned(&key, &record(&lock.owner)?)? {
-                Some(e_tag) => {
-                    lock.e_tag = Some(e_tag);
-                    Ok(lock)
-                }
+            return match driver.create_versioned(&key, &record(&owner)?)? {
+                Some(e_tag) => Ok(taken(e_tag)),
                 None => Err(StoreError::GcRunning),
             };
         };
@@ -274,57 +270,49 @@ impl<'a> GcLock<'a> {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            r.expires < now
+            // A whole life past its expiry: clocks may disagree that much.
+            r.expires.saturating_add(LOCK_LIFE.as_secs()) < now
         });
         if !expired {
             return Err(StoreError::GcRunning);
         }
-        match driver.replace_versioned(&key, &record(&lock.owner)?, &e_tag)? {
-            Some(e_tag) => {
-                lock.e_tag = Some(e_tag);
-                Ok(lock)
-            }
+        match driver.replace_versioned(&key, &record(&owner)?, &e_tag)? {
+            Some(e_tag) => Ok(taken(e_tag)),
             None => Err(StoreError::GcRunning),
         }
     }
 
     /// Extends the lock once a third of its life has passed; an error if
     /// another collection took it meanwhile.
-    pub fn renew(&mut self) -> Result<()> {
+    fn renew(&mut self, driver: &ObjectDriver) -> Result<()> {
         if self.renewed.elapsed() < LOCK_LIFE / 3 {
             return Ok(());
         }
-        self.hold()
+        self.hold(driver)
     }
 
     /// Extends the lock now: proves it is still ours.
-    pub fn hold(&mut self) -> Result<()> {
-        let e_tag = self.e_tag.clone().unwrap_or_default();
-        match self
-            .driver
-            .replace_versioned(&paths::gc_lock(), &record(&self.owner)?, &e_tag)?
-        {
+    fn hold(&mut self, driver: &ObjectDriver) -> Result<()> {
+        match driver.replace_versioned(&paths::gc_lock(), &record(&self.owner)?, &self.e_tag)? {
             Some(e_tag) => {
-                self.e_tag = Some(e_tag);
+                self.e_tag = e_tag;
                 self.renewed = Instant::now();
                 Ok(())
             }
             None => Err(StoreError::GcRunning),
         }
     }
-}
 
-impl Drop for GcLock<'_> {
-    /// Removed only while it is still ours.
-    fn drop(&mut self) {
+    /// Removes the lock while it is still ours.
+    pub fn release(&self, driver: &ObjectDriver) {
         let key = paths::gc_lock();
-        let ours = match self.driver.read_versioned(&key) {
+        let ours = match driver.read_versioned(&key) {
             Ok(Some((bytes, _))) => {
                 serde_json::from_slice::<LockRecord>(&bytes).is_ok_and(|r| r.owner == self.owner)
             }
             _ => false,
         };
-        if ours && let Err(e) = self.driver.remove(&key) {
+        if ours && let Err(e) = driver.remove(&key) {
             tracing::warn!(error = %e, "could not release the collection's lock; it expires");
         }
     }
@@ -358,6 +346,29 @@ fn digest_of(key: &Key) -> Option<Digest> {
 }
 
 impl Store {
+    /// Renews this run's lock on a shared bucket when a third of its life
+    /// has passed (a no-op elsewhere); an error once another run took it.
+    pub(super) fn renew_gc_lock(&self) -> Result<()> {
+        self.with_gc_lock(false)
+    }
+
+    /// Proves this run still holds the lock on a shared bucket.
+    fn hold_gc_lock(&self) -> Result<()> {
+        self.with_gc_lock(true)
+    }
+
+    fn with_gc_lock(&self, now: bool) -> Result<()> {
+        let Some(driver) = self.object() else {
+            return Ok(());
+        };
+        let mut lock = self.inner.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match lock.as_mut() {
+            Some(lock) if now => lock.hold(driver),
+            Some(lock) => lock.renew(driver),
+            None => Ok(()),
+        }
+    }
+
     /// What the bucket's live pins name, as of now.
     fn bucket_pins(&self, driver: &ObjectDriver) -> Result<Pinned> {
         let mut pins = self
@@ -375,7 +386,6 @@ impl Store {
     pub(super) fn sweep_shared(
         &self,
         driver: &ObjectDriver,
-        lock: &mut GcLock,
         marked: &HashSet<Digest>,
         marking: Instant,
         options: &GcOptions,
@@ -400,7 +410,7 @@ impl Store {
                 }
             }
             let left = left.into_iter().filter(|(d, ..)| !marked.contains(d));
-            self.decide(&sweep, lock, left.collect(), report)?;
+            self.decide(&sweep, left.collect(), report)?;
         }
         let mut batch: Vec<(Digest, Key, u64)> = Vec::new();
         let mut stopped = false;
@@ -432,15 +442,15 @@ impl Store {
                 report.bytes_freed += meta.size;
                 return Ok(());
             }
-            lock.renew()?;
+            self.renew_gc_lock()?;
             batch.push((digest, key, meta.size));
             if batch.len() >= BATCH {
-                stopped = !self.sweep_batch(&sweep, lock, std::mem::take(&mut batch), report)?;
+                stopped = !self.sweep_batch(&sweep, std::mem::take(&mut batch), report)?;
             }
             Ok(())
         })?;
         if !stopped && !batch.is_empty() {
-            stopped = !self.sweep_batch(&sweep, lock, batch, report)?;
+            stopped = !self.sweep_batch(&sweep, batch, report)?;
         }
         if stopped {
             tracing::warn!(
@@ -461,7 +471,6 @@ impl Store {
     fn sweep_batch(
         &self,
         sweep: &Sweep,
-        lock: &mut GcLock,
         batch: Vec<(Digest, Key, u64)>,
         report: &mut super::GcReport,
     ) -> Result<bool> {
@@ -472,7 +481,10 @@ impl Store {
             if pinned_before.contains(&digest) || self.pinned(&digest) {
                 continue;
             }
-            lock.renew()?;
+            if let Err(e) = self.renew_gc_lock() {
+                self.put_back(sweep.driver, &moved)?;
+                return Err(e);
+            }
             match sweep.driver.trash(&key) {
                 Ok(true) => moved.push((digest, key, size)),
                 Ok(false) => {}
@@ -482,7 +494,7 @@ impl Store {
                 }
             }
         }
-        self.decide(sweep, lock, moved, report)
+        self.decide(sweep, moved, report)
     }
 
     /// Puts back or purges blobs moved to `trash/`, once the pins have been
@@ -491,7 +503,6 @@ impl Store {
     fn decide(
         &self,
         sweep: &Sweep,
-        lock: &mut GcLock,
         moved: Vec<(Digest, Key, u64)>,
         report: &mut super::GcReport,
     ) -> Result<bool> {
@@ -500,7 +511,7 @@ impl Store {
             self.put_back(sweep.driver, &moved)?;
             return Ok(false);
         }
-        if let Err(e) = lock.hold() {
+        if let Err(e) = self.hold_gc_lock() {
             self.put_back(sweep.driver, &moved)?;
             return Err(e);
         }
@@ -534,6 +545,7 @@ impl Store {
     /// and if a live one names it, what the deletion removed is written back
     /// (where nothing else was written since). Says whether it stays deleted.
     pub(super) fn collect_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        self.renew_gc_lock()?;
         let Some(object) = self.object() else {
             self.delete_manifest_sync(repo, digest)?;
             return Ok(true);
@@ -555,6 +567,19 @@ impl Store {
         }
         let tags = self.delete_manifest_tags(repo, digest)?;
         let pinned = self.bucket_pins(object)?;
+        // A tag the deletion took that a push was moving elsewhere goes
+        // back where the push put it.
+        let mut kept = Vec::new();
+        for tag in tags {
+            match pinned.tags.get(&(repo.clone(), tag.clone())) {
+                Some((_, moved))
+                    if moved != digest && driver.exists(&paths::manifest_link(repo, moved))? =>
+                {
+                    driver.write_new(&paths::tag(repo, &tag), moved.to_string().as_bytes())?;
+                }
+                _ => kept.push(tag),
+            }
+        }
         if !pinned.digests.contains(digest) {
             return Ok(true);
         }
@@ -562,7 +587,7 @@ impl Store {
         // after the links, as a commit writes them. Not those of older pins:
         // a tag deleted since would come back.
         removed.extend(
-            tags.into_iter()
+            kept.into_iter()
                 .map(|tag| (paths::tag(repo, &tag), digest.to_string().into_bytes())),
         );
         for (key, bytes) in removed {
@@ -577,6 +602,7 @@ impl Store {
     /// written back where the deletion took it away. Says whether it stays
     /// deleted.
     pub(super) fn collect_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        self.renew_gc_lock()?;
         let key = paths::tag(repo, tag);
         if !self.driver().remove(&key)? {
             return Ok(false);

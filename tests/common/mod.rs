@@ -212,6 +212,16 @@ pub mod on_disk {
         found
     }
 
+    /// What upload sessions left under `content`: every file of `uploads/`
+    /// but the claims a session in a bucket keeps on its offsets once it
+    /// ended (they name no bytes; the upload purge removes them).
+    pub fn upload_leftovers(content: &Path) -> Vec<PathBuf> {
+        files_under(&content.join("uploads"))
+            .into_iter()
+            .filter(|f| !f.components().any(|c| c.as_os_str() == "offsets"))
+            .collect()
+    }
+
     /// Every file under `dir`, at any depth.
     pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();
