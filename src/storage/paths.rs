@@ -19,8 +19,9 @@
 //!                                               aside by a scrub (never served; kept for inspection)
 //! ```
 //!
-//! In an object store (object.rs), also `uploads/<uuid>/chunks/<offset>` (a
-//! session's bytes, a chunk per object), `touched/blobs/…` (when a blob was
+//! In an object store (object.rs), also `uploads/<uuid>/chunks/<offset>-<part>`
+//! and `uploads/<uuid>/offsets/<offset>` (a session's bytes, a chunk per
+//! object, and the claim naming which one holds each offset), `touched/blobs/…` (when a blob was
 //! last pushed again or mounted), `_catalog/<name>` (a marker per repository,
 //! catalog.rs), `_pins/<id>`, `_gc/lock` and `trash/blobs/…` (a collection
 //! on a bucket that replicas share: shared_gc.rs) and `readyz/<id>` (a
