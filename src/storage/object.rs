@@ -91,13 +91,8 @@ impl ObjectDriver {
         }
     }
 
-    /// Deletes an object; one already gone is fine (GCS and Azure say
-    /// NotFound where S3 says nothing).
     fn delete(&self, object: &ObjectPath) -> io::Result<()> {
-        match self.wait(self.store.delete(object)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(io_error(e)),
-        }
+        gone(self.wait(self.store.delete(object)))
     }
 
     /// Copies a blob back from `trash/`; says whether it was there.
@@ -331,6 +326,15 @@ fn touched(key: &Key) -> Option<ObjectPath> {
     key.as_str()
         .starts_with("blobs/")
         .then(|| ObjectPath::from(format!("touched/{key}")))
+}
+
+/// A delete's answer: an object already gone is fine (GCS and Azure say
+/// NotFound where S3 says nothing).
+fn gone(deleted: object_store::Result<()>) -> io::Result<()> {
+    match deleted {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(io_error(e)),
+    }
 }
 
 fn io_error(e: object_store::Error) -> io::Error {
@@ -630,10 +634,7 @@ impl ObjectChunk {
     }
 
     fn delete(&self, object: &ObjectPath) -> io::Result<()> {
-        match self.wait(self.store.delete(object)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(io_error(e)),
-        }
+        gone(self.wait(self.store.delete(object)))
     }
 
     /// Whether the claim on this chunk's offset names it; `None` if there
