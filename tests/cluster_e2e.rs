@@ -20,7 +20,10 @@
 //! 2. The operator in the cluster, under the RBAC install.yaml ships: a Registry
 //!    that cannot pull its image says why; `replicas: 2` is refused and runs one
 //!    pod; a password change reaches the htpasswd Secret; a deleted child is
-//!    put back.
+//!    put back. Then two registry pods on one S3 bucket (s3s-fs on the
+//!    node's address): no claim, a disruption budget, an image pushed
+//!    through the NodePort served whole by each pod, after a pod is replaced
+//!    and after new credentials roll them.
 //! 3. A push to `localhost:32000` through the NodePort; a pod of that image,
 //!    pulled by the kubelet through the hosts.toml the node-config DaemonSet wrote.
 //! 4. `berth enable --auth`: anonymous pushes and pulls refused, the printed
@@ -41,11 +44,13 @@ use berth::install::objects::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
 use berth::operator::Registry;
 use common::api as oci;
 use common::daemons::output_of;
+use common::s3::{self, S3};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ConfigMap, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -86,6 +91,9 @@ async fn berth_lives_its_whole_life_on_a_real_cluster() {
     step("2. the operator in the cluster");
     a_registry_that_cannot_pull_says_why(&k).await;
     replicas_refused_password_followed_child_restored(&k).await;
+
+    step("2b. several registry pods on one S3 bucket");
+    replicas_share_an_object_store(&k).await;
 
     step("3. push through the NodePort, pull from a pod");
     let app_v1 = push_and_pull_through_the_node_port(&k).await;
@@ -332,6 +340,149 @@ async fn replicas_refused_password_followed_child_restored(k: &Kube) {
     })
     .await;
     k.delete_namespace(ns).await;
+}
+
+/// Two registry pods on one S3 bucket: s3s-fs on the node's address, where an
+/// object store outside the cluster would be. Both pods Ready (each /readyz
+/// writes to the bucket), no claim, a PodDisruptionBudget the disruption
+/// controller counts both pods in; an image pushed through the NodePort
+/// (kube-proxy spreads the connections over the pods) is served whole by
+/// each pod at its own address, from the bucket; a deleted pod's replacement
+/// serves it too; new credentials roll the pods, one at a time.
+async fn replicas_share_an_object_store(k: &Kube) {
+    let ns = "berth-e2e-bucket";
+    let dir = k.dir.join("e2e-s3");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s3 = S3::start_at(&dir, &k.node_address().await);
+    k.create_namespace(ns).await;
+    let secrets: Api<Secret> = Api::namespaced(k.client.clone(), ns);
+    let login = |extra: serde_json::Value| -> Secret {
+        let mut data = json!({
+            "AWS_ACCESS_KEY_ID": s3::ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": s3::SECRET_KEY,
+        });
+        data.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "metadata": {"name": "s3-login", "namespace": ns}, "stringData": data,
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &login(json!({})))
+        .await
+        .unwrap();
+    let registries = k
+        .apply_registry(
+            ns,
+            "shared",
+            json!({"replicas": 2, "localRegistryHosting": false,
+               "service": {"nodePort": 32010},
+               "storage": {"s3": {"bucket": s3::BUCKET, "endpoint": s3.endpoint(),
+                                  "region": "us-east-1", "credentialsSecret": "s3-login"}}}),
+        )
+        .await;
+    let registry = k
+        .wait_for("the Registry Ready with two pods", || async {
+            let registry = registries.get("shared").await.ok()?;
+            let ready = current_condition(&registry, "Ready")?;
+            (ready.status == "True" && registry.status.as_ref()?.ready_replicas == 2)
+                .then_some(registry)
+        })
+        .await;
+    let storage = current_condition(&registry, "StorageReady").unwrap();
+    assert_eq!(
+        (storage.status.as_str(), storage.reason.as_str()),
+        ("True", "ObjectStore"),
+        "{storage:?}"
+    );
+    let degraded = current_condition(&registry, "Degraded").unwrap();
+    assert_eq!(degraded.status, "False", "{degraded:?}");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(k.client.clone(), ns);
+    assert!(
+        claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // The cluster's disruption controller sees both pods under the budget.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(k.client.clone(), ns);
+    k.wait_for("the budget to allow one disruption of two pods", || async {
+        let status = budgets.get("shared").await.ok()?.status?;
+        (status.expected_pods == Some(2) && status.disruptions_allowed == Some(1)).then_some(())
+    })
+    .await;
+
+    let shared = "localhost:32010";
+    // kube-proxy writes the NodePort's rules a moment after the Service.
+    k.wait_for("the NodePort to answer", || async {
+        let r = k
+            .http
+            .get(format!("http://{shared}/v2/"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    k.skopeo_push_to(shared, "team/app:v1", None)
+        .expect("skopeo pushes through the NodePort");
+    let pods = k.ready_pods(ns, "shared").await;
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let mut digests = BTreeSet::new();
+    for pod in &pods {
+        digests.insert(k.pull_whole_from_pod(ns, pod, "team/app:v1").await);
+    }
+    let [digest] = Vec::from_iter(digests).try_into().expect("one digest");
+    // In the bucket, not in a pod.
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let object = s3
+        .bucket_dir(s3::BUCKET)
+        .join(format!("blobs/sha256/{}/{hex}", &hex[..2]));
+    assert!(
+        object.is_file(),
+        "{} is not in the bucket",
+        object.display()
+    );
+
+    let victim = pods.iter().next().unwrap().clone();
+    Api::<Pod>::namespaced(k.client.clone(), ns)
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+    let replaced = k
+        .wait_for("a replacement pod", || async {
+            let now = k.try_ready_pods(ns, "shared").await?;
+            (now.len() == 2 && !now.contains(&victim)).then_some(now)
+        })
+        .await;
+    for pod in &replaced {
+        assert_eq!(k.pull_whole_from_pod(ns, pod, "team/app:v1").await, digest);
+    }
+
+    // The pods read the credentials once, at start: a change rolls them.
+    secrets
+        .replace(
+            "s3-login",
+            &PostParams::default(),
+            &login(json!({"AWS_REGION": "us-east-1"})),
+        )
+        .await
+        .unwrap();
+    let rolled = k
+        .wait_for("the pods to roll for the new credentials", || async {
+            let now = k.try_ready_pods(ns, "shared").await?;
+            (now.len() == 2 && now.is_disjoint(&replaced)).then_some(now)
+        })
+        .await;
+    for pod in &rolled {
+        assert_eq!(k.pull_whole_from_pod(ns, pod, "team/app:v1").await, digest);
+    }
+    k.delete_namespace(ns).await;
+    drop(s3);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Pushes busybox to `localhost:32000/app:v1` with skopeo and runs it in a
@@ -933,6 +1084,68 @@ impl Kube {
         )
     }
 
+    /// The node's address, where pods reach this machine.
+    async fn node_address(&self) -> String {
+        let nodes = Api::<Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let addresses = nodes.items[0].status.as_ref().unwrap().addresses.clone();
+        addresses
+            .into_iter()
+            .flatten()
+            .find(|a| a.type_ == "InternalIP")
+            .expect("the node has an InternalIP")
+            .address
+    }
+
+    /// Pulls `image` (`REPO:TAG`) from the registry pod `ns/pod` at its own
+    /// address, checking that every blob is the bytes its digest names;
+    /// returns the manifest's digest.
+    async fn pull_whole_from_pod(&self, ns: &str, pod: &str, image: &str) -> String {
+        let ip = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .get(pod)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.pod_ip)
+            .unwrap_or_else(|| panic!("pod {pod} has no address"));
+        let (repo, tag) = image.split_once(':').unwrap();
+        let base = format!("http://{ip}:5000/v2/{repo}");
+        let r = self
+            .http
+            .get(format!("{base}/manifests/{tag}"))
+            .header(
+                "accept",
+                [oci::OCI_MANIFEST, oci::DOCKER_MANIFEST].join(", "),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{image} from pod {pod}");
+        let digest = oci::header(&r, "docker-content-digest");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(oci::digest(&body), digest, "{image} from pod {pod}");
+        let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        for blob in layers.iter().chain([&manifest["config"]]) {
+            let wanted = blob["digest"].as_str().unwrap();
+            let r = self
+                .http
+                .get(format!("{base}/blobs/{wanted}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{wanted} from pod {pod}");
+            assert_eq!(
+                oci::digest(&r.bytes().await.unwrap()),
+                wanted,
+                "from pod {pod}"
+            );
+        }
+        digest
+    }
+
     /// The kit's busybox image, as an OCI archive containerd exported.
     fn busybox(&self) -> PathBuf {
         let archive = self.dir.join("busybox.tar");
@@ -952,13 +1165,23 @@ impl Kube {
     /// `skopeo copy` of busybox to `localhost:32000/REFERENCE`; its error output
     /// when it fails.
     fn skopeo_push(&self, reference: &str, login: Option<(&str, &str)>) -> Result<(), String> {
+        self.skopeo_push_to(NODE, reference, login)
+    }
+
+    /// `skopeo copy` of busybox to `REGISTRY/REFERENCE`.
+    fn skopeo_push_to(
+        &self,
+        registry: &str,
+        reference: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<(), String> {
         let mut command = Command::new("skopeo");
         command.args(["copy", "--dest-tls-verify=false"]);
         if let Some((user, password)) = login {
             command.arg(format!("--dest-creds={user}:{password}"));
         }
         command.arg(format!("oci-archive:{}", self.busybox().display()));
-        command.arg(format!("docker://{NODE}/{reference}"));
+        command.arg(format!("docker://{registry}/{reference}"));
         let out = command.output().expect("skopeo runs");
         if out.status.success() {
             Ok(())

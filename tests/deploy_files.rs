@@ -338,6 +338,8 @@ fn cluster_role_is_least_privilege() {
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": children},
             {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": children},
+            // The budget of several registry pods on an object store.
+            {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": children},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": children},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
@@ -524,6 +526,7 @@ fn examples_are_valid_registries() {
         [
             "registry-auth.yaml",
             "registry-ingress.yaml",
+            "registry-s3.yaml",
             "registry.yaml"
         ]
     );
@@ -554,6 +557,16 @@ fn examples_are_valid_registries() {
         secret["stringData"][user["passwordSecretRef"]["key"].as_str().unwrap()].is_string(),
         "the password Secret holds the referenced key"
     );
+
+    let s3 = documents(&std::fs::read_to_string(dir.join("registry-s3.yaml")).unwrap());
+    let spec = &find(&s3, "Registry", "registry")["spec"]["storage"]["s3"];
+    let secret = find(&s3, "Secret", spec["credentialsSecret"].as_str().unwrap());
+    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(
+            secret["stringData"][key].is_string(),
+            "the S3 Secret holds {key}"
+        );
+    }
 
     let ingress = documents(&std::fs::read_to_string(dir.join("registry-ingress.yaml")).unwrap());
     let spec = &find(&ingress, "Registry", "registry")["spec"]["ingress"];
@@ -619,6 +632,7 @@ fn berth_render_of_each_example_is_valid() {
         "registry.yaml",
         "registry-auth.yaml",
         "registry-ingress.yaml",
+        "registry-s3.yaml",
     ] {
         let example =
             std::fs::read_to_string(repo().join("manifests/examples").join(name)).unwrap();
@@ -660,5 +674,21 @@ fn berth_render_of_each_example_is_valid() {
             deployment["spec"]["template"]["spec"]["containers"][0]["image"],
             image.as_str()
         );
+        // On a bucket: every pod asked for, no claim, a disruption budget.
+        let on_bucket = name == "registry-s3.yaml";
+        let kinds: Vec<&str> = rendered.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(
+            kinds.contains(&"PersistentVolumeClaim"),
+            !on_bucket,
+            "{name}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.contains(&"PodDisruptionBudget"),
+            on_bucket,
+            "{name}: {kinds:?}"
+        );
+        if on_bucket {
+            assert_eq!(deployment["spec"]["replicas"], 3);
+        }
     }
 }

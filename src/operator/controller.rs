@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -120,6 +121,7 @@ fn controller(client: &Client) -> Controller<Registry> {
         .owns(Api::<Ingress>::all(client.clone()), children())
         .owns(Api::<CronJob>::all(client.clone()), children())
         .owns(Api::<DaemonSet>::all(client.clone()), children())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), children())
         // Secrets: the ones a Registry owns, and the password Secrets it only
         // refers to, so a password change is applied at once. Those are any
         // Secret of the cluster (no label marks them), so the watch asks for
@@ -176,10 +178,13 @@ fn registry_of_labels(child: &PersistentVolumeClaim) -> Option<ObjectRef<Registr
     Some(ObjectRef::new(name).within(child.namespace().as_deref()?))
 }
 
-/// Whether the Registry's auth reads the Secret `name`.
+/// Whether the Registry's auth (or its object store's credentials) reads the
+/// Secret `name`.
 pub fn refers_to(registry: &Registry, name: &str) -> bool {
     let auth = &registry.spec.auth;
-    auth.existing_secret.as_deref() == Some(name)
+    let storage = super::bucket::of(&registry.spec.storage);
+    storage.is_some_and(|b| b.credentials_secret.as_deref() == Some(name))
+        || auth.existing_secret.as_deref() == Some(name)
         || auth
             .users
             .iter()
@@ -388,5 +393,20 @@ mod tests {
         let mut existing = RegistrySpec::default();
         existing.auth.existing_secret = Some("file".into());
         assert!(refers_to(&Registry::new("c", existing), "file"));
+    }
+
+    #[test]
+    fn an_object_store_credentials_secret_maps_to_its_registry() {
+        // Its keys are the registry's environment: a change must roll the pods
+        // now, not at the next resync.
+        let mut spec = RegistrySpec::default();
+        spec.storage.s3 = Some(crate::operator::crd::S3Storage {
+            bucket: "images".into(),
+            credentials_secret: Some("s3-login".into()),
+            ..Default::default()
+        });
+        let registry = Registry::new("c", spec);
+        assert!(refers_to(&registry, "s3-login"));
+        assert!(!refers_to(&registry, "images"));
     }
 }

@@ -44,12 +44,13 @@ pub struct RegistrySpec {
     /// Image of the registry (and of its GC job). Default: the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Number of registry pods: 1 (or 0 to stop it). More than 1 is refused, whatever
-    /// the volume's access mode: the registry keeps its catalog, caches, garbage
-    /// collection pins and commit lock in one process, so a second pod on the same
-    /// volume would miss repositories pushed through the first and could delete
-    /// blobs it just committed. The operator then runs 1 pod and sets Degraded
-    /// (reason ReplicasNotSupported). Several replicas will come with object storage.
+    /// Number of registry pods (0 stops it). On a volume, at most 1, whatever
+    /// its access mode: the registry keeps its catalog, caches, garbage
+    /// collection pins and commit lock in one process, so a second pod on the
+    /// same volume would miss repositories pushed through the first and could
+    /// delete blobs it just committed; the operator then runs 1 pod and sets
+    /// Degraded (reason ReplicasNotSupported). With an object store
+    /// (storage.s3, azure or gcs), any number: everything is in the bucket.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
@@ -178,6 +179,94 @@ pub struct StorageSpec {
     /// honours fsGroup.
     #[serde(default = "yes")]
     pub prepare_volume: bool,
+    /// Keep the images in an S3 bucket (AWS, MinIO, Ceph RGW, Garage...)
+    /// instead of a volume. Then no claim is made (the fields above are not
+    /// used), and spec.replicas may be more than 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Storage>,
+    /// Keep the images in an Azure Blob Storage container instead of a volume
+    /// (as for s3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureStorage>,
+    /// Keep the images in a Google Cloud Storage bucket instead of a volume
+    /// (as for s3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsStorage>,
+}
+
+impl StorageSpec {
+    /// Whether the images live in an object store rather than on the claim.
+    pub fn object_store(&self) -> bool {
+        self.s3.is_some() || self.azure.is_some() || self.gcs.is_some()
+    }
+}
+
+/// An S3 bucket, or one of another store that speaks S3.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Storage {
+    /// The bucket, which must exist.
+    pub bucket: String,
+    /// A folder of the bucket to keep everything under (default: its top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The store's URL, for one other than AWS (like
+    /// http://minio.minio.svc:9000). Default: AWS's endpoint of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket's region (most other stores take any). Default us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Name the bucket in the path (ENDPOINT/BUCKET/KEY), as MinIO, Ceph and
+    /// Garage expect; false names it in the host (BUCKET.ENDPOINT/KEY).
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// A Secret of this namespace whose keys become the registry's
+    /// environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN if any). A change of it rolls the registry pods.
+    /// Without it, the registry uses the node's credentials (EC2 instance
+    /// metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// An Azure Blob Storage container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureStorage {
+    /// The storage account.
+    pub account: String,
+    /// The container, which must exist.
+    pub container: String,
+    /// A folder of the container to keep everything under (default: its top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The blob service's URL, for an emulator (Azurite) or another cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// A Secret of this namespace whose keys become the registry's
+    /// environment: AZURE_STORAGE_ACCOUNT_KEY, or another AZURE_ variable of
+    /// the object_store crate (AZURE_STORAGE_SAS_KEY, AZURE_CLIENT_SECRET...).
+    /// A change of it rolls the registry pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// A Google Cloud Storage bucket.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcsStorage {
+    /// The bucket, which must exist.
+    pub bucket: String,
+    /// A folder of the bucket to keep everything under (default: its top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// A Secret of this namespace whose keys become the registry's
+    /// environment: GOOGLE_SERVICE_ACCOUNT_KEY (a service account's JSON
+    /// key). A change of it rolls the registry pods. Without it, the
+    /// registry uses the node's credentials (the metadata server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

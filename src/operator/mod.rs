@@ -4,6 +4,7 @@
 //!
 //! - crd.rs: the `Registry` type, its defaults and status; the CRD comes from it.
 //! - validate.rs: what makes a spec unusable, with a reason for the status.
+//! - bucket.rs: the object store a spec names, as the registry's flags.
 //! - resources/: one pure builder per child object.
 //! - htpasswd.rs: the htpasswd file made from the users' password Secrets.
 //! - reconcile.rs: one pass: read what is needed, apply the children, write the status.
@@ -16,6 +17,7 @@
 //! - controller.rs: the watch wiring, the start-up checks, /healthz and /metrics.
 //! - render.rs: the children of a Registry file, as YAML, with no cluster.
 
+pub mod bucket;
 pub mod controller;
 pub mod crd;
 #[cfg(test)]

@@ -12,14 +12,15 @@
 //! Degraded with the reason, a Warning event, and a slow requeue. Errors are for
 //! the API server failing us; the controller retries them after a pause.
 
+use super::bucket;
 use super::crd::{API_VERSION, KIND, Registry};
 use super::hosting::Hosting;
 use super::htpasswd::{Credential, LineCache, password_from_secret};
 use super::metrics::Metrics;
 use super::report::{self, Applied, Report};
 use super::resources::{
-    HTPASSWD_KEY, Settings, TOKEN_KEY, configmap, cronjob, daemonset, deployment, ingress, names,
-    pvc, secret, selector_labels, service,
+    HTPASSWD_KEY, Settings, TOKEN_KEY, configmap, cronjob, daemonset, deployment, disruption,
+    ingress, names, pvc, secret, selector_labels, service,
 };
 use super::status;
 use super::storage::{self, Change, Plan};
@@ -204,6 +205,7 @@ impl<'a> Pass<'a> {
             image,
             htpasswd: self.htpasswd().await?,
             admin_token: self.admin_token().await?,
+            storage_credentials: self.storage_credentials().await?,
         };
 
         // Secrets first: the pods mount them.
@@ -223,6 +225,11 @@ impl<'a> Pass<'a> {
         let deployment = self
             .apply(deployment::deployment(registry, &settings))
             .await?;
+        self.apply_or_delete(
+            disruption::disruption_budget(registry),
+            &names::disruption_budget(registry),
+        )
+        .await?;
         self.apply_or_delete(ingress::ingress(registry), &names::ingress(registry))
             .await?;
         self.apply_or_delete(cronjob::cronjob(registry, &settings), &names::gc(registry))
@@ -331,6 +338,40 @@ impl<'a> Pass<'a> {
             .map_err(|e| Stop::Failed(Error::Hash(e.to_string())))
     }
 
+    /// The sha256 of the object store's credentials Secret, once its keys are
+    /// found to be the ones the store needs (None without such a Secret).
+    async fn storage_credentials(&self) -> Result<Option<String>, Stop> {
+        let Some(bucket) = bucket::of(&self.registry.spec.storage) else {
+            return Ok(None);
+        };
+        let Some(name) = &bucket.credentials_secret else {
+            return Ok(None);
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let data = secrets
+            .get_opt(name)
+            .await?
+            .map(|s| s.data.unwrap_or_default())
+            .ok_or_else(|| {
+                Stop::Invalid(Invalid {
+                    reason: "StorageSecretMissing",
+                    message: format!(
+                        "{}.credentialsSecret: Secret {name} is not in namespace {}",
+                        bucket.field, self.namespace
+                    ),
+                })
+            })?;
+        bucket
+            .check_keys(data.keys().map(String::as_str))
+            .map_err(|message| {
+                Stop::Invalid(Invalid {
+                    reason: "StorageSecretMissing",
+                    message,
+                })
+            })?;
+        Ok(Some(secret::data_hash(&data)))
+    }
+
     /// The admin token already issued, or a new random one.
     async fn admin_token(&self) -> Result<String, Stop> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
@@ -349,7 +390,12 @@ impl<'a> Pass<'a> {
 
     /// Applies the claim unless the spec asks for what cannot be done; returns
     /// the claim as it is and the plan followed.
+    /// On an object store there is no claim to apply; one made before the
+    /// spec named the store is left as it is, with the images it holds.
     async fn apply_claim(&self) -> Result<(Option<PersistentVolumeClaim>, Plan), Stop> {
+        if self.registry.spec.storage.object_store() {
+            return Ok((None, Plan::Apply { grow_from: None }));
+        }
         let desired = pvc::pvc(self.registry);
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(self.ctx.client.clone(), &self.namespace);

@@ -11,11 +11,12 @@
 //! - a Registry from a file has no uid, so the children carry no owner
 //!   reference (a made-up one would let the garbage collector delete them).
 
+use super::bucket;
 use super::crd::Registry;
 use super::htpasswd::{Credential, LineCache, password_from_secret};
 use super::resources::{
-    HTPASSWD_KEY, Settings, configmap, cronjob, daemonset, deployment, ingress, pvc, secret,
-    service,
+    HTPASSWD_KEY, Settings, configmap, cronjob, daemonset, deployment, disruption, ingress, pvc,
+    secret, service,
 };
 use super::validate::{self, Invalid};
 use k8s_openapi::api::core::v1::Secret;
@@ -83,6 +84,10 @@ pub fn render(
         image,
         htpasswd,
         admin_token: PLACEHOLDER_TOKEN.into(),
+        // The hash of the store's credentials when that Secret is given too.
+        storage_credentials: bucket::of(&registry.spec.storage)
+            .and_then(|b| secrets.get(b.credentials_secret.as_deref()?))
+            .map(|s| secret::data_hash(s.data.as_ref().unwrap_or(&BTreeMap::new()))),
     };
 
     let mut out = String::new();
@@ -98,7 +103,9 @@ pub fn render(
         ),
         &secret::admin_secret(&registry, &settings),
     )?;
-    push(&mut out, None, &pvc::pvc(&registry))?;
+    if !registry.spec.storage.object_store() {
+        push(&mut out, None, &pvc::pvc(&registry))?;
+    }
     push(&mut out, None, &service::cluster_service(&registry))?;
     if let Some(node_port) = service::node_port_service(&registry) {
         push(&mut out, None, &node_port)?;
@@ -121,6 +128,9 @@ pub fn render(
             .as_deref(),
         &deployment::deployment(&registry, &settings),
     )?;
+    if let Some(budget) = disruption::disruption_budget(&registry) {
+        push(&mut out, None, &budget)?;
+    }
     if let Some(ingress) = ingress::ingress(&registry) {
         push(&mut out, None, &ingress)?;
     }

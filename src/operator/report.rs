@@ -2,6 +2,7 @@
 //! from what it applied, or Degraded with the reason when it could not act on
 //! the spec. Pure, so the pass only publishes the Warning and patches it.
 
+use super::bucket;
 use super::crd::{Endpoints, Registry, RegistryStatus};
 use super::resources::{cluster_address, ingress, pvc};
 use super::status::{DEGRADED, PROGRESSING, READY, Rollout, STORAGE_READY, Wanted, merge, wanted};
@@ -28,7 +29,12 @@ pub struct Report {
 
 /// The status after a pass that applied the children.
 pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
+    let rollout = &outcome.rollout;
     let (storage_condition, storage_trouble) = match (&outcome.storage, &outcome.claim) {
+        _ if let Some(bucket) = bucket::of(&registry.spec.storage) => (
+            bucket_condition(&bucket.config.url, rollout.ready_replicas),
+            None,
+        ),
         (Plan::Refuse { reason, message }, _) => (
             wanted(STORAGE_READY, false, *reason, message.clone()),
             Some((reason.to_string(), message.clone())),
@@ -47,7 +53,6 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
             None,
         ),
     };
-    let rollout = &outcome.rollout;
     // What the pass applied but not as the spec asks, first the refusals of
     // the spec (they need the user), then a rollout that failed. One
     // Degraded condition holds one reason: the first.
@@ -91,6 +96,29 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
             image: Some(outcome.image.clone()),
             upstreams: outcome.upstreams.clone(),
         },
+    }
+}
+
+/// StorageReady on an object store. A registry pod is ready only once its
+/// /readyz wrote to the bucket and removed what it wrote, so a ready pod is
+/// the store's proof.
+fn bucket_condition(url: &str, ready_replicas: i32) -> Wanted {
+    if ready_replicas > 0 {
+        wanted(
+            STORAGE_READY,
+            true,
+            "ObjectStore",
+            format!("the images are in {url}, which the registry pods write to"),
+        )
+    } else {
+        wanted(
+            STORAGE_READY,
+            false,
+            "ObjectStoreUnconfirmed",
+            format!(
+                "the images are in {url}; no registry pod is ready yet to show it can write there"
+            ),
+        )
     }
 }
 
@@ -192,6 +220,114 @@ mod tests {
         assert_eq!(
             registry.status.unwrap().storage_size.as_deref(),
             Some("50Gi")
+        );
+    }
+
+    #[tokio::test]
+    async fn on_an_object_store_many_pods_run_with_no_claim() {
+        let mut spec = RegistrySpec {
+            replicas: 3,
+            ..RegistrySpec::default()
+        };
+        spec.storage.s3 = Some(crate::operator::crd::S3Storage {
+            bucket: "images".into(),
+            endpoint: Some("http://minio.minio.svc:9000".into()),
+            path_style: true,
+            credentials_secret: Some("s3-login".into()),
+            ..Default::default()
+        });
+        let (ctx, cluster) = context(Scenario::Fresh(spec));
+        let deployment_path = path("apps/v1", "deployments", "cache");
+        let budget_path = path("policy/v1", "poddisruptionbudgets", "cache");
+        let secret_path = path("v1", "secrets", "s3-login");
+        let login = |keys: serde_json::Value| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s3-login", "namespace": fixtures::NAMESPACE},
+                "data": keys})
+        };
+
+        // No Secret yet, then one without the variables: nothing is deployed.
+        assert_eq!(
+            pass(&ctx, current(&cluster)).await,
+            Action::requeue(INVALID_RETRY)
+        );
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert_eq!(degraded.reason, "StorageSecretMissing");
+        assert!(
+            degraded
+                .message
+                .contains("Secret s3-login is not in namespace"),
+            "{}",
+            degraded.message
+        );
+        cluster.lock().unwrap().insert(
+            secret_path.clone(),
+            login(serde_json::json!({"accesskey": "YQ==", "secretkey": "Yg=="})),
+        );
+        pass(&ctx, current(&cluster)).await;
+        let registry = status_of(&cluster);
+        let degraded = condition(&registry, DEGRADED).unwrap();
+        assert!(
+            degraded
+                .message
+                .contains("needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "{}",
+            degraded.message
+        );
+        assert!(get(&cluster, &deployment_path).is_none());
+
+        let keys =
+            serde_json::json!({"AWS_ACCESS_KEY_ID": "YQ==", "AWS_SECRET_ACCESS_KEY": "Yg=="});
+        cluster
+            .lock()
+            .unwrap()
+            .insert(secret_path.clone(), login(keys));
+        assert_eq!(pass(&ctx, current(&cluster)).await, Action::requeue(RESYNC));
+        let deployment = get(&cluster, &deployment_path).unwrap();
+        assert_eq!(deployment["spec"]["replicas"], 3);
+        let hash_of = |d: &serde_json::Value| {
+            d["spec"]["template"]["metadata"]["annotations"]["berth.dev/storage-credentials-sha256"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let first_hash = hash_of(&deployment);
+        let budget = get(&cluster, &budget_path).expect("a PodDisruptionBudget");
+        assert_eq!(budget["spec"]["maxUnavailable"], 1);
+        {
+            let c = cluster.lock().unwrap();
+            let claim = path("v1", "persistentvolumeclaims", "cache-data");
+            assert!(!c.requested("PATCH", &claim) && !c.objects.contains_key(&claim));
+        }
+        let registry = status_of(&cluster);
+        let storage = condition(&registry, STORAGE_READY).unwrap();
+        assert_eq!(
+            (storage.status.as_str(), storage.reason.as_str()),
+            ("True", "ObjectStore")
+        );
+        assert!(
+            storage.message.contains("s3://images"),
+            "{}",
+            storage.message
+        );
+        assert_eq!(condition(&registry, DEGRADED).unwrap().status, "False");
+        let status = registry.status.unwrap();
+        assert_eq!(status.ready_replicas, 3);
+        assert_eq!(status.storage_size, None);
+
+        // New credentials roll the pods; one replica needs no budget.
+        let keys =
+            serde_json::json!({"AWS_ACCESS_KEY_ID": "YQ==", "AWS_SECRET_ACCESS_KEY": "Yw=="});
+        cluster.lock().unwrap().insert(secret_path, login(keys));
+        edit(&cluster, |s| s.replicas = 1);
+        pass(&ctx, current(&cluster)).await;
+        let deployment = get(&cluster, &deployment_path).unwrap();
+        assert_ne!(hash_of(&deployment), first_hash);
+        assert_eq!(deployment["spec"]["replicas"], 1);
+        assert!(
+            get(&cluster, &budget_path).is_none(),
+            "the budget is deleted"
         );
     }
 

@@ -4,6 +4,7 @@
 //! (a quantity, a node port, a name length), and a clear condition on the Registry
 //! beats a child the API server refuses on every pass.
 
+use super::bucket;
 use super::crd::{AccessMode, Registry};
 use super::quantity::Amount;
 use std::collections::BTreeSet;
@@ -50,29 +51,34 @@ pub fn image(registry: &Registry, operator_image: Option<&str>) -> Result<String
         })
 }
 
-/// The most registry pods berth runs for one Registry today. The catalog, the
-/// tag and manifest cache, GC's pins and the commit lock all live in the one
-/// `berth serve` process that owns the volume: a second pod on the same volume
-/// would answer NAME_UNKNOWN for repositories pushed through the first, and its
-/// garbage collection could sweep a blob the first just committed. Several
-/// replicas need a store made for several processes (the object storage issue).
+/// The most registry pods berth runs on one volume. The catalog, the tag and
+/// manifest cache, GC's pins and the commit lock all live in the one `berth
+/// serve` process that owns the volume: a second pod on the same volume would
+/// answer NAME_UNKNOWN for repositories pushed through the first, and its
+/// garbage collection could sweep a blob the first just committed. On an
+/// object store every replica keeps all of that in the bucket
+/// (src/storage/shared_gc.rs), so there is no limit there.
 pub const MAX_REPLICAS: i32 = 1;
 
-/// The number of pods the Deployment gets: `spec.replicas`, but never more than
-/// [`MAX_REPLICAS`] (0 stays 0: scaling to zero is allowed).
+/// The number of pods the Deployment gets: `spec.replicas`, but on a volume
+/// never more than [`MAX_REPLICAS`] (0 stays 0: scaling to zero is allowed).
 pub fn replicas(registry: &Registry) -> i32 {
-    registry.spec.replicas.clamp(0, MAX_REPLICAS)
+    if registry.spec.storage.object_store() {
+        registry.spec.replicas.max(0)
+    } else {
+        registry.spec.replicas.clamp(0, MAX_REPLICAS)
+    }
 }
 
 /// Why `spec.replicas` is not what runs, when it asks for more than
-/// [`MAX_REPLICAS`]. Unlike the rules of [`check`], this does not stop the
-/// pass: the registry keeps serving with one pod (as a refused shrink keeps the
-/// claim), and the status says Degraded with this reason until the spec asks
-/// for what can run. Whatever the access mode: ReadWriteMany shares the volume,
-/// not the state each process keeps in memory.
+/// [`MAX_REPLICAS`] on a volume. Unlike the rules of [`check`], this does not
+/// stop the pass: the registry keeps serving with one pod (as a refused shrink
+/// keeps the claim), and the status says Degraded with this reason until the
+/// spec asks for what can run. Whatever the access mode: ReadWriteMany shares
+/// the volume, not the state each process keeps in memory.
 pub fn refused_replicas(registry: &Registry) -> Option<Invalid> {
     let asked = registry.spec.replicas;
-    (asked > MAX_REPLICAS).then(|| {
+    (asked > MAX_REPLICAS && !registry.spec.storage.object_store()).then(|| {
         invalid(
             "ReplicasNotSupported",
             format!(
@@ -80,8 +86,8 @@ pub fn refused_replicas(registry: &Registry) -> Option<Invalid> {
                  the catalog, the tag and manifest cache, GC's pins and the commit lock live in one process, \
                  so a second pod would answer NAME_UNKNOWN for repositories pushed through the other \
                  and its garbage collection could delete blobs the other just committed. \
-                 The Deployment runs {MAX_REPLICAS} replica; set spec.replicas to {MAX_REPLICAS}. \
-                 Several replicas will come with object storage."
+                 The Deployment runs {MAX_REPLICAS} replica; set spec.replicas to {MAX_REPLICAS}, \
+                 or keep the images in an object store (spec.storage.s3, azure or gcs), where any number may run."
             ),
         )
     })
@@ -147,6 +153,7 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
         ));
     }
 
+    check_object_store(registry)?;
     check_auth(registry)?;
     check_ingress(registry)?;
     check_node_config(registry)?;
@@ -170,6 +177,27 @@ pub fn check(registry: &Registry) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+fn check_object_store(registry: &Registry) -> Result<(), Invalid> {
+    let storage = &registry.spec.storage;
+    let named = [
+        storage.s3.is_some(),
+        storage.azure.is_some(),
+        storage.gcs.is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() > 1 {
+        return Err(invalid(
+            "InvalidStorage",
+            "spec.storage names more than one of s3, azure and gcs; choose one",
+        ));
+    }
+    match bucket::of(storage) {
+        Some(bucket) => bucket
+            .check()
+            .map_err(|message| invalid("InvalidStorage", message)),
+        None => Ok(()),
+    }
 }
 
 fn check_proxy(registry: &Registry) -> Result<(), Invalid> {
@@ -464,7 +492,7 @@ mod tests {
                 "spec.replicas is 3",
                 "NAME_UNKNOWN",
                 "set spec.replicas to 1",
-                "object storage",
+                "spec.storage.s3",
             ] {
                 assert!(
                     refused.message.contains(words),
@@ -478,6 +506,58 @@ mod tests {
             assert_eq!(refused_replicas(&r), None, "{asked}");
             assert_eq!(replicas(&r), runs);
         }
+    }
+
+    #[test]
+    fn on_an_object_store_any_number_of_replicas_runs() {
+        let r = registry(|s| {
+            s.replicas = 5;
+            s.storage.gcs = Some(crate::operator::crd::GcsStorage {
+                bucket: "images".into(),
+                ..Default::default()
+            });
+        });
+        assert_eq!(check(&r), Ok(()));
+        assert_eq!(replicas(&r), 5);
+        assert_eq!(refused_replicas(&r), None);
+    }
+
+    #[test]
+    fn object_store_rules() {
+        use crate::operator::crd::{AzureStorage, S3Storage};
+        let s3 = || S3Storage {
+            bucket: "images".into(),
+            path_style: true,
+            ..S3Storage::default()
+        };
+        let two = registry(|s| {
+            s.storage.s3 = Some(s3());
+            s.storage.azure = Some(AzureStorage {
+                account: "a".into(),
+                container: "c".into(),
+                ..AzureStorage::default()
+            });
+        });
+        let refused = check(&two).unwrap_err();
+        assert_eq!(refused.reason, "InvalidStorage");
+        assert!(
+            refused.message.contains("more than one"),
+            "{}",
+            refused.message
+        );
+        let bad = registry(|s| {
+            s.storage.s3 = Some(S3Storage {
+                endpoint: Some("minio:9000".into()),
+                ..s3()
+            })
+        });
+        let refused = check(&bad).unwrap_err();
+        assert_eq!(refused.reason, "InvalidStorage");
+        assert!(
+            refused.message.contains("spec.storage.s3: endpoint"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]

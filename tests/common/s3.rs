@@ -35,13 +35,20 @@ fn binary() -> PathBuf {
 /// An s3s-fs process, killed when dropped.
 pub struct S3 {
     child: Child,
+    host: String,
     port: u16,
     dir: PathBuf,
 }
 
 impl S3 {
-    /// Serves `dir` (made if missing), with [`BUCKET`] in it.
+    /// Serves `dir` (made if missing) on loopback, with [`BUCKET`] in it.
     pub fn start(dir: &Path) -> S3 {
+        S3::start_at(dir, "127.0.0.1")
+    }
+
+    /// Serves `dir` on `host` (an address of this machine), with [`BUCKET`]
+    /// in it.
+    pub fn start_at(dir: &Path, host: &str) -> S3 {
         let binary = binary();
         assert!(
             binary.exists(),
@@ -49,14 +56,14 @@ impl S3 {
             binary.display()
         );
         std::fs::create_dir_all(dir.join(BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((host, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
         let child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", host, "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(dir)
             .stdout(Stdio::null())
@@ -65,11 +72,12 @@ impl S3 {
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
         let s3 = S3 {
             child,
+            host: host.to_owned(),
             port,
             dir: dir.to_owned(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((host, port)).is_err() {
             assert!(Instant::now() < deadline, "s3s-fs did not come up");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -77,7 +85,7 @@ impl S3 {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// The folder holding the objects of `bucket`.

@@ -1,19 +1,23 @@
-//! The Deployment `NAME`: `berth serve` on port 5000 with the volume, the admin
-//! token and (with auth) the htpasswd file mounted, locked down, and restarted
-//! only when the htpasswd content changes.
+//! The Deployment `NAME`: `berth serve` on port 5000 with the volume (or, on
+//! an object store, a scratch folder and the bucket's flags), the admin token
+//! and (with auth) the htpasswd file mounted, locked down, and restarted only
+//! when the htpasswd content (or the store's credentials) changes.
 
 use super::{
     ADMIN_DIR, AUTH_DIR, CONTAINER_PORT, DATA_DIR, HTPASSWD_KEY, PORT_NAME, PROXY_DIR, Settings,
     TOKEN_KEY, USER_ID, container_security_context, labels, metadata, names, pod_security_context,
     selector_labels,
 };
+use crate::operator::bucket;
 use crate::operator::crd::Registry;
 use crate::operator::validate;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, HTTPGetAction,
+    KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretEnvSource,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,6 +27,11 @@ use std::collections::BTreeMap;
 /// Pod-template annotation with the sha256 of the htpasswd file: a new value
 /// rolls the pods, the same value leaves them alone.
 pub const HTPASSWD_HASH_ANNOTATION: &str = "berth.dev/htpasswd-sha256";
+
+/// Pod-template annotation with the sha256 of the object store's credentials
+/// Secret: they reach the registry as environment variables, which a running
+/// pod never sees change, so a new value rolls the pods.
+pub const STORAGE_CREDENTIALS_HASH_ANNOTATION: &str = "berth.dev/storage-credentials-sha256";
 
 /// The container's last log lines become its termination message when it
 /// fails without writing /dev/termination-log (berth logs its fatal error).
@@ -34,6 +43,7 @@ const SECRET_FILE_MODE: i32 = 0o440;
 pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
     let spec = &registry.spec;
     let auth = spec.auth.enabled();
+    let bucket = bucket::of(&spec.storage);
 
     let mut args: Vec<String> = [
         "serve",
@@ -52,6 +62,9 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
     if spec.auth.anonymous_pull {
         args.push("--anonymous-pull".into());
     }
+    if let Some(bucket) = &bucket {
+        args.extend(bucket.args());
+    }
 
     let mut mounts = vec![
         mount("data", DATA_DIR),
@@ -59,8 +72,16 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         // With a read-only root, anything that wants a scratch file gets one here.
         mount("tmp", "/tmp"),
     ];
-    let mut volumes = vec![
-        Volume {
+    let data = match &bucket {
+        // On an object store the data folder only stages uploads and
+        // fetched blobs on their way to the bucket: nothing in it outlives
+        // the pod.
+        Some(_) => Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        None => Volume {
             name: "data".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: names::data(registry),
@@ -68,6 +89,9 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
             }),
             ..Volume::default()
         },
+    };
+    let mut volumes = vec![
+        data,
         secret_volume("admin", names::admin(registry), TOKEN_KEY),
         Volume {
             name: "tmp".into(),
@@ -138,37 +162,88 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         resources: Some(spec.resources.clone()),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
+        env_from: bucket
+            .as_ref()
+            .and_then(|b| b.credentials_secret.clone())
+            .map(|secret| {
+                vec![EnvFromSource {
+                    secret_ref: Some(SecretEnvSource {
+                        name: secret,
+                        optional: Some(false),
+                    }),
+                    ..EnvFromSource::default()
+                }]
+            }),
         // A registry that cannot start says why in its last log lines
         // ("cannot open the data folder ..."); the kubelet keeps them as the
         // termination message, which the operator quotes in the Ready condition.
         termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.into()),
         ..Container::default()
     };
-    let init_containers = spec
-        .storage
-        .prepare_volume
+    // An emptyDir already belongs to the pod's fsGroup.
+    let init_containers = (spec.storage.prepare_volume && bucket.is_none())
         .then(|| vec![prepare_volume_container(registry, settings)]);
 
-    // Two pods cannot hold a single-node volume at once: a rolling update would
-    // wait forever for the new pod's volume, so the old pod goes first.
     let single_node = spec.storage.access_modes.iter().any(|m| m.is_single_node());
-    let strategy = DeploymentStrategy {
-        type_: Some(
-            if single_node {
-                "Recreate"
-            } else {
-                "RollingUpdate"
-            }
-            .into(),
-        ),
-        ..DeploymentStrategy::default()
+    let strategy = if bucket.is_some() {
+        // Nothing ties a pod to a node's volume: the new pod is ready before
+        // an old one goes, so an update never leaves the registry unreachable.
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        }
+    } else if single_node {
+        // Two pods cannot hold a single-node volume at once: a rolling update
+        // would wait forever for the new pod's volume, so the old pod goes first.
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            ..DeploymentStrategy::default()
+        }
+    } else {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            ..DeploymentStrategy::default()
+        }
     };
+    // Replicas on several nodes survive a node. ScheduleAnyway, so that a
+    // one-node cluster still runs them all.
+    let topology_spread_constraints = bucket.is_some().then(|| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(registry)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+    let mut annotations = BTreeMap::from([
+        (
+            HTPASSWD_HASH_ANNOTATION.to_string(),
+            hex::encode(Sha256::digest(settings.htpasswd.as_bytes())),
+        ),
+        // For a Prometheus that discovers pods by annotation.
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), "5000".to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ]);
+    if let Some(hash) = &settings.storage_credentials {
+        annotations.insert(
+            STORAGE_CREDENTIALS_HASH_ANNOTATION.to_string(),
+            hash.clone(),
+        );
+    }
 
     Deployment {
         metadata: metadata(registry, names::deployment(registry), true),
         spec: DeploymentSpec {
-            // At most one pod, whatever spec.replicas asks (the status says
-            // why when it asks for more): see validate::MAX_REPLICAS.
+            // On a volume, at most one pod, whatever spec.replicas asks (the
+            // status says why when it asks for more): see validate::MAX_REPLICAS.
             replicas: Some(validate::replicas(registry)),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(registry)),
@@ -179,16 +254,7 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(registry)),
-                    annotations: Some(BTreeMap::from([
-                        (
-                            HTPASSWD_HASH_ANNOTATION.to_string(),
-                            hex::encode(Sha256::digest(settings.htpasswd.as_bytes())),
-                        ),
-                        // For a Prometheus that discovers pods by annotation.
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), "5000".to_string()),
-                        ("prometheus.io/path".to_string(), "/metrics".to_string()),
-                    ])),
+                    annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -202,6 +268,7 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
                     node_selector: spec.node_selector.clone(),
                     tolerations: spec.tolerations.clone(),
                     affinity: spec.affinity.clone(),
+                    topology_spread_constraints,
                     ..PodSpec::default()
                 }),
             },
@@ -617,6 +684,86 @@ mod tests {
         let r = registry(|s| s.storage.access_modes = vec![AccessMode::ReadWriteOncePod]);
         let d = deployment(&r, &settings());
         assert_eq!(d.spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    }
+
+    fn on_s3(replicas: i32) -> Registry {
+        registry(|s| {
+            s.replicas = replicas;
+            s.storage.s3 = Some(crate::operator::crd::S3Storage {
+                bucket: "images".into(),
+                endpoint: Some("http://10.245.0.1:9000".into()),
+                path_style: true,
+                credentials_secret: Some("s3-login".into()),
+                ..Default::default()
+            });
+        })
+    }
+
+    #[test]
+    fn on_an_object_store_pods_are_many_stateless_and_spread() {
+        let s = Settings {
+            storage_credentials: Some("c0ffee".into()),
+            ..settings()
+        };
+        let d = deployment(&on_s3(3), &s);
+        assert_eq!(d.spec.replicas, Some(3));
+        let a = args(&d).join(" ");
+        assert!(
+            a.ends_with("--storage s3://images --storage-option endpoint=http://10.245.0.1:9000"),
+            "{a}"
+        );
+        // The data folder only stages: an emptyDir, no claim, no chown.
+        let volumes = pod(&d).volumes.as_ref().unwrap();
+        let data = volumes.iter().find(|v| v.name == "data").unwrap();
+        assert!(data.empty_dir.is_some() && data.persistent_volume_claim.is_none());
+        assert!(mounts(&d).contains(&("data", "/var/lib/registry", false)));
+        assert_eq!(pod(&d).init_containers, None);
+        // The credentials Secret is the environment; its hash rolls the pods.
+        let env_from = container(&d).env_from.as_ref().unwrap();
+        let secret = env_from[0].secret_ref.as_ref().unwrap();
+        assert_eq!(secret.name, "s3-login");
+        assert_eq!(secret.optional, Some(false));
+        let annotations = d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(annotations[STORAGE_CREDENTIALS_HASH_ANNOTATION], "c0ffee");
+        // A new pod is ready before an old one goes.
+        let strategy = d.spec.strategy.as_ref().unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = strategy.rolling_update.as_ref().unwrap();
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        let spread = pod(&d).topology_spread_constraints.as_ref().unwrap();
+        assert_eq!(spread[0].topology_key, "kubernetes.io/hostname");
+        assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+        assert_eq!(
+            spread[0].label_selector.as_ref().unwrap().match_labels,
+            d.spec.selector.match_labels
+        );
+    }
+
+    #[test]
+    fn on_a_volume_no_store_flags_environment_or_spread() {
+        let d = deployment(&registry(|_| {}), &settings());
+        assert!(!args(&d).contains(&"--storage"));
+        assert_eq!(container(&d).env_from, None);
+        assert_eq!(pod(&d).topology_spread_constraints, None);
+        let annotations = d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert!(!annotations.contains_key(STORAGE_CREDENTIALS_HASH_ANNOTATION));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod configmap;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod ingress;
 pub mod pvc;
 pub mod secret;
@@ -33,6 +34,9 @@ pub struct Settings {
     pub htpasswd: String,
     /// The bearer token of the admin endpoints, for the GC job.
     pub admin_token: String,
+    /// The sha256 of the object store's credentials Secret (its keys and
+    /// values), when the spec names one.
+    pub storage_credentials: Option<String>,
 }
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -85,6 +89,9 @@ pub mod names {
     }
     pub fn node_config(registry: &Registry) -> String {
         format!("{}-node-config", registry.name_any())
+    }
+    pub fn disruption_budget(registry: &Registry) -> String {
+        registry.name_any()
     }
     pub fn tls(registry: &Registry) -> String {
         format!("{}-tls", registry.name_any())
@@ -217,6 +224,7 @@ pub(crate) mod test_support {
             image: "ghcr.io/berth/berth:1.0".into(),
             htpasswd: String::new(),
             admin_token: "t0ken".into(),
+            storage_credentials: None,
         }
     }
 
