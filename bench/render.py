@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Renders BENCHMARKS.md from bench/run.sh's results: the machine, the
-side-by-side table of berth and distribution, and each target of issue 8 with
-whether it is met. Usage: render.py machine.json distribution.json berth.json
-BERTH_VERSION EXTRA_ARGS, where each registry's file holds the reports of all
-its `berth bench --json` runs and its memory figures."""
+side-by-side table of berth and distribution, each target of issue 8 with
+whether it is met, and berth on object storage beside berth on the data
+folder. Usage: render.py machine.json distribution.json berth.json
+BERTH_VERSION EXTRA_ARGS [berth-s3.json S3_SERVER], where each registry's
+file holds the reports of all its `berth bench --json` runs and its memory
+figures."""
 import json
 import statistics
 import sys
 
 machine, dist, berth = (json.load(open(p)) for p in sys.argv[1:4])
 berth_version, extra = sys.argv[4], sys.argv[5]
+berth_s3, s3_server = None, None
+if len(sys.argv) > 6:
+    berth_s3, s3_server = json.load(open(sys.argv[6])), sys.argv[7]
 
 
 # The figure each scenario is ranked by, to pick its median run.
@@ -70,7 +75,7 @@ rows = []
 targets = []
 
 
-def throughput(name, label, need_ratio=None, need_ceiling=False):
+def throughput(name, label, need_ratio=None, need_ceiling=False, dist=dist, berth=berth, rows=rows):
     d, b = scenario(dist, name), scenario(berth, name)
     if not d or not b:
         return
@@ -83,7 +88,7 @@ def throughput(name, label, need_ratio=None, need_ceiling=False):
         targets.append((f"{label}: ≥ 70% of min(sha256, dd) = {rate(ceiling)}", rate(bb), bb >= ceiling))
 
 
-def requests(name, label, need_ratio, p99_ms):
+def requests(name, label, need_ratio=None, p99_ms=None, dist=dist, berth=berth, rows=rows):
     d, b = scenario(dist, name), scenario(berth, name)
     if not d or not b:
         return
@@ -95,6 +100,8 @@ def requests(name, label, need_ratio, p99_ms):
         f"{br:,.0f} req/s (p50 {bl['p50_ms']:.2f} ms, p99 {bl['p99_ms']:.1f} ms)",
         ratio(br, dr),
     ))
+    if need_ratio is None:
+        return
     targets.append((f"{label}: ≥ {need_ratio}× distribution's requests/s", ratio(br, dr), br >= need_ratio * dr))
     targets.append((f"{label}: p99 ≤ {p99_ms} ms", f"{bl['p99_ms']:.2f} ms", bl["p99_ms"] <= p99_ms))
 
@@ -105,20 +112,25 @@ throughput("pull", "pull", 1)
 requests("manifest-get", "manifest GET by tag", 10, 5)
 requests("blob-head", "blob HEAD", 10, 5)
 
-d, b = scenario(dist, "small-push"), scenario(berth, "small-push")
-pushes = lambda s: f"{s['requests_per_second']:,.0f}/s"
-if d and b:
+def small_pushes(dist, berth, rows, label):
+    d, b = scenario(dist, "small-push"), scenario(berth, "small-push")
+    pushes = lambda s: f"{s['requests_per_second']:,.0f}/s"
+    if not d or not b:
+        return None
     dr, br = d["requests_per_second"], b["requests_per_second"]
     rows.append((
-        "small pushes, each durable",
+        label,
         f"{dr:,.0f} pushes/s (p50 {d['latency']['p50_ms']:.1f} ms)" + spread(dist, "small-push", pushes),
         f"{br:,.0f} pushes/s (p50 {b['latency']['p50_ms']:.1f} ms)" + spread(berth, "small-push", pushes),
         ratio(br, dr),
     ))
-    targets.append(("small pushes: ≥ 6× distribution's rate", ratio(br, dr), br >= 6 * dr))
+    return dr, br
 
-d, b = scenario(dist, "catalog"), scenario(berth, "catalog")
-if d and b:
+
+def catalog(dist, berth, rows):
+    d, b = scenario(dist, "catalog"), scenario(berth, "catalog")
+    if not d or not b:
+        return None
     dl, bl = d["latency"], b["latency"]
     rows.append((
         "catalog in one page",
@@ -126,6 +138,15 @@ if d and b:
         f"p50 {bl['p50_ms']:.2f} ms, p99 {bl['p99_ms']:.2f} ms",
         ratio(dl["p50_ms"], bl["p50_ms"]) + " faster",
     ))
+    return bl
+
+
+pushed = small_pushes(dist, berth, rows, "small pushes, each durable")
+if pushed:
+    dr, br = pushed
+    targets.append(("small pushes: ≥ 6× distribution's rate", ratio(br, dr), br >= 6 * dr))
+bl = catalog(dist, berth, rows)
+if bl:
     targets.append(("catalog in one page: ≤ 2 ms (p50; p99 in the table)", f"{bl['p50_ms']:.2f} ms", bl["p50_ms"] <= 2))
 
 # The caches pull from one upstream (a berth): the upstream row is the same
@@ -140,6 +161,21 @@ rows.append(("RSS peak through the run (VmHWM)", mib(dm["peak"]), mib(bm["peak"]
 rows.append(("RSS idle after the run", mib(dm["after"]), mib(bm["after"]), ratio(bm["after"], dm["after"])))
 targets.append(("RSS idle ≤ 16 MiB", mib(bm["idle"]), bm["idle"] <= 16 * 1024))
 targets.append(("RSS ≤ 48 MiB through everything", mib(bm["peak"]), bm["peak"] <= 48 * 1024))
+
+# berth on S3 beside berth on the data folder (the table above's medians).
+s3_rows = []
+if berth_s3:
+    both = dict(dist=berth, berth=berth_s3, rows=s3_rows)
+    throughput("push", "push, monolithic", **both)
+    throughput("push-chunked", "push, chunked", **both)
+    throughput("pull", "pull", **both)
+    requests("manifest-get", "manifest GET by tag", **both)
+    requests("blob-head", "blob HEAD", **both)
+    small_pushes(berth, berth_s3, s3_rows, "small pushes, each stored")
+    catalog(berth, berth_s3, s3_rows)
+    dm, bm = berth["rss_kib"], berth_s3["rss_kib"]
+    s3_rows.append(("RSS idle (after start-up)", mib(dm["idle"]), mib(bm["idle"]), ratio(bm["idle"], dm["idle"])))
+    s3_rows.append(("RSS peak through the run (VmHWM)", mib(dm["peak"]), mib(bm["peak"]), ratio(bm["peak"], dm["peak"])))
 
 out = []
 w = out.append
@@ -174,6 +210,21 @@ for label, value, ok in targets:
     w(f"| {label} | {value} | {yes(ok)} |")
 met = sum(ok for *_, ok in targets)
 w(f"\n{met} of {len(targets)} targets met in this run (medians).\n")
+if s3_rows:
+    w("## berth on object storage (S3)\n")
+    w(f"The same scenarios with berth on a bucket of {s3_server} on loopback (a real S3 server,")
+    w("SigV4, which keeps each object as a file on the disk above): `berth serve --storage")
+    w("s3://berth --storage-option endpoint=…`, beside berth on the data folder (the medians")
+    w("above). Each scenario ran once, after the rounds above. A push is answered once the S3")
+    w("server has stored the object; how durable that is, is the S3 server's to say. Every")
+    w("request is one or more HTTP requests to the S3 server, so these figures are mostly")
+    w("its own. distribution is not in this table: its `s3` driver lists multipart uploads")
+    w("at each blob commit, which s3s-fs does not implement (it answers 501).\n")
+    w("| scenario | berth, data folder | berth, S3 | S3 / data folder |")
+    w("|---|---|---|---|")
+    for r in s3_rows:
+        w("| " + " | ".join(r) + " |")
+    w("")
 w("## What each scenario does (sizes and counts of this run)\n")
 for name in KEYS:
     s, ds = scenario(berth, name), scenario(dist, name)

@@ -3,7 +3,9 @@
 # distribution registry 2.8), both on loopback with fresh data folders on the
 # same disk, in the same run, measured by `berth bench --json`; with this
 # machine's single-core sha256 and `dd conv=fdatasync` speeds, each registry's
-# resident memory (idle, and its peak through the run), versions and date.
+# resident memory (idle, and its peak through the run), versions and date;
+# then the same scenarios with berth on an S3 bucket of s3s-fs on loopback
+# (tests/tools/install-s3s.sh builds it when target/s3s has none).
 #
 # The disk of a virtual machine changes speed from one minute to the next, so
 # the scenarios bound by it (push, push-chunked, small-push) are run in rounds
@@ -41,6 +43,7 @@ else
     berth=$target/release/berth
 fi
 
+berth_env=(env)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -105,10 +108,24 @@ start_berth() { # name, more flags; data in $work/NAME; request log off, as dist
     local name=$1 port
     shift
     port=$(free_port)
-    RUST_LOG=warn "$berth" serve --listen "127.0.0.1:$port" --root "$work/$name" "$@" 2>"$work/$name.log" &
+    RUST_LOG=warn "${berth_env[@]}" "$berth" serve --listen "127.0.0.1:$port" --root "$work/$name" "$@" 2>"$work/$name.log" &
     pids+=($!)
     url[$name]="http://127.0.0.1:$port"
     pid_of[$name]=$!
+}
+
+summarize() { # registry, its idle RSS, its bench reports: $work/NAME.json for render.py
+    local name=$1 idle=$2
+    shift 2
+    python3 - "$work/$name.json" "$idle" "$(rss_kib "${pid_of[$name]}" VmHWM)" \
+        "$(rss_kib "${pid_of[$name]}" VmRSS)" "$@" <<'PY'
+import json, sys
+path, idle, peak, after, *runs = sys.argv[1:]
+json.dump({
+    "runs": [json.load(open(run)) for run in sorted(runs)],
+    "rss_kib": {"idle": int(idle), "peak": int(peak), "after": int(after)},
+}, open(path, "w"), indent=2)
+PY
 }
 
 bench() { # registry output scenario...
@@ -169,21 +186,33 @@ for name in distribution berth; do
 done
 sleep 1
 
+# On object storage: berth on a bucket of s3s-fs, a real S3 server on
+# loopback that keeps each object as a file of $work/s3 (so its own writes
+# bound what berth can do there). distribution 2.8's s3 driver cannot run on
+# s3s-fs 0.14.1: it lists multipart uploads at each blob commit, which s3s-fs
+# answers 501 NotImplemented; so this table compares berth with itself.
+s3s=${S3S_FS:-$target/s3s/bin/s3s-fs}
+[ -x "$s3s" ] || BERTH_S3S="$target/s3s" bash tests/tools/install-s3s.sh >&2
+s3_port=$(free_port)
+mkdir -p "$work/s3/berth"
+"$s3s" --host 127.0.0.1 --port "$s3_port" --access-key bench --secret-key bench-secret "$work/s3" 2>"$work/s3.log" &
+pids+=($!)
+berth_env=(env AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1)
+start_berth berth-s3 --storage s3://berth --storage-option "endpoint=http://127.0.0.1:$s3_port"
+wait_up "${url[berth-s3]}"
+sleep 1
+s3_idle=$(rss_kib "${pid_of[berth-s3]}" VmRSS)
+bench berth-s3 "$work/berth-s3.runs.json" push push-chunked pull manifest-get blob-head small-push catalog
+summarize berth-s3 "$s3_idle" "$work/berth-s3.runs.json"
+
 i=0
 for name in distribution berth; do
-    python3 - "$work/$name.json" "${idle[$i]}" "$(rss_kib "${pid_of[$name]}" VmHWM)" \
-        "$(rss_kib "${pid_of[$name]}" VmRSS)" "$work/$name".*.json <<'PY'
-import json, sys
-path, idle, peak, after, *runs = sys.argv[1:]
-json.dump({
-    "runs": [json.load(open(run)) for run in sorted(runs)],
-    "rss_kib": {"idle": int(idle), "peak": int(peak), "after": int(after)},
-}, open(path, "w"), indent=2)
-PY
+    summarize "$name" "${idle[$i]}" "$work/$name".*.json
     i=$((i + 1))
 done
 cleanup
-rm -rf "$work/distribution" "$work/berth" "$work/upstream" "$work/berth-cache" "$work/distribution-cache"
+rm -rf "$work/distribution" "$work/berth" "$work/upstream" "$work/berth-cache" "$work/distribution-cache" \
+    "$work/s3" "$work/berth-s3"
 python3 - "$work" "$sha_kbs" "${dd_runs[@]}" >"$work/machine.json" <<'PY'
 import json, os, platform, subprocess, sys, datetime
 work, sha_kbs, *dd = sys.argv[1:]
@@ -209,5 +238,6 @@ json.dump({
     "rustc": cmd("rustc", "--version"),
 }, sys.stdout, indent=2)
 PY
-python3 bench/render.py "$work/machine.json" "$work/distribution.json" "$work/berth.json" "$("$berth" --version)" "${extra[*]:-}" >"$out"
+python3 bench/render.py "$work/machine.json" "$work/distribution.json" "$work/berth.json" "$("$berth" --version)" "${extra[*]:-}" \
+    "$work/berth-s3.json" "$("$s3s" --version)" >"$out"
 echo "wrote $out (raw results in $work)" >&2

@@ -23,7 +23,8 @@
 //!    put back. Then two registry pods on one S3 bucket (s3s-fs on the
 //!    node's address): no claim, a disruption budget, an image pushed
 //!    through the NodePort served whole by each pod, after a pod is replaced
-//!    and after new credentials roll them.
+//!    and after new credentials roll them; back to a volume, one pod on a
+//!    claim.
 //! 3. A push to `localhost:32000` through the NodePort; a pod of that image,
 //!    pulled by the kubelet through the hosts.toml the node-config DaemonSet wrote.
 //! 4. `berth enable --auth`: anonymous pushes and pulls refused, the printed
@@ -348,7 +349,8 @@ async fn replicas_refused_password_followed_child_restored(k: &Kube) {
 /// controller counts both pods in; an image pushed through the NodePort
 /// (kube-proxy spreads the connections over the pods) is served whole by
 /// each pod at its own address, from the bucket; a deleted pod's replacement
-/// serves it too; new credentials roll the pods, one at a time.
+/// serves it too, and so do the pods a change of the credentials rolls. Then
+/// back to a volume: one pod on a claim.
 async fn replicas_share_an_object_store(k: &Kube) {
     let ns = "berth-e2e-bucket";
     let dir = k.dir.join("e2e-s3");
@@ -480,6 +482,62 @@ async fn replicas_share_an_object_store(k: &Kube) {
     for pod in &rolled {
         assert_eq!(k.pull_whole_from_pod(ns, pod, "team/app:v1").await, digest);
     }
+
+    // Back to a volume, through the server-side applies of a real API
+    // server: one pod on a new claim (Recreate, with the rolling update's
+    // fields gone), the budget deleted, two replicas refused again.
+    k.apply_registry(
+        ns,
+        "shared",
+        json!({"replicas": 2, "localRegistryHosting": false,
+           "service": {"nodePort": 32010}, "storage": {"size": "1Gi"}}),
+    )
+    .await;
+    k.wait_for("the Registry Ready on a volume", || async {
+        let registry = registries.get("shared").await.ok()?;
+        let storage = current_condition(&registry, "StorageReady")?;
+        let degraded = current_condition(&registry, "Degraded")?;
+        let ready = current_condition(&registry, "Ready")?;
+        (storage.status == "True"
+            && storage.reason != "ObjectStore"
+            && degraded.reason == "ReplicasNotSupported"
+            && ready.status == "True")
+            .then_some(())
+    })
+    .await;
+    let deployment = Api::<Deployment>::namespaced(k.client.clone(), ns)
+        .get("shared")
+        .await
+        .unwrap();
+    let spec = deployment.spec;
+    assert_eq!(spec.replicas, Some(1));
+    let strategy = spec.strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("Recreate"));
+    assert_eq!(strategy.rolling_update, None);
+    let pod = spec.template.spec.unwrap();
+    let data = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(
+        data.persistent_volume_claim.unwrap().claim_name,
+        "shared-data"
+    );
+    assert!(data.empty_dir.is_none());
+    assert_eq!(pod.containers[0].env, None);
+    assert!(claims.get_opt("shared-data").await.unwrap().is_some());
+    k.wait_for("the budget to be deleted", || async {
+        budgets
+            .get_opt("shared")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(k.ready_pods(ns, "shared").await.len(), 1);
     k.delete_namespace(ns).await;
     drop(s3);
     std::fs::remove_dir_all(&dir).unwrap();

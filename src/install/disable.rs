@@ -123,12 +123,15 @@ pub async fn disable(
 
     let mut report = Disabled::default();
     let registries: Api<Registry> = Api::namespaced(client.clone(), ns);
+    // The bucket of a Registry on an object store, whose images stay there.
+    let mut bucket = None;
     // Without the CRD the Registry kind is unknown (a plain 404): no Registry.
     match get_opt(&registries, name)
         .await
         .map_err(kube_error("read the Registry"))?
     {
         Some(registry) => {
+            bucket = crate::operator::bucket::of(&registry.spec.storage).map(|b| b.config.url);
             delete(&registries, name, "delete the Registry").await?;
             let deadline = Instant::now() + args.timeout;
             wait_until_gone(client, &registries, &registry, progress, poll, deadline).await?;
@@ -170,8 +173,22 @@ pub async fn disable(
         .await
         .map_err(kube_error("read the volume claim"))?
         .is_some();
+    if let Some(url) = &bucket {
+        report.lines.push(format!(
+            "The images in {url} are kept: berth never deletes what is in a bucket \
+             (the store's own tools can)."
+        ));
+    }
     if args.purge {
-        purge_namespace(client, ns, &claim, namespace_is_ours, &mut report).await?;
+        purge_namespace(
+            client,
+            ns,
+            &claim,
+            claim_exists,
+            namespace_is_ours,
+            &mut report,
+        )
+        .await?;
         if namespace_is_ours {
             deleted_namespaces.push(ns.to_string());
         }
@@ -344,14 +361,17 @@ async fn purge_namespace(
     client: &Client,
     ns: &str,
     claim: &str,
+    claim_exists: bool,
     namespace_is_ours: bool,
     report: &mut Disabled,
 ) -> Result<(), InstallError> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    delete(&claims, claim, "delete the volume claim").await?;
-    report.lines.push(format!(
-        "PersistentVolumeClaim {ns}/{claim} deleted, and the images with it."
-    ));
+    if claim_exists {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        delete(&claims, claim, "delete the volume claim").await?;
+        report.lines.push(format!(
+            "PersistentVolumeClaim {ns}/{claim} deleted, and the images with it."
+        ));
+    }
     if namespace_is_ours {
         delete(
             &Api::<Namespace>::all(client.clone()),

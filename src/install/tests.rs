@@ -529,6 +529,31 @@ async fn purge_asks_first_then_deletes_the_volume_namespace_and_crd() {
 }
 
 #[tokio::test]
+async fn purge_of_a_registry_on_a_bucket_says_the_images_stay_there() {
+    let (cluster, _operator) = enabled_cluster().await;
+    {
+        let mut c = cluster.lock().unwrap();
+        c.objects.get_mut(REGISTRY).unwrap()["spec"]["storage"]["s3"] =
+            json!({"bucket": "images", "pathStyle": true});
+        c.objects.remove(CLAIM);
+    }
+    let purge = DisableArgs {
+        purge: true,
+        yes: true,
+        ..DisableArgs::new()
+    };
+    let report = run_disable(&cluster, purge, false).await.unwrap();
+    let writes = take_writes(&cluster);
+    assert!(!writes.contains(&format!("DELETE {CLAIM}")), "{writes:#?}");
+    let text = report.to_string();
+    assert!(
+        text.contains("The images in s3://images are kept"),
+        "{text}"
+    );
+    assert!(!text.contains("PersistentVolumeClaim"), "{text}");
+}
+
+#[tokio::test]
 async fn purge_leaves_a_namespace_enable_did_not_make() {
     let cluster = cluster(&[("standard", true)]);
     cluster.lock().unwrap().insert(

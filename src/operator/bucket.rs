@@ -10,39 +10,68 @@ use crate::storage::bucket::BucketConfig;
 pub struct Bucket {
     /// What `berth serve --storage` and `--storage-option` get.
     pub config: BucketConfig,
-    /// The Secret of the credentials, given whole as environment variables.
+    /// The bucket (or container) as the spec names it.
+    pub name: String,
+    /// The Secret of the credentials.
     pub credentials_secret: Option<String>,
     /// Where in the spec it is, for messages: `spec.storage.s3`.
     pub field: &'static str,
-    /// The variables the credentials Secret must hold; any one of them will
-    /// do when `any_of` (Azure takes a key, a SAS or a client secret).
-    pub required_keys: &'static [&'static str],
-    pub any_of: bool,
+    /// The registry's environment variables taken from the credentials
+    /// Secret, each from the key of the same name. Only these: a key such
+    /// as BERTH_ANONYMOUS_PULL must not reach the registry from a Secret
+    /// that is only meant to hold credentials.
+    pub variables: &'static [&'static str],
+    /// Those the Secret must hold. When empty, any one of them will do
+    /// (Azure takes a key, a SAS or a service principal).
+    pub required: &'static [&'static str],
 }
+
+const S3_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+const AZURE_VARIABLES: &[&str] = &[
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+];
+const GCS_VARIABLES: &[&str] = &["GOOGLE_SERVICE_ACCOUNT_KEY"];
 
 /// The object store the spec names, if any. With more than one, the first of
 /// s3, azure, gcs; validate.rs refuses such a spec before anything uses it.
 pub fn of(storage: &StorageSpec) -> Option<Bucket> {
     if let Some(s3) = &storage.s3 {
         let mut options = Vec::new();
-        if let Some(endpoint) = &s3.endpoint {
-            options.push(("endpoint".to_string(), endpoint.clone()));
-        }
-        if let Some(region) = &s3.region {
-            options.push(("region".to_string(), region.clone()));
+        match (&s3.endpoint, s3.path_style) {
+            (Some(endpoint), true) => options.push(("endpoint".to_string(), endpoint.clone())),
+            // object_store sends virtual-hosted requests to the endpoint as
+            // it is, so the bucket goes into its host here.
+            (Some(endpoint), false) => options.push((
+                "endpoint".to_string(),
+                hosted_endpoint(endpoint, &s3.bucket),
+            )),
+            (None, _) => {}
         }
         if !s3.path_style {
             options.push(("virtual_hosted_style_request".to_string(), "true".into()));
+        }
+        if let Some(region) = &s3.region {
+            options.push(("region".to_string(), region.clone()));
         }
         return Some(Bucket {
             config: BucketConfig {
                 url: url("s3", &s3.bucket, s3.prefix.as_deref()),
                 options,
             },
+            name: s3.bucket.clone(),
             credentials_secret: s3.credentials_secret.clone(),
             field: "spec.storage.s3",
-            required_keys: &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-            any_of: false,
+            variables: S3_VARIABLES,
+            required: &S3_VARIABLES[..2],
         });
     }
     if let Some(azure) = &storage.azure {
@@ -55,15 +84,11 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
                 url: url("az", &azure.container, azure.prefix.as_deref()),
                 options,
             },
+            name: azure.container.clone(),
             credentials_secret: azure.credentials_secret.clone(),
             field: "spec.storage.azure",
-            required_keys: &[
-                "AZURE_STORAGE_ACCOUNT_KEY",
-                "AZURE_STORAGE_SAS_KEY",
-                "AZURE_CLIENT_SECRET",
-                "AZURE_STORAGE_TOKEN",
-            ],
-            any_of: true,
+            variables: AZURE_VARIABLES,
+            required: &[],
         });
     }
     storage.gcs.as_ref().map(|gcs| Bucket {
@@ -71,10 +96,11 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
             url: url("gs", &gcs.bucket, gcs.prefix.as_deref()),
             options: Vec::new(),
         },
+        name: gcs.bucket.clone(),
         credentials_secret: gcs.credentials_secret.clone(),
         field: "spec.storage.gcs",
-        required_keys: &["GOOGLE_SERVICE_ACCOUNT_KEY"],
-        any_of: false,
+        variables: GCS_VARIABLES,
+        required: GCS_VARIABLES,
     })
 }
 
@@ -88,6 +114,14 @@ fn url(scheme: &str, bucket: &str, prefix: Option<&str>) -> String {
     }
 }
 
+/// `https://s3.example.com` as `https://BUCKET.s3.example.com`.
+fn hosted_endpoint(endpoint: &str, bucket: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{bucket}.{rest}"),
+        None => endpoint.to_string(),
+    }
+}
+
 impl Bucket {
     /// The flags of `berth serve` that name it.
     pub fn args(&self) -> Vec<String> {
@@ -98,66 +132,63 @@ impl Bucket {
         args
     }
 
-    /// Why the spec's store cannot be used, found without sending anything:
-    /// the names, and then the registry's own reading of the URL and options.
+    /// Why the spec's store cannot be used, as far as the spec alone tells
+    /// (the pods' readiness checks tell the rest: credentials, the bucket's
+    /// existence).
     pub fn check(&self) -> Result<(), String> {
-        let (_, rest) = self.config.url.split_once("://").unwrap_or_default();
-        let bucket = rest.split('/').next().unwrap_or_default();
-        if bucket.is_empty() || bucket.contains(char::is_whitespace) {
+        let field = self.field;
+        let name = &self.name;
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || "/?#\\".contains(c)) {
             return Err(format!(
-                "{}: the bucket (or container) name {bucket:?} must be non-empty, without spaces or '/'",
-                self.field
+                "{field}: the bucket (or container) name {name:?} must be non-empty, without spaces, '/', '?' or '#' (a folder in it is `prefix`)"
             ));
         }
         for (key, value) in &self.config.options {
             // `--storage-option` splits at commas, so a value cannot hold one.
             if value.is_empty() || value.contains([',', ' ', '\n']) {
                 return Err(format!(
-                    "{}: {key} {value:?} must be non-empty, without commas or spaces",
-                    self.field
+                    "{field}: {key} {value:?} must be non-empty, without commas or spaces"
                 ));
             }
-            if key == "endpoint" && !value.starts_with("http://") && !value.starts_with("https://")
-            {
-                return Err(format!(
-                    "{}: endpoint {value:?} is not an http:// or https:// URL",
-                    self.field
-                ));
+            if key == "endpoint" {
+                let url = reqwest::Url::parse(value)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+                if url.is_none() {
+                    return Err(format!(
+                        "{field}: endpoint {value:?} is not an http:// or https:// URL with a host"
+                    ));
+                }
             }
         }
         if self.credentials_secret.as_deref() == Some("") {
-            return Err(format!("{}: credentialsSecret is empty", self.field));
+            return Err(format!("{field}: credentialsSecret is empty"));
         }
-        crate::storage::bucket::connect(&self.config)
-            .map(drop)
-            .map_err(|e| format!("{}: {e}", self.field))
+        Ok(())
     }
 
     /// Why the credentials Secret (its key names) will not do.
-    pub fn check_keys<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k str> + Clone,
-    ) -> Result<(), String> {
-        let has = |wanted: &str| keys.clone().into_iter().any(|k| k == wanted);
-        let ok = if self.any_of {
-            self.required_keys.iter().any(|k| has(k))
+    pub fn check_keys<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Result<(), String> {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let ok = if self.required.is_empty() {
+            self.variables.iter().any(|v| keys.contains(v))
         } else {
-            self.required_keys.iter().all(|k| has(k))
+            self.required.iter().all(|v| keys.contains(v))
         };
         if ok {
             return Ok(());
         }
         let secret = self.credentials_secret.as_deref().unwrap_or_default();
-        let joiner = if self.any_of { " or " } else { " and " };
+        let wanted = if self.required.is_empty() {
+            format!("one of the keys {}", self.variables.join(", "))
+        } else if self.required.len() == 1 {
+            format!("the key {}", self.required[0])
+        } else {
+            format!("the keys {}", self.required.join(" and "))
+        };
         Err(format!(
-            "{}: Secret {secret} needs the key{} {} (each key becomes an environment variable of the registry)",
-            self.field,
-            if self.required_keys.len() > 1 {
-                "s"
-            } else {
-                ""
-            },
-            self.required_keys.join(joiner)
+            "{}: Secret {secret} needs {wanted} (each becomes the registry's environment variable of that name)",
+            self.field
         ))
     }
 }
@@ -206,16 +237,23 @@ mod tests {
             ]
         );
         assert_eq!(bucket.check(), Ok(()));
-        let hosted = s3(|s| s.path_style = false);
+        // The bucket in the host: object_store takes the endpoint as it is.
+        let hosted = s3(|s| {
+            s.path_style = false;
+            s.endpoint = Some("https://s3.example.com".into());
+        });
         assert_eq!(
             hosted.args(),
             [
                 "--storage",
                 "s3://images",
                 "--storage-option",
+                "endpoint=https://images.s3.example.com",
+                "--storage-option",
                 "virtual_hosted_style_request=true"
             ]
         );
+        assert_eq!(hosted.check(), Ok(()));
     }
 
     #[test]
@@ -223,7 +261,9 @@ mod tests {
         for (bucket, wanted) in [
             (s3(|s| s.bucket = String::new()), "bucket"),
             (s3(|s| s.bucket = "my bucket".into()), "bucket"),
+            (s3(|s| s.bucket = "images/team".into()), "prefix"),
             (s3(|s| s.endpoint = Some("minio:9000".into())), "endpoint"),
+            (s3(|s| s.endpoint = Some("http://".into())), "endpoint"),
             (s3(|s| s.region = Some("a,b".into())), "region"),
             (
                 s3(|s| s.credentials_secret = Some(String::new())),
@@ -301,6 +341,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(azure.check_keys(["AZURE_STORAGE_SAS_KEY"]), Ok(()));
-        assert!(azure.check_keys(["other"]).unwrap_err().contains(" or "));
+        let error = azure.check_keys(["BERTH_ANONYMOUS_PULL"]).unwrap_err();
+        assert!(
+            error.contains("one of the keys AZURE_STORAGE_ACCOUNT_KEY"),
+            "{error}"
+        );
     }
 }

@@ -80,6 +80,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         metrics,
         operator_image: args.image,
         htpasswd_lines: Arc::new(LineCache::default()),
+        unhealthy_pod_eviction: served_since(&client, 26).await,
     });
 
     controller(&client)
@@ -133,6 +134,26 @@ fn controller(client: &Client) -> Controller<Registry> {
             watcher::Config::default(),
             move |secret| registries_of_secret(&registries, &secret),
         )
+}
+
+/// Whether the API server is Kubernetes 1.MINOR or later; false when it
+/// cannot tell (what every version takes).
+async fn served_since(client: &Client, minor: u32) -> bool {
+    match client.apiserver_version().await {
+        Ok(version) => {
+            let served = version
+                .minor
+                .trim_end_matches('+')
+                .parse::<u32>()
+                .is_ok_and(|m| version.major == "1" && m >= minor);
+            info!(version = %version.git_version, "API server");
+            served
+        }
+        Err(error) => {
+            warn!(%error, "cannot read the API server's version");
+            false
+        }
+    }
 }
 
 async fn check_crd(client: &Client) -> Result<(), OperatorError> {

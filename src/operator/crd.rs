@@ -221,11 +221,11 @@ pub struct S3Storage {
     /// Garage expect; false names it in the host (BUCKET.ENDPOINT/KEY).
     #[serde(default = "yes")]
     pub path_style: bool,
-    /// A Secret of this namespace whose keys become the registry's
-    /// environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
-    /// AWS_SESSION_TOKEN if any). A change of it rolls the registry pods.
-    /// Without it, the registry uses the node's credentials (EC2 instance
-    /// metadata).
+    /// A Secret of this namespace with the keys AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN if any), which become the
+    /// registry's variables of those names. A change of it rolls the
+    /// registry pods. Without it, the registry uses the node's credentials
+    /// (EC2 instance metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 }
@@ -244,10 +244,11 @@ pub struct AzureStorage {
     /// The blob service's URL, for an emulator (Azurite) or another cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// A Secret of this namespace whose keys become the registry's
-    /// environment: AZURE_STORAGE_ACCOUNT_KEY, or another AZURE_ variable of
-    /// the object_store crate (AZURE_STORAGE_SAS_KEY, AZURE_CLIENT_SECRET...).
-    /// A change of it rolls the registry pods.
+    /// A Secret of this namespace with one or more of the keys
+    /// AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_TOKEN,
+    /// AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID, which become
+    /// the registry's variables of those names. A change of it rolls the
+    /// registry pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 }
@@ -261,9 +262,9 @@ pub struct GcsStorage {
     /// A folder of the bucket to keep everything under (default: its top).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// A Secret of this namespace whose keys become the registry's
-    /// environment: GOOGLE_SERVICE_ACCOUNT_KEY (a service account's JSON
-    /// key). A change of it rolls the registry pods. Without it, the
+    /// A Secret of this namespace with the key GOOGLE_SERVICE_ACCOUNT_KEY (a
+    /// service account's JSON key), which becomes the registry's variable of
+    /// that name. A change of it rolls the registry pods. Without it, the
     /// registry uses the node's credentials (the metadata server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,

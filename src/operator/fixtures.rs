@@ -264,6 +264,7 @@ pub fn context_with_image(
         metrics: Arc::new(Metrics::default()),
         operator_image: operator_image.map(String::from),
         htpasswd_lines: Arc::new(LineCache::default()),
+        unhealthy_pod_eviction: true,
     };
     (Arc::new(ctx), cluster)
 }

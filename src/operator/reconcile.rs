@@ -66,6 +66,10 @@ pub struct Context {
     /// `BERTH_IMAGE`: the image to deploy when `spec.image` is not set.
     pub operator_image: Option<String>,
     pub htpasswd_lines: Arc<LineCache>,
+    /// The API server takes a PodDisruptionBudget's unhealthyPodEvictionPolicy
+    /// (Kubernetes 1.26 and later; an older one refuses a server-side apply
+    /// that names it).
+    pub unhealthy_pod_eviction: bool,
 }
 
 pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -206,6 +210,7 @@ impl<'a> Pass<'a> {
             htpasswd: self.htpasswd().await?,
             admin_token: self.admin_token().await?,
             storage_credentials: self.storage_credentials().await?,
+            unhealthy_pod_eviction: self.ctx.unhealthy_pod_eviction,
         };
 
         // Secrets first: the pods mount them.
@@ -226,7 +231,7 @@ impl<'a> Pass<'a> {
             .apply(deployment::deployment(registry, &settings))
             .await?;
         self.apply_or_delete(
-            disruption::disruption_budget(registry),
+            disruption::disruption_budget(registry, &settings),
             &names::disruption_budget(registry),
         )
         .await?;
@@ -338,8 +343,9 @@ impl<'a> Pass<'a> {
             .map_err(|e| Stop::Failed(Error::Hash(e.to_string())))
     }
 
-    /// The sha256 of the object store's credentials Secret, once its keys are
-    /// found to be the ones the store needs (None without such a Secret).
+    /// The resourceVersion of the object store's credentials Secret, once its
+    /// keys are found to be the ones the store needs (None without such a
+    /// Secret).
     async fn storage_credentials(&self) -> Result<Option<String>, Stop> {
         let Some(bucket) = bucket::of(&self.registry.spec.storage) else {
             return Ok(None);
@@ -348,19 +354,16 @@ impl<'a> Pass<'a> {
             return Ok(None);
         };
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let data = secrets
-            .get_opt(name)
-            .await?
-            .map(|s| s.data.unwrap_or_default())
-            .ok_or_else(|| {
-                Stop::Invalid(Invalid {
-                    reason: "StorageSecretMissing",
-                    message: format!(
-                        "{}.credentialsSecret: Secret {name} is not in namespace {}",
-                        bucket.field, self.namespace
-                    ),
-                })
-            })?;
+        let secret = secrets.get_opt(name).await?.ok_or_else(|| {
+            Stop::Invalid(Invalid {
+                reason: "StorageSecretMissing",
+                message: format!(
+                    "{}.credentialsSecret: Secret {name} is not in namespace {}",
+                    bucket.field, self.namespace
+                ),
+            })
+        })?;
+        let data = secret.data.unwrap_or_default();
         bucket
             .check_keys(data.keys().map(String::as_str))
             .map_err(|message| {
@@ -369,7 +372,7 @@ impl<'a> Pass<'a> {
                     message,
                 })
             })?;
-        Ok(Some(secret::data_hash(&data)))
+        Ok(secret.metadata.resource_version)
     }
 
     /// The admin token already issued, or a new random one.

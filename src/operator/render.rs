@@ -11,7 +11,6 @@
 //! - a Registry from a file has no uid, so the children carry no owner
 //!   reference (a made-up one would let the garbage collector delete them).
 
-use super::bucket;
 use super::crd::Registry;
 use super::htpasswd::{Credential, LineCache, password_from_secret};
 use super::resources::{
@@ -84,10 +83,10 @@ pub fn render(
         image,
         htpasswd,
         admin_token: PLACEHOLDER_TOKEN.into(),
-        // The hash of the store's credentials when that Secret is given too.
-        storage_credentials: bucket::of(&registry.spec.storage)
-            .and_then(|b| secrets.get(b.credentials_secret.as_deref()?))
-            .map(|s| secret::data_hash(s.data.as_ref().unwrap_or(&BTreeMap::new()))),
+        // Only the cluster knows the credentials Secret's version.
+        storage_credentials: None,
+        // What every cluster takes; the budget's note says the rest.
+        unhealthy_pod_eviction: false,
     };
 
     let mut out = String::new();
@@ -128,8 +127,14 @@ pub fn render(
             .as_deref(),
         &deployment::deployment(&registry, &settings),
     )?;
-    if let Some(budget) = disruption::disruption_budget(&registry) {
-        push(&mut out, None, &budget)?;
+    if let Some(budget) = disruption::disruption_budget(&registry, &settings) {
+        push(
+            &mut out,
+            Some(
+                "on Kubernetes 1.26 and later the operator also sets unhealthyPodEvictionPolicy: AlwaysAllow",
+            ),
+            &budget,
+        )?;
     }
     if let Some(ingress) = ingress::ingress(&registry) {
         push(&mut out, None, &ingress)?;

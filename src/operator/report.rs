@@ -31,10 +31,9 @@ pub struct Report {
 pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
     let rollout = &outcome.rollout;
     let (storage_condition, storage_trouble) = match (&outcome.storage, &outcome.claim) {
-        _ if let Some(bucket) = bucket::of(&registry.spec.storage) => (
-            bucket_condition(&bucket.config.url, rollout.ready_replicas),
-            None,
-        ),
+        _ if let Some(bucket) = bucket::of(&registry.spec.storage) => {
+            (bucket_condition(&bucket.config.url, rollout), None)
+        }
         (Plan::Refuse { reason, message }, _) => (
             wanted(STORAGE_READY, false, *reason, message.clone()),
             Some((reason.to_string(), message.clone())),
@@ -100,10 +99,12 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
 }
 
 /// StorageReady on an object store. A registry pod is ready only once its
-/// /readyz wrote to the bucket and removed what it wrote, so a ready pod is
-/// the store's proof.
-fn bucket_condition(url: &str, ready_replicas: i32) -> Wanted {
-    if ready_replicas > 0 {
+/// /readyz wrote to the bucket and removed what it wrote, so ready pods of
+/// the current template are the store's proof. Not older pods: during a move
+/// from a volume, or to other credentials, they prove nothing of the bucket
+/// the spec now names.
+fn bucket_condition(url: &str, rollout: &Rollout) -> Wanted {
+    if rollout.done && rollout.ready_replicas > 0 {
         wanted(
             STORAGE_READY,
             true,
@@ -116,7 +117,7 @@ fn bucket_condition(url: &str, ready_replicas: i32) -> Wanted {
             false,
             "ObjectStoreUnconfirmed",
             format!(
-                "the images are in {url}; no registry pod is ready yet to show it can write there"
+                "the images are in {url}; not every registry pod of the current spec is ready yet to show it can write there"
             ),
         )
     }
@@ -223,6 +224,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn on_a_bucket_only_pods_of_the_current_spec_confirm_it() {
+        let rollout = |done, ready_replicas| Rollout {
+            ready_replicas,
+            done,
+            ready: wanted(READY, ready_replicas > 0, "Test", ""),
+            progressing: wanted(PROGRESSING, !done, "Test", ""),
+            failure: None,
+        };
+        assert!(bucket_condition("s3://images", &rollout(true, 2)).status);
+        // The old pod on the volume (or with the old credentials) still
+        // serves while the new ones start: it proves nothing of the bucket.
+        let rolling = bucket_condition("s3://images", &rollout(false, 1));
+        assert!(!rolling.status);
+        assert_eq!(rolling.reason, "ObjectStoreUnconfirmed");
+        assert!(!bucket_condition("s3://images", &rollout(true, 0)).status);
+    }
+
     #[tokio::test]
     async fn on_an_object_store_many_pods_run_with_no_claim() {
         let mut spec = RegistrySpec {
@@ -287,7 +306,7 @@ mod tests {
         let deployment = get(&cluster, &deployment_path).unwrap();
         assert_eq!(deployment["spec"]["replicas"], 3);
         let hash_of = |d: &serde_json::Value| {
-            d["spec"]["template"]["metadata"]["annotations"]["berth.dev/storage-credentials-sha256"]
+            d["spec"]["template"]["metadata"]["annotations"]["berth.dev/storage-credentials-version"]
                 .as_str()
                 .unwrap()
                 .to_string()

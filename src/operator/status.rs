@@ -74,6 +74,8 @@ pub fn merge(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollout {
     pub ready_replicas: i32,
+    /// Every pod runs the current template and is ready.
+    pub done: bool,
     pub ready: Wanted,
     pub progressing: Wanted,
     pub failure: Option<(String, String)>,
@@ -125,6 +127,7 @@ pub fn rollout(deployment: &Deployment, replicas: i32) -> Rollout {
     };
     Rollout {
         ready_replicas,
+        done,
         ready,
         progressing,
         failure,

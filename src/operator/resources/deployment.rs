@@ -15,9 +15,10 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, HTTPGetAction,
-    KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretEnvSource,
-    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -28,10 +29,12 @@ use std::collections::BTreeMap;
 /// rolls the pods, the same value leaves them alone.
 pub const HTPASSWD_HASH_ANNOTATION: &str = "berth.dev/htpasswd-sha256";
 
-/// Pod-template annotation with the sha256 of the object store's credentials
-/// Secret: they reach the registry as environment variables, which a running
-/// pod never sees change, so a new value rolls the pods.
-pub const STORAGE_CREDENTIALS_HASH_ANNOTATION: &str = "berth.dev/storage-credentials-sha256";
+/// Pod-template annotation with the resourceVersion of the object store's
+/// credentials Secret: they reach the registry as environment variables,
+/// which a running pod never sees change, so a new version rolls the pods.
+/// (Not a hash of the content: anyone who may read Deployments could test
+/// guesses of a password against it.)
+pub const STORAGE_CREDENTIALS_ANNOTATION: &str = "berth.dev/storage-credentials-version";
 
 /// The container's last log lines become its termination message when it
 /// fails without writing /dev/termination-log (berth logs its fatal error).
@@ -162,18 +165,7 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         resources: Some(spec.resources.clone()),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
-        env_from: bucket
-            .as_ref()
-            .and_then(|b| b.credentials_secret.clone())
-            .map(|secret| {
-                vec![EnvFromSource {
-                    secret_ref: Some(SecretEnvSource {
-                        name: secret,
-                        optional: Some(false),
-                    }),
-                    ..EnvFromSource::default()
-                }]
-            }),
+        env: bucket.as_ref().and_then(credential_variables),
         // A registry that cannot start says why in its last log lines
         // ("cannot open the data folder ..."); the kubelet keeps them as the
         // termination message, which the operator quotes in the Ready condition.
@@ -232,11 +224,8 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         ("prometheus.io/port".to_string(), "5000".to_string()),
         ("prometheus.io/path".to_string(), "/metrics".to_string()),
     ]);
-    if let Some(hash) = &settings.storage_credentials {
-        annotations.insert(
-            STORAGE_CREDENTIALS_HASH_ANNOTATION.to_string(),
-            hash.clone(),
-        );
+    if let Some(version) = &settings.storage_credentials {
+        annotations.insert(STORAGE_CREDENTIALS_ANNOTATION.to_string(), version.clone());
     }
 
     Deployment {
@@ -276,6 +265,26 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
         },
         ..Deployment::default()
     }
+}
+
+/// The registry's variables from the object store's credentials Secret, each
+/// from its key of the same name; the ones the store cannot do without are
+/// not optional, so a Secret that lost one stops the pod at its start.
+fn credential_variables(bucket: &bucket::Bucket) -> Option<Vec<EnvVar>> {
+    let secret = bucket.credentials_secret.as_ref()?;
+    let variables = bucket.variables.iter().map(|name| EnvVar {
+        name: (*name).into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.clone(),
+                key: (*name).into(),
+                optional: Some(!bucket.required.contains(name)),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
+    Some(variables.collect())
 }
 
 /// The init container that gives the data folder to the registry's user
@@ -718,11 +727,52 @@ mod tests {
         assert!(data.empty_dir.is_some() && data.persistent_volume_claim.is_none());
         assert!(mounts(&d).contains(&("data", "/var/lib/registry", false)));
         assert_eq!(pod(&d).init_containers, None);
-        // The credentials Secret is the environment; its hash rolls the pods.
-        let env_from = container(&d).env_from.as_ref().unwrap();
-        let secret = env_from[0].secret_ref.as_ref().unwrap();
-        assert_eq!(secret.name, "s3-login");
-        assert_eq!(secret.optional, Some(false));
+        // The credentials are variables from their Secret, and only those;
+        // its version rolls the pods.
+        let env: Vec<(&str, &str, &str, Option<bool>)> = container(&d)
+            .env
+            .iter()
+            .flatten()
+            .map(|v| {
+                let from = v
+                    .value_from
+                    .as_ref()
+                    .unwrap()
+                    .secret_key_ref
+                    .as_ref()
+                    .unwrap();
+                (
+                    v.name.as_str(),
+                    from.name.as_str(),
+                    from.key.as_str(),
+                    from.optional,
+                )
+            })
+            .collect();
+        assert_eq!(
+            env,
+            [
+                (
+                    "AWS_ACCESS_KEY_ID",
+                    "s3-login",
+                    "AWS_ACCESS_KEY_ID",
+                    Some(false)
+                ),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    "s3-login",
+                    "AWS_SECRET_ACCESS_KEY",
+                    Some(false)
+                ),
+                (
+                    "AWS_SESSION_TOKEN",
+                    "s3-login",
+                    "AWS_SESSION_TOKEN",
+                    Some(true)
+                ),
+            ]
+        );
+        assert_eq!(container(&d).env_from, None);
         let annotations = d
             .spec
             .template
@@ -732,7 +782,7 @@ mod tests {
             .annotations
             .as_ref()
             .unwrap();
-        assert_eq!(annotations[STORAGE_CREDENTIALS_HASH_ANNOTATION], "c0ffee");
+        assert_eq!(annotations[STORAGE_CREDENTIALS_ANNOTATION], "c0ffee");
         // A new pod is ready before an old one goes.
         let strategy = d.spec.strategy.as_ref().unwrap();
         assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
@@ -752,7 +802,7 @@ mod tests {
     fn on_a_volume_no_store_flags_environment_or_spread() {
         let d = deployment(&registry(|_| {}), &settings());
         assert!(!args(&d).contains(&"--storage"));
-        assert_eq!(container(&d).env_from, None);
+        assert_eq!(container(&d).env, None);
         assert_eq!(pod(&d).topology_spread_constraints, None);
         let annotations = d
             .spec
@@ -763,7 +813,7 @@ mod tests {
             .annotations
             .as_ref()
             .unwrap();
-        assert!(!annotations.contains_key(STORAGE_CREDENTIALS_HASH_ANNOTATION));
+        assert!(!annotations.contains_key(STORAGE_CREDENTIALS_ANNOTATION));
     }
 
     #[test]

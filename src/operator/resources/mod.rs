@@ -34,9 +34,12 @@ pub struct Settings {
     pub htpasswd: String,
     /// The bearer token of the admin endpoints, for the GC job.
     pub admin_token: String,
-    /// The sha256 of the object store's credentials Secret (its keys and
-    /// values), when the spec names one.
+    /// The resourceVersion of the object store's credentials Secret, when
+    /// the spec names one.
     pub storage_credentials: Option<String>,
+    /// The API server takes a PodDisruptionBudget's
+    /// unhealthyPodEvictionPolicy (Kubernetes 1.26 and later).
+    pub unhealthy_pod_eviction: bool,
 }
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -225,6 +228,7 @@ pub(crate) mod test_support {
             htpasswd: String::new(),
             admin_token: "t0ken".into(),
             storage_credentials: None,
+            unhealthy_pod_eviction: true,
         }
     }
 

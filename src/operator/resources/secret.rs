@@ -42,21 +42,6 @@ fn secret(
     }
 }
 
-/// The sha256 of a Secret's data, keys and values, each length-prefixed so
-/// that no two contents hash alike: a pod-template annotation that changes
-/// exactly when the Secret does.
-pub fn data_hash(data: &BTreeMap<String, ByteString>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for (key, value) in data {
-        for part in [key.as_bytes(), &value.0] {
-            hash.update((part.len() as u64).to_be_bytes());
-            hash.update(part);
-        }
-    }
-    hex::encode(hash.finalize())
-}
-
 /// The value of one key of a Secret, when it is there and UTF-8.
 pub fn value<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
     let bytes = &secret.data.as_ref()?.get(key)?.0;
