@@ -569,3 +569,89 @@ async fn a_second_chunk_at_the_same_offset_is_refused_and_never_stored() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+#[tokio::test]
+async fn with_storage_redirect_a_blob_get_is_sent_to_a_signed_url_of_the_bucket() {
+    let dirs = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&dirs.path().join("s3"));
+    // Under a prefix, which the signed URLs must name too.
+    let place = format!("{BUCKET}/team");
+    let server = Server::start_under(
+        &dirs.path().join("root"),
+        &s3,
+        &place,
+        &["--storage-redirect"],
+    );
+    let http = client();
+    let base = server.url("");
+    let layer = data(3 << 20, 5);
+    let d = push_blob(&http, &base, "app", &layer).await;
+    let other = push_blob(&http, &base, "other", b"another repository's").await;
+
+    let r = http
+        .get(server.url(&format!("/v2/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    let location = header(&r, "location");
+    let hex = |d: &str| d.strip_prefix("sha256:").unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/{place}/blobs/sha256/", s3.endpoint()))
+            && location.contains("X-Amz-Signature="),
+        "{location}"
+    );
+    // The URL alone fetches the bytes, with no credentials and no registry,
+    // whole or a range of them.
+    let r = http.get(&location).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(digest(&r.bytes().await.unwrap()), d);
+    let r = http
+        .get(&location)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &layer[100..200]);
+    // It names that object only: the same signature on another key fails.
+    let forged = location.replace(&hex(&d), &hex(&other));
+    assert!(forged.contains(&hex(&other)), "{forged}");
+    assert_eq!(http.get(&forged).send().await.unwrap().status(), 403);
+
+    // HEAD is answered by the registry; nothing is signed for a blob the
+    // repository does not hold.
+    let r = http
+        .head(server.url(&format!("/v2/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length"), layer.len().to_string());
+    let r = http
+        .get(server.url(&format!("/v2/app/blobs/{other}")))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "BLOB_UNKNOWN").await;
+
+    // A real client follows the redirect: skopeo copies the image out.
+    if !common::daemons::need("skopeo redirect", &["skopeo"]) {
+        return;
+    }
+    push_image(&http, &base, "app", "v1", "redirected").await;
+    let out = dirs.path().join("copied");
+    common::daemons::run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/app:v1", server.addr()),
+            &format!("dir:{}", out.display()),
+        ],
+    );
+    let layer = "layer of redirected".repeat(100).into_bytes();
+    let copied = std::fs::read(out.join(hex(&digest(&layer)))).unwrap();
+    assert_eq!(copied, layer);
+}

@@ -66,6 +66,7 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
             config: BucketConfig {
                 url: url("s3", &s3.bucket, s3.prefix.as_deref()),
                 options,
+                redirect: s3.redirect,
             },
             name: s3.bucket.clone(),
             credentials_secret: s3.credentials_secret.clone(),
@@ -83,6 +84,7 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
             config: BucketConfig {
                 url: url("az", &azure.container, azure.prefix.as_deref()),
                 options,
+                redirect: azure.redirect,
             },
             name: azure.container.clone(),
             credentials_secret: azure.credentials_secret.clone(),
@@ -95,6 +97,7 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
         config: BucketConfig {
             url: url("gs", &gcs.bucket, gcs.prefix.as_deref()),
             options: Vec::new(),
+            redirect: gcs.redirect,
         },
         name: gcs.bucket.clone(),
         credentials_secret: gcs.credentials_secret.clone(),
@@ -128,6 +131,9 @@ impl Bucket {
         let mut args = vec!["--storage".to_string(), self.config.url.clone()];
         for (key, value) in &self.config.options {
             args.extend(["--storage-option".to_string(), format!("{key}={value}")]);
+        }
+        if self.config.redirect {
+            args.push("--storage-redirect".to_string());
         }
         args
     }
@@ -312,6 +318,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(gcs.args(), ["--storage", "gs://images/berth"]);
+        let redirected = s3(|s| s.redirect = true);
+        assert_eq!(
+            redirected.args(),
+            ["--storage", "s3://images", "--storage-redirect"]
+        );
     }
 
     #[test]

@@ -228,6 +228,12 @@ pub struct S3Storage {
     /// (EC2 instance metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// Answer a blob GET with a redirect to a signed URL of the object
+    /// (valid 20 minutes), so that its bytes go from the store to the client
+    /// without passing through the registry. The clients (the nodes, for
+    /// their pulls) must then reach the store's endpoint themselves.
+    #[serde(default)]
+    pub redirect: bool,
 }
 
 /// An Azure Blob Storage container.
@@ -251,6 +257,9 @@ pub struct AzureStorage {
     /// registry pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// As s3.redirect: blob GETs sent to signed URLs of the objects.
+    #[serde(default)]
+    pub redirect: bool,
 }
 
 /// A Google Cloud Storage bucket.
@@ -268,6 +277,9 @@ pub struct GcsStorage {
     /// registry uses the node's credentials (the metadata server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// As s3.redirect: blob GETs sent to signed URLs of the objects.
+    #[serde(default)]
+    pub redirect: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -60,8 +60,13 @@ async fn serve_stored(
 ) -> Result<Response, Rejection> {
     let store = &state.store;
     // A HEAD needs only the size, which the store answers from its cache.
+    // A GET on a store that signs URLs sends the client there.
+    let mut redirect = None;
     let (content, size) = if head {
         (None, store.stat_blob(name, digest).await?)
+    } else if let Some(url) = store.blob_redirect(name, digest).await? {
+        redirect = Some(url);
+        (None, 0)
     } else {
         let content = store.open_blob(name, digest).await?;
         let size = content.size();
@@ -69,6 +74,12 @@ async fn serve_stored(
     };
     if not_modified(headers, &etag(digest)) {
         return Ok(blob_headers(empty(StatusCode::NOT_MODIFIED), digest));
+    }
+    if let Some(url) = redirect {
+        // A client follows it with its Range, if any, to the store.
+        let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
+        set_header(&mut response, header::LOCATION, url);
+        return Ok(blob_headers(response, digest));
     }
     let range = match requested_range(headers, size) {
         RangeRequest::Ignore => None,

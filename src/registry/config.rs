@@ -42,6 +42,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub storage_options: Vec<String>,
+    /// With --storage: answer blob GETs with a redirect to a signed URL of
+    /// the object (valid 20 minutes), so clients fetch the bytes from the
+    /// store itself; they must reach it
+    #[arg(long = "storage-redirect", env = "BERTH_STORAGE_REDIRECT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub storage_redirect: Option<bool>,
     /// Refuse uploads when less than this is free on the data folder's disk (e.g. 256MiB)
     #[arg(long, env = "BERTH_MIN_FREE", value_name = "SIZE")]
     pub min_free: Option<ByteSize>,
@@ -134,6 +139,8 @@ struct StorageEntry {
     url: String,
     #[serde(default)]
     options: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    redirect: bool,
 }
 
 /// A retention rule as written in the config file.
@@ -332,7 +339,12 @@ impl ServeArgs {
                 .root
                 .or(file.root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
-            bucket: bucket(self.storage, self.storage_options, file.storage)?,
+            bucket: bucket(
+                self.storage,
+                self.storage_options,
+                self.storage_redirect,
+                file.storage,
+            )?,
             min_free: self.min_free.or(file.min_free).unwrap_or(DEFAULT_MIN_FREE),
             auth: AuthConfig {
                 htpasswd: self.htpasswd.or(file.htpasswd),
@@ -365,8 +377,10 @@ impl ServeArgs {
 fn bucket(
     url: Option<String>,
     flags: Vec<String>,
+    redirect: Option<bool>,
     file: Option<StorageEntry>,
 ) -> anyhow::Result<Option<BucketConfig>> {
+    let redirect = redirect.or(file.as_ref().map(|f| f.redirect));
     let mut options: Vec<(String, String)> = file
         .as_ref()
         .map(|f| f.options.clone().into_iter().collect())
@@ -382,9 +396,18 @@ fn bucket(
         if let Some((key, _)) = options.first() {
             anyhow::bail!("--storage-option {key}: no --storage is given");
         }
+        if redirect == Some(true) {
+            anyhow::bail!(
+                "--storage-redirect: no --storage is given (a data folder has no URLs to sign)"
+            );
+        }
         return Ok(None);
     };
-    Ok(Some(BucketConfig { url, options }))
+    Ok(Some(BucketConfig {
+        url,
+        options,
+        redirect: redirect.unwrap_or(false),
+    }))
 }
 
 /// The collection settings of a config file, for `berth gc --root`.
@@ -445,6 +468,7 @@ mod tests {
             root: None,
             storage: None,
             storage_options: Vec::new(),
+            storage_redirect: None,
             min_free: None,
             htpasswd: None,
             access: None,
@@ -485,6 +509,36 @@ mod tests {
         assert!(c.auth.anonymous_pull);
         let c = args(Some("127.0.0.1:7000"), Some(file)).resolve().unwrap();
         assert_eq!(c.listen.port(), 7000);
+    }
+
+    #[test]
+    fn object_storage_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.yaml");
+        std::fs::write(
+            &file,
+            "storage:\n  url: s3://images\n  options: {region: eu-west-1}\n  redirect: true\n",
+        )
+        .unwrap();
+        let bucket = args(None, Some(file.clone()))
+            .resolve()
+            .unwrap()
+            .bucket
+            .unwrap();
+        assert_eq!(bucket.url, "s3://images");
+        assert_eq!(
+            bucket.options,
+            [("region".to_string(), "eu-west-1".to_string())]
+        );
+        assert!(bucket.redirect);
+        let mut flags = args(None, Some(file));
+        flags.storage_redirect = Some(false);
+        assert!(!flags.resolve().unwrap().bucket.unwrap().redirect);
+        // A data folder has no URLs to sign.
+        let mut alone = args(None, None);
+        alone.storage_redirect = Some(true);
+        let err = format!("{:#}", alone.resolve().unwrap_err());
+        assert!(err.contains("--storage-redirect: no --storage"), "{err}");
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             })?,
         Some(bucket) => {
             let objects = crate::storage::bucket::connect(bucket)?;
-            tracing::info!(storage = %bucket.url, "content in {objects}");
-            Store::open_bucket(objects, &config.root.join("tmp"))
+            tracing::info!(storage = %bucket.url, redirect = bucket.redirect, "content in {}", objects.store);
+            Store::open_bucket(objects, &config.root.join("tmp"), bucket.redirect)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", bucket.url))?
         }

@@ -5,6 +5,12 @@ use super::paths::{self, Key};
 use super::read::BlobContent;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
+use std::time::Duration;
+
+/// How long a blob's signed URL lasts (as distribution's): long enough for a
+/// slow client to fetch a large layer, short enough that a URL handed to one
+/// client does not give lasting access.
+pub const REDIRECT_LIFE: Duration = Duration::from_secs(20 * 60);
 
 /// Parses the names in `dir` of `<hex>` entries as digests of `algorithm`;
 /// other names (none that the store writes) are skipped.
@@ -131,6 +137,21 @@ impl Store {
                 .ok_or(StoreError::BlobUnknown)
         })
         .await
+    }
+
+    /// Where the client may fetch a blob of `name` itself, straight from the
+    /// bucket, when the store hands out signed URLs (`--storage-redirect`);
+    /// None otherwise. The blob is looked up first, as a GET would look it
+    /// up: the link, then the object (which puts it back from a collection's
+    /// `trash/`, so the URL never names what is not there).
+    pub async fn blob_redirect(&self, name: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let Some(object) = self.object().filter(|o| o.signs()) else {
+            return Ok(None);
+        };
+        self.stat_blob(name, digest).await?;
+        Ok(object
+            .signed_get(&paths::blob(digest), REDIRECT_LIFE)
+            .await?)
     }
 
     /// Removes `digest` from `name`. The bytes stay until garbage collection finds

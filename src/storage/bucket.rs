@@ -13,6 +13,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::client::{HttpClient, HttpConnector};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::prefix::PrefixStore;
+use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,19 @@ pub struct BucketConfig {
     pub url: String,
     /// The crate's options, `KEY=VALUE`.
     pub options: Vec<(String, String)>,
+    /// Answer a blob GET with a redirect to a signed URL of the object
+    /// (`--storage-redirect`), so that clients fetch it from the store.
+    pub redirect: bool,
+}
+
+/// A bucket, as the store's driver takes it.
+pub struct Connected {
+    /// The objects under the prefix.
+    pub store: Arc<dyn ObjectStore>,
+    /// Signs URLs of the whole bucket, so keys get the prefix first.
+    pub signer: Arc<dyn Signer>,
+    /// The prefix, without slashes at its ends ("" for none).
+    pub prefix: String,
 }
 
 /// Why a bucket cannot be used.
@@ -54,7 +68,7 @@ impl HttpConnector for Connector {
 }
 
 /// Builds the store `config` names. Nothing is sent yet.
-pub fn connect(config: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketError> {
+pub fn connect(config: &BucketConfig) -> Result<Connected, BucketError> {
     let url = config.url.as_str();
     let (scheme, rest) = url
         .split_once("://")
@@ -74,7 +88,11 @@ pub fn connect(config: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketErro
         options.push(("allow_http".into(), "true".into()));
     }
     let failed = |e| BucketError::Build(url.to_owned(), e);
-    let store: Arc<dyn ObjectStore> = match scheme {
+    fn both<S: ObjectStore + Signer>(s: S) -> (Arc<dyn ObjectStore>, Arc<dyn Signer>) {
+        let s = Arc::new(s);
+        (s.clone(), s)
+    }
+    let (store, signer) = match scheme {
         "s3" | "s3a" => {
             let mut builder = AmazonS3Builder::from_env()
                 .with_url(&bucket_url)
@@ -85,7 +103,7 @@ pub fn connect(config: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketErro
                 })?;
                 builder = builder.with_config(parsed, value);
             }
-            Arc::new(builder.build().map_err(failed)?)
+            both(builder.build().map_err(failed)?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let mut builder = MicrosoftAzureBuilder::from_env()
@@ -97,7 +115,7 @@ pub fn connect(config: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketErro
                 })?;
                 builder = builder.with_config(parsed, value);
             }
-            Arc::new(builder.build().map_err(failed)?)
+            both(builder.build().map_err(failed)?)
         }
         "gs" => {
             let mut builder = GoogleCloudStorageBuilder::from_env()
@@ -109,15 +127,19 @@ pub fn connect(config: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketErro
                 })?;
                 builder = builder.with_config(parsed, value);
             }
-            Arc::new(builder.build().map_err(failed)?)
+            both(builder.build().map_err(failed)?)
         }
         _ => return Err(BucketError::Scheme(url.to_owned())),
     };
-    let prefix = prefix.trim_matches('/');
-    Ok(if prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
+    let prefix = prefix.trim_matches('/').to_owned();
+    Ok(Connected {
+        store: if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix.as_str()))
+        },
+        signer,
+        prefix,
     })
 }
 
@@ -132,6 +154,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            redirect: false,
         }
     }
 
@@ -143,8 +166,13 @@ mod tests {
             ("access_key_id", "a"),
             ("secret_access_key", "s"),
         ];
-        let store = connect(&config("s3://registry/team/berth", &minio)).unwrap();
-        assert!(store.to_string().contains("team/berth"), "{store}");
+        let bucket = connect(&config("s3://registry/team/berth", &minio)).unwrap();
+        assert!(
+            bucket.store.to_string().contains("team/berth"),
+            "{}",
+            bucket.store
+        );
+        assert_eq!(bucket.prefix, "team/berth");
         assert!(connect(&config("s3://registry", &minio)).is_ok());
         for bad in ["registry", "ftp://registry", "s3://", "s3:///prefix"] {
             assert!(

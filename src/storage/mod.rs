@@ -83,7 +83,6 @@ use crate::oci::{Digest, RepoName};
 use driver::Driver;
 use fs::FsDriver;
 use object::ObjectDriver;
-use object_store::ObjectStore;
 use paths::{Key, REPO_MARKERS};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -215,8 +214,17 @@ impl Store {
 
     /// Opens the store kept in `bucket` (see bucket.rs), staging files in a
     /// folder of this process under `scratch` on local disk.
-    pub async fn open_bucket(bucket: Arc<dyn ObjectStore>, scratch: &Path) -> Result<Store> {
-        let driver = ObjectDriver::new(bucket, scratch)?;
+    /// With `redirect`, blob GETs may be sent to signed URLs of the bucket
+    /// ([`Store::blob_redirect`]).
+    pub async fn open_bucket(
+        bucket: bucket::Connected,
+        scratch: &Path,
+        redirect: bool,
+    ) -> Result<Store> {
+        let mut driver = ObjectDriver::new(bucket.store, scratch)?;
+        if redirect {
+            driver = driver.with_signer(bucket.signer, bucket.prefix);
+        }
         Store::with(Backend::Object(driver), 0).await
     }
 

@@ -33,13 +33,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
+use object_store::signer::{Method, Signer};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
@@ -58,6 +59,9 @@ pub struct ObjectDriver {
     runtime: Handle,
     /// This process's staging folder, on local disk.
     staging: Staging,
+    /// With `--storage-redirect`: what signs URLs of the bucket, and the
+    /// prefix its keys get first.
+    signing: Option<(Arc<dyn Signer>, String)>,
 }
 
 impl ObjectDriver {
@@ -69,7 +73,37 @@ impl ObjectDriver {
             store,
             runtime: Handle::current(),
             staging: Staging::claim(scratch)?,
+            signing: None,
         })
+    }
+
+    /// Hands out signed URLs of objects (see [`ObjectDriver::signed_get`]).
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>, prefix: String) -> ObjectDriver {
+        self.signing = Some((signer, prefix));
+        self
+    }
+
+    /// Whether this driver hands out signed URLs.
+    pub fn signs(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// A URL anyone may GET `key` at for `life`, when this driver signs
+    /// URLs. Signing is local work (and, with credentials that expire, a
+    /// refresh of them), so it is called on the runtime.
+    pub async fn signed_get(&self, key: &Key, life: Duration) -> io::Result<Option<String>> {
+        let Some((signer, prefix)) = &self.signing else {
+            return Ok(None);
+        };
+        let location = match prefix.as_str() {
+            "" => path(key),
+            prefix => ObjectPath::from(format!("{prefix}/{}", key.as_str())),
+        };
+        let url = signer
+            .signed_url(Method::GET, &location, life)
+            .await
+            .map_err(io::Error::other)?;
+        Ok(Some(url.into()))
     }
 
     /// Waits for `future` on the runtime; called from the blocking pool only.

@@ -45,10 +45,15 @@ impl Server {
     /// Starts with the content in `s3`'s bucket, staging in `root`: several
     /// servers started so are replicas of one registry.
     pub fn start_on(root: &Path, s3: &s3::S3, args: &[&str]) -> Server {
+        Server::start_under(root, s3, s3::BUCKET, args)
+    }
+
+    /// As [`Server::start_on`], under `place`: the bucket, or `BUCKET/PREFIX`.
+    pub fn start_under(root: &Path, s3: &s3::S3, place: &str, args: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.args(["serve", "--listen", "127.0.0.1:0", "--root"]);
         command.arg(root);
-        command.args(s3.serve_args(s3::BUCKET)).envs(s3::S3::env());
+        command.args(s3.serve_args(place)).envs(s3::S3::env());
         Server::spawn(command, args)
     }
 

@@ -93,11 +93,12 @@ impl S3 {
         self.dir.join(bucket)
     }
 
-    /// The `berth serve` arguments that keep its content in `bucket`.
-    pub fn serve_args(&self, bucket: &str) -> Vec<String> {
+    /// The `berth serve` arguments that keep its content in `place`: a
+    /// bucket, or `BUCKET/PREFIX`.
+    pub fn serve_args(&self, place: &str) -> Vec<String> {
         vec![
             "--storage".into(),
-            format!("s3://{bucket}"),
+            format!("s3://{place}"),
             "--storage-option".into(),
             format!("endpoint={}", self.endpoint()),
         ]
