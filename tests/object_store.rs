@@ -595,6 +595,9 @@ async fn with_storage_redirect_a_blob_get_is_sent_to_a_signed_url_of_the_bucket(
         .unwrap();
     assert_eq!(r.status(), 307);
     assert_eq!(header(&r, "docker-content-digest"), d);
+    // The URL expires: no cache may keep the redirect.
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert!(r.headers().get("etag").is_none());
     let location = header(&r, "location");
     let hex = |d: &str| d.strip_prefix("sha256:").unwrap().to_owned();
     assert!(
@@ -619,6 +622,15 @@ async fn with_storage_redirect_a_blob_get_is_sent_to_a_signed_url_of_the_bucket(
     let forged = location.replace(&hex(&d), &hex(&other));
     assert!(forged.contains(&hex(&other)), "{forged}");
     assert_eq!(http.get(&forged).send().await.unwrap().status(), 403);
+
+    // A client that holds the blob is told so, as without the redirect.
+    let r = http
+        .get(server.url(&format!("/v2/app/blobs/{d}")))
+        .header("if-none-match", format!("\"{d}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
 
     // HEAD is answered by the registry; nothing is signed for a blob the
     // repository does not hold.

@@ -175,7 +175,7 @@ pub async fn disable(
         .is_some();
     if let Some(url) = &bucket {
         report.lines.push(format!(
-            "The images in {url} are kept: berth never deletes what is in a bucket \
+            "The images in {url} are kept: berth disable never deletes what is in a bucket \
              (the store's own tools can)."
         ));
     }

@@ -16,14 +16,17 @@ pub struct Bucket {
     pub credentials_secret: Option<String>,
     /// Where in the spec it is, for messages: `spec.storage.s3`.
     pub field: &'static str,
+    /// The endpoint as the spec gives it, and whether the bucket goes into
+    /// its host (S3's `pathStyle: false`).
+    pub endpoint: Option<(String, bool)>,
     /// The registry's environment variables taken from the credentials
     /// Secret, each from the key of the same name. Only these: a key such
     /// as BERTH_ANONYMOUS_PULL must not reach the registry from a Secret
     /// that is only meant to hold credentials.
     pub variables: &'static [&'static str],
-    /// Those the Secret must hold. When empty, any one of them will do
-    /// (Azure takes a key, a SAS or a service principal).
-    pub required: &'static [&'static str],
+    /// The sets of them that are enough, one of which the Secret must hold
+    /// whole (Azure takes a key, a SAS, a token or a service principal).
+    pub enough: &'static [&'static [&'static str]],
 }
 
 const S3_VARIABLES: &[&str] = &[
@@ -71,8 +74,9 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
             name: s3.bucket.clone(),
             credentials_secret: s3.credentials_secret.clone(),
             field: "spec.storage.s3",
+            endpoint: s3.endpoint.clone().map(|e| (e, !s3.path_style)),
             variables: S3_VARIABLES,
-            required: &S3_VARIABLES[..2],
+            enough: &[&["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]],
         });
     }
     if let Some(azure) = &storage.azure {
@@ -89,8 +93,14 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
             name: azure.container.clone(),
             credentials_secret: azure.credentials_secret.clone(),
             field: "spec.storage.azure",
+            endpoint: azure.endpoint.clone().map(|e| (e, false)),
             variables: AZURE_VARIABLES,
-            required: &[],
+            enough: &[
+                &["AZURE_STORAGE_ACCOUNT_KEY"],
+                &["AZURE_STORAGE_SAS_KEY"],
+                &["AZURE_STORAGE_TOKEN"],
+                &["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"],
+            ],
         });
     }
     storage.gcs.as_ref().map(|gcs| Bucket {
@@ -102,8 +112,9 @@ pub fn of(storage: &StorageSpec) -> Option<Bucket> {
         name: gcs.bucket.clone(),
         credentials_secret: gcs.credentials_secret.clone(),
         field: "spec.storage.gcs",
+        endpoint: None,
         variables: GCS_VARIABLES,
-        required: GCS_VARIABLES,
+        enough: &[GCS_VARIABLES],
     })
 }
 
@@ -149,22 +160,28 @@ impl Bucket {
                 "{field}: the bucket (or container) name {name:?} must be non-empty, without spaces, '/', '?' or '#' (a folder in it is `prefix`)"
             ));
         }
+        if let Some((endpoint, hosted)) = &self.endpoint {
+            let url = reqwest::Url::parse(endpoint)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            let Some(url) = url else {
+                return Err(format!(
+                    "{field}: endpoint {endpoint:?} is not an http:// or https:// URL with a host"
+                ));
+            };
+            let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+            if *hosted && host.parse::<std::net::IpAddr>().is_ok() {
+                return Err(format!(
+                    "{field}: pathStyle false puts the bucket into the endpoint's host name, and {endpoint:?} has none"
+                ));
+            }
+        }
         for (key, value) in &self.config.options {
             // `--storage-option` splits at commas, so a value cannot hold one.
             if value.is_empty() || value.contains([',', ' ', '\n']) {
                 return Err(format!(
                     "{field}: {key} {value:?} must be non-empty, without commas or spaces"
                 ));
-            }
-            if key == "endpoint" {
-                let url = reqwest::Url::parse(value)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-                if url.is_none() {
-                    return Err(format!(
-                        "{field}: endpoint {value:?} is not an http:// or https:// URL with a host"
-                    ));
-                }
             }
         }
         if self.credentials_secret.as_deref() == Some("") {
@@ -176,26 +193,30 @@ impl Bucket {
     /// Why the credentials Secret (its key names) will not do.
     pub fn check_keys<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Result<(), String> {
         let keys: Vec<&str> = keys.into_iter().collect();
-        let ok = if self.required.is_empty() {
-            self.variables.iter().any(|v| keys.contains(v))
-        } else {
-            self.required.iter().all(|v| keys.contains(v))
-        };
-        if ok {
+        if self
+            .enough
+            .iter()
+            .any(|set| set.iter().all(|v| keys.contains(v)))
+        {
             return Ok(());
         }
         let secret = self.credentials_secret.as_deref().unwrap_or_default();
-        let wanted = if self.required.is_empty() {
-            format!("one of the keys {}", self.variables.join(", "))
-        } else if self.required.len() == 1 {
-            format!("the key {}", self.required[0])
-        } else {
-            format!("the keys {}", self.required.join(" and "))
+        let sets: Vec<String> = self.enough.iter().map(|set| set.join(" and ")).collect();
+        let (keys, wanted) = match sets.as_slice() {
+            [one] if self.enough[0].len() == 1 => ("the key", one.clone()),
+            [one] => ("the keys", one.clone()),
+            many => ("the keys", many.join(", or ")),
         };
         Err(format!(
-            "{}: Secret {secret} needs {wanted} (each becomes the registry's environment variable of that name)",
+            "{}: Secret {secret} needs {keys} {wanted} (each becomes the registry's environment variable of that name)",
             self.field
         ))
+    }
+
+    /// Whether the registry cannot start without the variable `name` (it is
+    /// in every set that is enough).
+    pub fn required(&self, name: &str) -> bool {
+        self.enough.iter().all(|set| set.contains(&name))
     }
 }
 
@@ -270,6 +291,13 @@ mod tests {
             (s3(|s| s.bucket = "images/team".into()), "prefix"),
             (s3(|s| s.endpoint = Some("minio:9000".into())), "endpoint"),
             (s3(|s| s.endpoint = Some("http://".into())), "endpoint"),
+            (
+                s3(|s| {
+                    s.endpoint = Some("http://10.0.0.5:9000".into());
+                    s.path_style = false;
+                }),
+                "host name",
+            ),
             (s3(|s| s.region = Some("a,b".into())), "region"),
             (
                 s3(|s| s.credentials_secret = Some(String::new())),
@@ -352,10 +380,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(azure.check_keys(["AZURE_STORAGE_SAS_KEY"]), Ok(()));
-        let error = azure.check_keys(["BERTH_ANONYMOUS_PULL"]).unwrap_err();
+        // A tenant alone is not a credential.
+        let error = azure.check_keys(["AZURE_TENANT_ID"]).unwrap_err();
         assert!(
-            error.contains("one of the keys AZURE_STORAGE_ACCOUNT_KEY"),
+            error.contains("AZURE_STORAGE_ACCOUNT_KEY, or AZURE_STORAGE_SAS_KEY"),
             "{error}"
         );
+        let principal = ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"];
+        assert_eq!(azure.check_keys(principal), Ok(()));
+        assert!(!azure.required("AZURE_STORAGE_ACCOUNT_KEY"));
+        assert!(bucket.required("AWS_SECRET_ACCESS_KEY") && !bucket.required("AWS_SESSION_TOKEN"));
     }
 }

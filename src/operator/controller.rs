@@ -80,7 +80,8 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         metrics,
         operator_image: args.image,
         htpasswd_lines: Arc::new(LineCache::default()),
-        unhealthy_pod_eviction: served_since(&client, 26).await,
+        // Alpha (off by default) in 1.26, on from 1.27.
+        unhealthy_pod_eviction: served_since(&client, 27).await,
     });
 
     controller(&client)

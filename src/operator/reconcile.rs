@@ -67,8 +67,8 @@ pub struct Context {
     pub operator_image: Option<String>,
     pub htpasswd_lines: Arc<LineCache>,
     /// The API server takes a PodDisruptionBudget's unhealthyPodEvictionPolicy
-    /// (Kubernetes 1.26 and later; an older one refuses a server-side apply
-    /// that names it).
+    /// (Kubernetes 1.27 and later; one before 1.26 refuses a server-side
+    /// apply that names it, 1.26 drops it).
     pub unhealthy_pod_eviction: bool,
 }
 

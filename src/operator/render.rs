@@ -131,7 +131,7 @@ pub fn render(
         push(
             &mut out,
             Some(
-                "on Kubernetes 1.26 and later the operator also sets unhealthyPodEvictionPolicy: AlwaysAllow",
+                "on Kubernetes 1.27 and later the operator also sets unhealthyPodEvictionPolicy: AlwaysAllow",
             ),
             &budget,
         )?;

@@ -99,12 +99,13 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
 }
 
 /// StorageReady on an object store. A registry pod is ready only once its
-/// /readyz wrote to the bucket and removed what it wrote, so ready pods of
-/// the current template are the store's proof. Not older pods: during a move
-/// from a volume, or to other credentials, they prove nothing of the bucket
-/// the spec now names.
+/// /readyz wrote to the bucket and removed what it wrote, so a ready pod of
+/// the current template is the store's proof. Not an older pod: during a
+/// move from a volume, or to other credentials, it proves nothing of the
+/// bucket the spec now names. One unready pod among current ones (evicted,
+/// restarting) changes nothing.
 fn bucket_condition(url: &str, rollout: &Rollout) -> Wanted {
-    if rollout.done && rollout.ready_replicas > 0 {
+    if rollout.current && rollout.ready_replicas > 0 {
         wanted(
             STORAGE_READY,
             true,
@@ -117,7 +118,7 @@ fn bucket_condition(url: &str, rollout: &Rollout) -> Wanted {
             false,
             "ObjectStoreUnconfirmed",
             format!(
-                "the images are in {url}; not every registry pod of the current spec is ready yet to show it can write there"
+                "the images are in {url}; no registry pod of the current spec is ready yet to show it can write there"
             ),
         )
     }
@@ -226,11 +227,11 @@ mod tests {
 
     #[test]
     fn on_a_bucket_only_pods_of_the_current_spec_confirm_it() {
-        let rollout = |done, ready_replicas| Rollout {
+        let rollout = |current, ready_replicas| Rollout {
             ready_replicas,
-            done,
+            current,
             ready: wanted(READY, ready_replicas > 0, "Test", ""),
-            progressing: wanted(PROGRESSING, !done, "Test", ""),
+            progressing: wanted(PROGRESSING, !current, "Test", ""),
             failure: None,
         };
         assert!(bucket_condition("s3://images", &rollout(true, 2)).status);

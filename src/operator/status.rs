@@ -74,8 +74,9 @@ pub fn merge(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollout {
     pub ready_replicas: i32,
-    /// Every pod runs the current template and is ready.
-    pub done: bool,
+    /// Every pod the Deployment counts is of its current template (some
+    /// may not be ready).
+    pub current: bool,
     pub ready: Wanted,
     pub progressing: Wanted,
     pub failure: Option<(String, String)>,
@@ -127,7 +128,7 @@ pub fn rollout(deployment: &Deployment, replicas: i32) -> Rollout {
     };
     Rollout {
         ready_replicas,
-        done,
+        current: seen && total <= updated,
         ready,
         progressing,
         failure,

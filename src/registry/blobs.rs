@@ -59,27 +59,31 @@ async fn serve_stored(
     headers: &HeaderMap,
 ) -> Result<Response, Rejection> {
     let store = &state.store;
-    // A HEAD needs only the size, which the store answers from its cache.
-    // A GET on a store that signs URLs sends the client there.
-    let mut redirect = None;
-    let (content, size) = if head {
-        (None, store.stat_blob(name, digest).await?)
-    } else if let Some(url) = store.blob_redirect(name, digest).await? {
-        redirect = Some(url);
-        (None, 0)
+    // A HEAD needs only the size, which the store answers from its cache;
+    // so does a GET that a store which signs URLs sends to the object.
+    let redirect = !head && store.signs_urls();
+    let mut content = if head || redirect {
+        None
     } else {
-        let content = store.open_blob(name, digest).await?;
-        let size = content.size();
-        (Some(content), size)
+        Some(store.open_blob(name, digest).await?)
+    };
+    let size = match &content {
+        Some(content) => content.size(),
+        None => store.stat_blob(name, digest).await?,
     };
     if not_modified(headers, &etag(digest)) {
         return Ok(blob_headers(empty(StatusCode::NOT_MODIFIED), digest));
     }
-    if let Some(url) = redirect {
-        // A client follows it with its Range, if any, to the store.
-        let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
-        set_header(&mut response, header::LOCATION, url);
-        return Ok(blob_headers(response, digest));
+    if redirect {
+        match store.blob_url(digest).await {
+            Ok(url) => return Ok(redirect_to(&url, digest)),
+            // Credentials that signed at start-up may fail to later (a
+            // refresh that failed): the registry serves the blob itself.
+            Err(error) => {
+                tracing::warn!(%error, %digest, "cannot sign a URL of the blob; serving it instead");
+                content = Some(store.open_blob(name, digest).await?);
+            }
+        }
     }
     let range = match requested_range(headers, size) {
         RangeRequest::Ignore => None,
@@ -173,7 +177,18 @@ fn unsatisfiable(size: u64) -> Response {
     r
 }
 
-/// The headers of every blob answer but a 416.
+/// The 307 to a signed URL of the blob: what a client needs to follow it,
+/// and no caching, since the URL expires (a cached redirect would send the
+/// next client to a dead URL).
+fn redirect_to(url: &str, digest: &Digest) -> Response {
+    let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
+    set_header(&mut response, header::LOCATION, url);
+    set_header(&mut response, DOCKER_CONTENT_DIGEST, digest);
+    set_header(&mut response, header::CACHE_CONTROL, "no-store");
+    response
+}
+
+/// The headers of every blob answer but a 416 and a redirect.
 fn blob_headers(mut response: Response, digest: &Digest) -> Response {
     let h = response.headers_mut();
     h.insert(

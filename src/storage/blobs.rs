@@ -1,10 +1,12 @@
 //! Blobs and the per-repository links that decide who may read them.
 
 use super::driver::{Driver, Meta};
+use super::object::ObjectDriver;
 use super::paths::{self, Key};
 use super::read::BlobContent;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
+use std::io;
 use std::time::Duration;
 
 /// How long a blob's signed URL lasts (as distribution's): long enough for a
@@ -139,16 +141,23 @@ impl Store {
         .await
     }
 
-    /// Where the client may fetch a blob of `name` itself, straight from the
-    /// bucket, when the store hands out signed URLs (`--storage-redirect`);
-    /// None otherwise. The blob is looked up first, as a GET would look it
-    /// up: the link, then the object (which puts it back from a collection's
-    /// `trash/`, so the URL never names what is not there).
-    pub async fn blob_redirect(&self, name: &RepoName, digest: &Digest) -> Result<Option<String>> {
-        let Some(object) = self.object().filter(|o| o.signs()) else {
-            return Ok(None);
-        };
-        self.stat_blob(name, digest).await?;
+    /// Whether blob GETs go to signed URLs of the objects
+    /// (`--storage-redirect`).
+    pub fn signs_urls(&self) -> bool {
+        self.object().is_some_and(ObjectDriver::signs)
+    }
+
+    /// A signed URL of the blob `digest`, valid [`REDIRECT_LIFE`], from a
+    /// store that [signs URLs](Store::signs_urls). The caller looks the blob
+    /// up in its repository first, as any GET does: that checks the link and
+    /// puts the blob back from a collection's `trash/`. A sweep may still
+    /// move an unreferenced blob away before the client comes (it then gets
+    /// the store's 404), as a pull racing the collection of an unreferenced
+    /// blob does on a data folder.
+    pub async fn blob_url(&self, digest: &Digest) -> Result<String> {
+        let object = self
+            .object()
+            .ok_or_else(|| io::Error::other("this store does not sign URLs"))?;
         Ok(object
             .signed_get(&paths::blob(digest), REDIRECT_LIFE)
             .await?)

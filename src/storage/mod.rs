@@ -214,8 +214,9 @@ impl Store {
 
     /// Opens the store kept in `bucket` (see bucket.rs), staging files in a
     /// folder of this process under `scratch` on local disk.
-    /// With `redirect`, blob GETs may be sent to signed URLs of the bucket
-    /// ([`Store::blob_redirect`]).
+    /// With `redirect`, blob GETs are sent to signed URLs of the bucket
+    /// ([`Store::blob_url`]); one is signed here, so that credentials that
+    /// cannot sign (an Azure SAS) stop the start rather than every pull.
     pub async fn open_bucket(
         bucket: bucket::Connected,
         scratch: &Path,
@@ -224,6 +225,14 @@ impl Store {
         let mut driver = ObjectDriver::new(bucket.store, scratch)?;
         if redirect {
             driver = driver.with_signer(bucket.signer, bucket.prefix);
+            driver
+                .signed_get(&paths::blobs_dir(), blobs::REDIRECT_LIFE)
+                .await
+                .map_err(|e| {
+                    io::Error::other(format!(
+                        "--storage-redirect: these credentials cannot sign URLs of the store ({e}); run without it"
+                    ))
+                })?;
         }
         Store::with(Backend::Object(driver), 0).await
     }

@@ -62,7 +62,16 @@ pub struct ObjectDriver {
     /// With `--storage-redirect`: what signs URLs of the bucket, and the
     /// prefix its keys get first.
     signing: Option<(Arc<dyn Signer>, String)>,
+    /// The part each offset claim of a session names, as read so far. A
+    /// claim never changes once made (see [`ObjectChunk`]), so what was read
+    /// stays true; without this, each append read every earlier claim again
+    /// (quadratic in the chunks of an upload).
+    claims: std::sync::Mutex<HashMap<(Uuid, u64), String>>,
 }
+
+/// Claims remembered at most; past it the memory starts again (sessions that
+/// other replicas purged leave theirs behind).
+const CLAIMS_KEPT: usize = 100_000;
 
 impl ObjectDriver {
     /// A driver on `store`, staging in a fresh folder under `scratch` (whose
@@ -74,6 +83,7 @@ impl ObjectDriver {
             runtime: Handle::current(),
             staging: Staging::claim(scratch)?,
             signing: None,
+            claims: std::sync::Mutex::default(),
         })
     }
 
@@ -88,12 +98,12 @@ impl ObjectDriver {
         self.signing.is_some()
     }
 
-    /// A URL anyone may GET `key` at for `life`, when this driver signs
-    /// URLs. Signing is local work (and, with credentials that expire, a
-    /// refresh of them), so it is called on the runtime.
-    pub async fn signed_get(&self, key: &Key, life: Duration) -> io::Result<Option<String>> {
+    /// A URL anyone may GET `key` at for `life`. Called on the runtime:
+    /// signing may send requests (a refresh of credentials that expire, a
+    /// user delegation key on Azure, GCS's signBlob without a private key).
+    pub async fn signed_get(&self, key: &Key, life: Duration) -> io::Result<String> {
         let Some((signer, prefix)) = &self.signing else {
-            return Ok(None);
+            return Err(io::Error::other("this store does not sign URLs"));
         };
         let location = match prefix.as_str() {
             "" => path(key),
@@ -103,7 +113,7 @@ impl ObjectDriver {
             .signed_url(Method::GET, &location, life)
             .await
             .map_err(io::Error::other)?;
-        Ok(Some(url.into()))
+        Ok(url.into())
     }
 
     /// Waits for `future` on the runtime; called from the blocking pool only.
@@ -276,10 +286,10 @@ impl ObjectDriver {
             if offset != end {
                 break;
             }
-            let Some(part) = self.read(&claim_key(id, offset))? else {
+            let Some(part) = self.claimed_part(id, offset)? else {
                 break;
             };
-            let name = format!("{offset:020}-{}", String::from_utf8_lossy(&part));
+            let name = format!("{offset:020}-{part}");
             let Some((location, size)) = data.remove(&name) else {
                 break;
             };
@@ -287,6 +297,24 @@ impl ObjectDriver {
             chunks.push((location, size));
         }
         Ok(chunks)
+    }
+
+    /// The part the claim on `offset` of session `id` names, if it is made.
+    fn claimed_part(&self, id: &Uuid, offset: u64) -> io::Result<Option<String>> {
+        let claims = || self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(part) = claims().get(&(*id, offset)) {
+            return Ok(Some(part.clone()));
+        }
+        let Some(part) = self.read(&claim_key(id, offset))? else {
+            return Ok(None);
+        };
+        let part = String::from_utf8_lossy(&part).into_owned();
+        let mut claims = claims();
+        if claims.len() >= CLAIMS_KEPT {
+            claims.clear();
+        }
+        claims.insert((*id, offset), part.clone());
+        Ok(Some(part))
     }
 
     /// Streams `parts` (each an object, or a local file) into the object at
@@ -576,6 +604,12 @@ impl Driver for ObjectDriver {
     /// folder (here, once its `info.json` is gone).
     fn upload_remove(&self, id: &Uuid) -> io::Result<()> {
         let ended = !self.exists(&paths::upload_info(id))?;
+        if ended {
+            self.claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(session, _), _| session != id);
+        }
         let claims = format!("{}/", paths::upload_dir(id).child("offsets"));
         let mut stream = self.store.list(Some(&path(&paths::upload_dir(id))));
         while let Some(object) = self.wait(stream.next()) {

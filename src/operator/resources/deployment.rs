@@ -278,7 +278,7 @@ fn credential_variables(bucket: &bucket::Bucket) -> Option<Vec<EnvVar>> {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.clone(),
                 key: (*name).into(),
-                optional: Some(!bucket.required.contains(name)),
+                optional: Some(!bucket.required(name)),
             }),
             ..EnvVarSource::default()
         }),

@@ -79,7 +79,7 @@ mod tests {
     }
 
     #[test]
-    fn an_api_server_before_1_26_gets_no_eviction_policy() {
+    fn an_api_server_before_1_27_gets_no_eviction_policy() {
         let old = Settings {
             unhealthy_pod_eviction: false,
             ..settings()

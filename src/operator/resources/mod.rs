@@ -38,7 +38,7 @@ pub struct Settings {
     /// the spec names one.
     pub storage_credentials: Option<String>,
     /// The API server takes a PodDisruptionBudget's
-    /// unhealthyPodEvictionPolicy (Kubernetes 1.26 and later).
+    /// unhealthyPodEvictionPolicy (Kubernetes 1.27 and later).
     pub unhealthy_pod_eviction: bool,
 }
 
