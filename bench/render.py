@@ -136,7 +136,8 @@ def catalog(dist, berth, rows):
         "catalog in one page",
         f"p50 {dl['p50_ms']:.2f} ms, p99 {dl['p99_ms']:.2f} ms",
         f"p50 {bl['p50_ms']:.2f} ms, p99 {bl['p99_ms']:.2f} ms",
-        ratio(dl["p50_ms"], bl["p50_ms"]) + " faster",
+        f"{dl['p50_ms'] / bl['p50_ms']:.2f}× faster" if bl["p50_ms"] <= dl["p50_ms"]
+        else f"{bl['p50_ms'] / dl['p50_ms']:.2f}× slower",
     ))
     return bl
 

@@ -18,7 +18,8 @@
 #
 # Environment: CARGO_TARGET_DIR (where berth is built), BERTH (use this berth
 # binary instead of building one), BENCH_DIR (work folder, default a fresh one
-# under /var/tmp), BENCH_OUT (default BENCHMARKS.md), BENCH_ROUNDS (default 3).
+# under /var/tmp), BENCH_OUT (default BENCHMARKS.md), BENCH_ROUNDS (default 3), S3S_FS
+# (an s3s-fs binary to use instead of target/s3s's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
