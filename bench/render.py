@@ -198,12 +198,16 @@ w(f"- so a durable push can go at most about min(sha256, dd) = {rate(min(sha, dd
 if extra.strip():
     w(f"- `berth bench` arguments: `{extra}`")
 w("")
+def table(header, rows):
+    w("| " + " | ".join(header) + " |")
+    w("|" + "---|" * len(header))
+    for r in rows:
+        w("| " + " | ".join(r) + " |")
+    w("")
+
+
 w("## Results\n")
-w("| scenario | distribution | berth | berth / distribution |")
-w("|---|---|---|---|")
-for r in rows:
-    w("| " + " | ".join(r) + " |")
-w("")
+table(("scenario", "distribution", "berth", "berth / distribution"), rows)
 w("## Targets (issue 8)\n")
 w("| target | berth | met |")
 w("|---|---|---|")
@@ -221,11 +225,7 @@ if s3_rows:
     w("request is one or more HTTP requests to the S3 server, so these figures are mostly")
     w("its own. distribution is not in this table: its `s3` driver lists multipart uploads")
     w("at each blob commit, which s3s-fs does not implement (it answers 501).\n")
-    w("| scenario | berth, data folder | berth, S3 | S3 / data folder |")
-    w("|---|---|---|---|")
-    for r in s3_rows:
-        w("| " + " | ".join(r) + " |")
-    w("")
+    table(("scenario", "berth, data folder", "berth, S3", "S3 / data folder"), s3_rows)
 w("## What each scenario does (sizes and counts of this run)\n")
 for name in KEYS:
     s, ds = scenario(berth, name), scenario(dist, name)

@@ -380,6 +380,11 @@ mod tests {
         &pod(d).containers[0]
     }
 
+    fn annotations(d: &Deployment) -> &BTreeMap<String, String> {
+        let template = d.spec.template.metadata.as_ref().unwrap();
+        template.annotations.as_ref().unwrap()
+    }
+
     fn args(d: &Deployment) -> Vec<&str> {
         container(d)
             .args
@@ -620,22 +625,10 @@ mod tests {
                 htpasswd: content.into(),
                 ..settings()
             };
-            deployment(&r, &s)
-                .spec
-                .template
-                .metadata
-                .unwrap()
-                .annotations
-                .unwrap()[HTPASSWD_HASH_ANNOTATION]
-                .clone()
+            annotations(&deployment(&r, &s))[HTPASSWD_HASH_ANNOTATION].clone()
         };
-        let annotations = deployment(&r, &settings())
-            .spec
-            .template
-            .metadata
-            .unwrap()
-            .annotations
-            .unwrap();
+        let d = deployment(&r, &settings());
+        let annotations = annotations(&d);
         assert_eq!(annotations["prometheus.io/scrape"], "true");
         assert_eq!(annotations["prometheus.io/port"], "5000");
         assert_eq!(annotations["prometheus.io/path"], "/metrics");
@@ -773,15 +766,7 @@ mod tests {
             ]
         );
         assert_eq!(container(&d).env_from, None);
-        let annotations = d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap();
+        let annotations = annotations(&d);
         assert_eq!(annotations[STORAGE_CREDENTIALS_ANNOTATION], "c0ffee");
         // A new pod is ready before an old one goes.
         let strategy = d.spec.strategy.as_ref().unwrap();
@@ -804,15 +789,7 @@ mod tests {
         assert!(!args(&d).contains(&"--storage"));
         assert_eq!(container(&d).env, None);
         assert_eq!(pod(&d).topology_spread_constraints, None);
-        let annotations = d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap();
+        let annotations = annotations(&d);
         assert!(!annotations.contains_key(STORAGE_CREDENTIALS_ANNOTATION));
     }
 
