@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the OCI registry (default: 0.0.0.0:5000, data in ./berth-data)
-    Serve(berth::registry::ServeArgs),
+    Serve(Box<berth::registry::ServeArgs>),
     /// Collect garbage: ask a running registry (--url), or a stopped one's data folder (--root)
     Gc(berth::gc::GcArgs),
     /// Verify every blob against its digest and move corrupt ones aside (JSON report; exit 2

@@ -126,6 +126,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub proxy_keep_pulled: Vec<String>,
+    /// A name clients pull by (localhost:32000, registry.example.com), for
+    /// the pull commands of the web UI, which also shows the one the browser
+    /// used; repeat it, or separate with commas
+    #[arg(
+        long = "pull-name",
+        env = "BERTH_PULL_NAMES",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ','
+    )]
+    pub pull_names: Vec<String>,
     /// YAML file with any of the settings above (flags and variables win), and
     /// tag retention rules for garbage collection
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
@@ -294,6 +304,8 @@ struct FileConfig {
     retention: Vec<RetentionEntry>,
     #[serde(default)]
     proxy: Vec<ProxyEntry>,
+    #[serde(default)]
+    pull_names: Vec<String>,
 }
 
 /// The settings the server runs with.
@@ -312,6 +324,8 @@ pub struct ServeConfig {
     pub gc: GcOptions,
     /// The upstreams of the pull-through cache.
     pub proxy: Vec<UpstreamConfig>,
+    /// Names clients pull by, for the web UI's pull commands.
+    pub pull_names: Vec<String>,
 }
 
 impl ServeArgs {
@@ -358,6 +372,11 @@ impl ServeArgs {
                 gc
             },
             proxy,
+            pull_names: if self.pull_names.is_empty() {
+                file.pull_names
+            } else {
+                self.pull_names
+            },
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -482,6 +501,7 @@ mod tests {
             proxy_tag_ttl: Vec::new(),
             proxy_max_size: Vec::new(),
             proxy_keep_pulled: Vec::new(),
+            pull_names: Vec::new(),
             config,
         }
     }

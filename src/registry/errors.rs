@@ -125,6 +125,18 @@ impl ApiError {
         self
     }
 
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(detail) = self.detail {

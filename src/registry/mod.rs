@@ -24,6 +24,7 @@ mod routes;
 mod server;
 mod state;
 mod tags;
+mod ui;
 mod uploads;
 
 use crate::proxy::Proxy;
@@ -74,6 +75,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         gc_defaults: config.gc.clone(),
         proxy,
+        pull_names: config.pull_names.clone(),
     });
     tokio::spawn(admin::keep_caches(state.clone()));
     server::run(

@@ -377,6 +377,8 @@ pub fn routes(state: Shared, admin_token: AdminToken) -> BoxedFilter<(Response,)
         .unify()
         .or(api)
         .unify()
+        .or(super::ui::routes(state.clone()))
+        .unify()
         .recover(recover)
         .unify()
         .map(|reply: Response| {

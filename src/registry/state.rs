@@ -15,6 +15,8 @@ pub struct State {
     pub gc_defaults: GcOptions,
     /// The pull-through cache's upstreams (none unless configured).
     pub proxy: Proxy,
+    /// The names the web UI shows pull commands with (`--pull-name`).
+    pub pull_names: Vec<String>,
 }
 
 pub type Shared = Arc<State>;

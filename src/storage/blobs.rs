@@ -6,6 +6,7 @@ use super::paths::{self, Key};
 use super::read::BlobContent;
 use super::{Result, Store, StoreError, durable};
 use crate::oci::{Algorithm, Digest, RepoName};
+use bytes::Bytes;
 use std::io;
 use std::time::Duration;
 
@@ -136,6 +137,28 @@ impl Store {
             }
             s.driver()
                 .open(&paths::blob(&digest))?
+                .ok_or(StoreError::BlobUnknown)
+        })
+        .await
+    }
+
+    /// The whole of a small blob readable in `name` (an image's config, for
+    /// the web UI): refused past `limit` bytes, and when the bytes no longer
+    /// match their digest.
+    pub async fn read_blob(&self, name: &RepoName, digest: &Digest, limit: u64) -> Result<Bytes> {
+        let (name, digest) = (name.clone(), digest.clone());
+        self.blocking(move |s| {
+            if !s.linked(&name, &digest)? {
+                return Err(StoreError::BlobUnknown);
+            }
+            let size = s.blob_size(&digest)?.ok_or(StoreError::BlobUnknown)?;
+            if size > limit {
+                return Err(StoreError::BlobUnknown);
+            }
+            s.driver()
+                .read(&paths::blob(&digest))?
+                .filter(|bytes| digest.matches(bytes))
+                .map(Bytes::from)
                 .ok_or(StoreError::BlobUnknown)
         })
         .await

@@ -28,6 +28,15 @@ pub struct StoredManifest {
     pub body: Bytes,
 }
 
+/// A tag as the web UI lists it.
+#[derive(Clone, Debug)]
+pub struct TagEntry {
+    pub tag: Tag,
+    pub digest: Digest,
+    /// When the tag was last written.
+    pub pushed: std::time::SystemTime,
+}
+
 impl Store {
     /// Stores a validated manifest under `reference` (a tag, or the digest it must
     /// hash to), after checking that everything it refers to is in the repository.
@@ -325,6 +334,32 @@ impl Store {
     pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
         let name = name.clone();
         self.blocking(move |s| s.tags_sync(&name)).await
+    }
+
+    /// What each of `tags` of `name` points at, and when it was last pushed
+    /// (the web UI's tag list); a tag removed meanwhile is left out.
+    pub async fn tag_entries(&self, name: &RepoName, tags: Vec<Tag>) -> Result<Vec<TagEntry>> {
+        let name = name.clone();
+        self.blocking(move |s| {
+            let mut entries = Vec::with_capacity(tags.len());
+            for tag in tags {
+                let pushed = s.driver().stat(&paths::tag(&name, &tag))?;
+                let digest = match s.resolve_tag(&name, &tag) {
+                    Ok(digest) => digest,
+                    Err(StoreError::ManifestUnknown) => continue,
+                    Err(e) => return Err(e),
+                };
+                if let Some(meta) = pushed {
+                    entries.push(TagEntry {
+                        tag,
+                        digest,
+                        pushed: meta.modified,
+                    });
+                }
+            }
+            Ok(entries)
+        })
+        .await
     }
 
     pub(super) fn tags_sync(&self, name: &RepoName) -> Result<Vec<Tag>> {

@@ -72,7 +72,7 @@ mod write_order;
 pub use evict::{CacheLimit, CacheReport};
 pub use gc::{GcOptions, GcReport, RetentionRule};
 pub use incoming::IncomingBlob;
-pub use manifests::StoredManifest;
+pub use manifests::{StoredManifest, TagEntry};
 pub use pulls::record_interval;
 pub use read::BlobContent;
 pub use scrub::{CorruptBlob, DEFAULT_SCRUB_RATE, ScrubFailure, ScrubOptions, ScrubReport};

@@ -2,6 +2,7 @@
 //! a given data folder, and stops it with SIGKILL (so a restart test is a crash test).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemons;
 pub mod front;
 pub mod s3;

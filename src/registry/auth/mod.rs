@@ -228,6 +228,11 @@ impl Auth {
         })
     }
 
+    /// Whether the registry has users to log in as (`--htpasswd`).
+    pub fn has_users(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Whether an anonymous caller may use the API at all (`GET /v2/`, catalog).
     pub fn open_to_anonymous(&self) -> bool {
         self.inner.as_ref().is_none_or(|i| i.anonymous_pull)

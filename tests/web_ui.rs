@@ -1,0 +1,662 @@
+//! The web UI in a real browser (headless chromium through chromedriver):
+//! pages show what was pushed, the search filters, each user sees and may
+//! delete only what their rights allow, a delete asks first and then
+//! deletes, and pages fit a phone and answer the keyboard. Screenshots of
+//! each page go under the CI's artifacts folder (common/browser.rs).
+
+mod common;
+
+use common::Server;
+use common::api::*;
+use common::browser::{self, Browser};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, Locator};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// alice may do anything anywhere; bob may only pull from team/*.
+const ACCESS: &str = r#"
+access:
+  - repository: "*"
+    users: [alice]
+    rights: [pull, push, delete]
+  - repository: "team/*"
+    users: [bob]
+    rights: [pull]
+"#;
+
+fn bcrypt_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash_with_result(password, 4).unwrap();
+    format!(
+        "{user}:{}\n",
+        hash.format_for_version(bcrypt::Version::TwoY)
+    )
+}
+
+/// A registry with users and rights, holding a few images, and what was pushed.
+struct Registry {
+    server: Server,
+    dir: tempfile::TempDir,
+    /// Digests of team/app:v1, team/app:v2 and team/multi:latest.
+    v1: String,
+    v2: String,
+    multi: String,
+}
+
+impl Registry {
+    /// `http://user:password@127.0.0.1:PORT` + `path`: the browser keeps the
+    /// credentials for the rest of the session, as after a login prompt.
+    fn url_as(&self, user: &str, path: &str) -> String {
+        self.server
+            .url(path)
+            .replacen("://", &format!("://{user}:{user}-pw@"), 1)
+    }
+
+    fn client_as(&self, user: &str) -> reqwest::Client {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Basic {token}").parse().unwrap());
+        builder().default_headers(headers).build().unwrap()
+    }
+
+    async fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let users = bcrypt_line("alice", "alice-pw") + &bcrypt_line("bob", "bob-pw");
+        std::fs::write(dir.path().join("htpasswd"), users).unwrap();
+        std::fs::write(dir.path().join("access.yaml"), ACCESS).unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let server = Server::start_with(
+            &dir.path().join("data"),
+            &[
+                "--htpasswd",
+                &path("htpasswd"),
+                "--access",
+                &path("access.yaml"),
+                "--pull-name",
+                "registry.example:5000",
+            ],
+        );
+        let mut registry = Registry {
+            server,
+            dir,
+            v1: String::new(),
+            v2: String::new(),
+            multi: String::new(),
+        };
+        registry.seed().await;
+        registry
+    }
+
+    /// Pushes an image whose config says how it runs; returns its manifest's digest.
+    async fn push(&self, repo: &str, reference: &str, arch: &str, layers: &[&str]) -> String {
+        let (http, base) = (self.client_as("alice"), self.server.url(""));
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch,
+            "os": "linux",
+            "created": "2026-11-30T10:00:00Z",
+            "config": {
+                "Entrypoint": ["/bin/app"],
+                "Cmd": ["--serve", repo],
+                "Env": ["PATH=/usr/bin", "APP_MODE=production"],
+                "Labels": { "org.opencontainers.image.source": "https://example.com/app" },
+                "WorkingDir": "/srv"
+            },
+            "rootfs": { "type": "layers", "diff_ids": [] },
+            "history": [{ "created_by": "COPY app /bin/app" }]
+        }))
+        .unwrap();
+        push_blob(&http, &base, repo, &config).await;
+        let mut blobs = Vec::new();
+        for layer in layers {
+            let bytes = layer.repeat(1000).into_bytes();
+            push_blob(&http, &base, repo, &bytes).await;
+            blobs.push(bytes);
+        }
+        let layers: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        let manifest = image_manifest(&config, &layers);
+        put_manifest(&http, &base, repo, reference, OCI_MANIFEST, &manifest).await;
+        digest(&manifest)
+    }
+
+    async fn seed(&mut self) {
+        let (http, base) = (self.client_as("alice"), self.server.url(""));
+        self.v1 = self.push("team/app", "v1", "amd64", &["one", "two"]).await;
+        self.v2 = self
+            .push("team/app", "v2", "amd64", &["one", "three"])
+            .await;
+        self.push("other/secret", "v1", "amd64", &["secret"]).await;
+        let amd64 = self.push("team/multi", "amd64", "amd64", &["m1"]).await;
+        let arm64 = self.push("team/multi", "arm64", "arm64", &["m2"]).await;
+        let entry = |digest: &str, arch: &str| {
+            json!({ "mediaType": OCI_MANIFEST, "digest": digest, "size": 400,
+                    "platform": { "os": "linux", "architecture": arch } })
+        };
+        // Sizes in an index must be the children's; read them back.
+        let mut entries = Vec::new();
+        for (digest, arch) in [(&amd64, "amd64"), (&arm64, "arm64")] {
+            let r = http
+                .get(format!("{base}/v2/team/multi/manifests/{digest}"))
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            let size = r.bytes().await.unwrap().len();
+            let mut e = entry(digest, arch);
+            e["size"] = json!(size);
+            entries.push(e);
+        }
+        let index = serde_json::to_vec(
+            &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries }),
+        )
+        .unwrap();
+        put_manifest(&http, &base, "team/multi", "latest", OCI_INDEX, &index).await;
+        self.multi = digest(&index);
+        // A signature of team/app:v1, as cosign or notation push one.
+        let empty = b"{}";
+        push_blob(&http, &base, "team/app", empty).await;
+        let signature = b"signature bytes".to_vec();
+        push_blob(&http, &base, "team/app", &signature).await;
+        let v1_size = http
+            .get(format!("{base}/v2/team/app/manifests/v1"))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len();
+        let referrer = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature.v1",
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(empty), "size": 2 },
+            "layers": [descriptor("application/vnd.example.signature.v1", &signature)],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": self.v1, "size": v1_size },
+            "annotations": { "org.opencontainers.image.created": "2026-11-30T11:00:00Z" }
+        }))
+        .unwrap();
+        put_manifest(
+            &http,
+            &base,
+            "team/app",
+            &digest(&referrer),
+            OCI_MANIFEST,
+            &referrer,
+        )
+        .await;
+    }
+}
+
+/// The texts of every element `css` finds, read in one script (the live
+/// search may swap the elements between two WebDriver calls).
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let found = client
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until `check` holds of the texts `css` finds (the live search
+/// answers after a pause and a fetch).
+async fn wait_for_texts(client: &Client, css: &str, check: impl Fn(&[String]) -> bool) {
+    let started = Instant::now();
+    loop {
+        let found = texts(client, css).await;
+        if check(&found) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{css}: still {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn script(client: &Client, code: &str) -> serde_json::Value {
+    client.execute(code, vec![]).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_show_what_is_stored() {
+    let Some(chrome) = Browser::start("pages_show_what_is_stored") else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let browser = chrome.session(1280, 900).await;
+
+    browser.goto(&registry.url_as("alice", "/")).await.unwrap();
+    assert_eq!(
+        texts(&browser, "tbody th a").await,
+        ["other/secret", "team/app", "team/multi"]
+    );
+    let app_row = texts(&browser, "tbody tr:nth-child(2) td").await;
+    assert_eq!(app_row[0], "2", "team/app has two tags: {app_row:?}");
+    assert!(app_row[1].ends_with("KiB"), "{app_row:?}");
+    browser::screenshot(&browser, "repositories").await;
+
+    browser
+        .find(Locator::LinkText("team/multi"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "team/multi");
+    let platforms = texts(&browser, "td[data-label=Platforms] li").await;
+    for arch in ["linux/amd64", "linux/arm64"] {
+        assert!(platforms.iter().any(|p| p == arch), "{platforms:?}");
+    }
+    browser::screenshot(&browser, "tags").await;
+
+    browser
+        .goto(&registry.server.url("/r/team/app"))
+        .await
+        .unwrap();
+    assert_eq!(texts(&browser, "tbody th a").await, ["v1", "v2"]);
+    let title = browser
+        .find(Locator::Css(
+            "tbody tr:first-child td[data-label=Digest] code",
+        ))
+        .await
+        .unwrap()
+        .attr("title")
+        .await
+        .unwrap();
+    assert_eq!(title.as_deref(), Some(registry.v1.as_str()));
+
+    browser
+        .find(Locator::LinkText("v1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "team/app:v1");
+    let facts = text(&browser, "#config + dl").await;
+    for expected in ["/bin/app", "--serve team/app", "/srv", "linux/amd64"] {
+        assert!(facts.contains(expected), "{expected} in {facts}");
+    }
+    let env = texts(&browser, "#env tbody tr").await;
+    assert!(env.iter().any(|r| r == "APP_MODE\tproduction"), "{env:?}");
+    assert_eq!(text(&browser, "#layers").await, "Layers (2)");
+    let referrers = texts(
+        &browser,
+        "#referrers + table tbody td, #referrers + table tbody th",
+    )
+    .await;
+    assert!(
+        referrers
+            .iter()
+            .any(|t| t == "application/vnd.example.signature.v1"),
+        "{referrers:?}"
+    );
+    let commands = texts(&browser, "ul.commands code").await;
+    let host = registry.server.addr();
+    for expected in [
+        "docker pull registry.example:5000/team/app:v1".to_owned(),
+        format!("docker pull {host}/team/app:v1"),
+        format!("docker pull {host}/team/app@{}", registry.v1),
+    ] {
+        assert!(commands.contains(&expected), "{expected} in {commands:?}");
+    }
+    // The script shows the copy buttons, which copy (or, without a
+    // clipboard, select) their command.
+    let copy = browser.find(Locator::Css("button.copy")).await.unwrap();
+    assert!(copy.is_displayed().await.unwrap());
+    copy.click().await.unwrap();
+    let said = copy.text().await.unwrap();
+    assert!(said == "Copied" || said == "Selected", "{said}");
+    browser::screenshot(&browser, "image").await;
+
+    browser
+        .goto(&registry.server.url("/r/team/multi/-/latest"))
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&browser, "#platforms + table tbody th").await,
+        ["linux/amd64", "linux/arm64"]
+    );
+
+    browser
+        .goto(&registry.server.url("/overview"))
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "#repositories").await, "3");
+    let stored =
+        common::on_disk::blobs(&registry.server.content(&registry.dir.path().join("data")));
+    assert_eq!(text(&browser, "#blobs").await, stored.len().to_string());
+    browser::screenshot(&browser, "overview").await;
+    browser.close().await.unwrap();
+
+    // The same pages, as served: all there without any script.
+    let alice = registry.client_as("alice");
+    let html = alice
+        .get(registry.server.url("/r/team/multi"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("linux/arm64") && html.contains(&registry.multi[..19]));
+    let found = alice
+        .get(registry.server.url("/?q=multi"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains("/r/team/multi") && !found.contains("/r/team/app"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_filters_as_one_types() {
+    let Some(chrome) = Browser::start("search_filters_as_one_types") else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let browser = chrome.session(1280, 900).await;
+    browser.goto(&registry.url_as("alice", "/")).await.unwrap();
+    let search = browser.find(Locator::Id("q")).await.unwrap();
+    search.send_keys("mul").await.unwrap();
+    wait_for_texts(&browser, "tbody th a", |found| found == ["team/multi"]).await;
+    let address = browser.current_url().await.unwrap();
+    assert_eq!(
+        address.query(),
+        Some("q=mul"),
+        "the address keeps the search"
+    );
+    browser::screenshot(&browser, "search").await;
+    search.send_keys("zzz").await.unwrap();
+    wait_for_texts(&browser, "p.count", |found| {
+        found
+            .first()
+            .is_some_and(|t| t.starts_with("0 repositories of 3"))
+    })
+    .await;
+    search.clear().await.unwrap();
+    search.send_keys("team").await.unwrap();
+    wait_for_texts(&browser, "tbody th a", |found| {
+        found == ["team/app", "team/multi"]
+    })
+    .await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_sees_and_deletes_only_what_they_may() {
+    let Some(chrome) = Browser::start("each_user_sees_and_deletes_only_what_they_may") else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let browser = chrome.session(1280, 900).await;
+    browser.goto(&registry.url_as("bob", "/")).await.unwrap();
+    assert_eq!(
+        texts(&browser, "tbody th a").await,
+        ["team/app", "team/multi"]
+    );
+    assert_eq!(text(&browser, ".who").await, "Signed in as bob");
+    browser
+        .goto(&registry.server.url("/r/team/app/-/v1"))
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "team/app:v1");
+    assert!(
+        browser.find(Locator::Css("section.danger")).await.is_err(),
+        "bob may not delete: no delete buttons"
+    );
+    browser
+        .goto(&registry.server.url("/r/other/secret"))
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "Forbidden");
+    browser::screenshot(&browser, "forbidden").await;
+    browser.close().await.unwrap();
+
+    let url = |path: &str| registry.server.url(path);
+    let origin = url("");
+    let bob = registry.client_as("bob");
+    for path in [
+        "/r/other/secret",
+        "/r/other/secret/-/v1",
+        "/r/team/app/-/v1/delete",
+    ] {
+        assert_eq!(
+            bob.get(url(path)).send().await.unwrap().status(),
+            403,
+            "{path}"
+        );
+    }
+    let r = bob
+        .post(url("/r/team/app/-/v1/delete"))
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Without credentials: the browser is asked for them.
+    let r = client().get(url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "www-authenticate"), "Basic realm=\"berth\"");
+    assert!(r.text().await.unwrap().contains("Log in"));
+
+    // alice may delete, but not from a page of another site, nor from no page.
+    let alice = registry.client_as("alice");
+    for origin in [Some("http://evil.example"), None] {
+        let mut request = alice.post(url("/r/team/app/-/v1/delete"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 403, "{origin:?}");
+    }
+    let r = alice
+        .get(url("/v2/team/app/manifests/v1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "none of the refused deletes deleted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_asks_then_deletes() {
+    let Some(chrome) = Browser::start("a_delete_asks_then_deletes") else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let alice = registry.client_as("alice");
+    let status = |reference: String| {
+        let alice = alice.clone();
+        let url = registry
+            .server
+            .url(&format!("/v2/team/app/manifests/{reference}"));
+        async move {
+            alice
+                .get(url)
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let browser = chrome.session(1280, 900).await;
+    browser
+        .goto(&registry.url_as("alice", "/r/team/app/-/v2"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath("//a[starts-with(., 'Delete tag v2')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "Delete tag v2 of team/app?");
+    assert_eq!(status("v2".into()).await, 200, "asking deletes nothing");
+    browser::screenshot(&browser, "delete-confirm").await;
+    // Cancel goes back and deletes nothing.
+    browser
+        .find(Locator::LinkText("Cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "h1").await, "team/app:v2");
+    assert_eq!(status("v2".into()).await, 200);
+
+    browser
+        .find(Locator::XPath("//a[starts-with(., 'Delete tag v2')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("button.danger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, "p.notice").await, "Deleted v2.");
+    assert_eq!(texts(&browser, "tbody th a").await, ["v1"]);
+    assert_eq!(status("v2".into()).await, 404, "the tag is gone");
+    assert_eq!(
+        status(registry.v2.clone()).await,
+        200,
+        "its manifest stays, by digest"
+    );
+
+    // A manifest goes with every tag that names it.
+    browser
+        .goto(&registry.server.url("/r/team/app/-/v1"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath("//a[starts-with(., 'Delete manifest')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains("These tags name it and go with it: v1.")
+    );
+    browser
+        .find(Locator::Css("button.danger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&browser, "p.notice")
+            .await
+            .starts_with("Deleted sha256:")
+    );
+    assert_eq!(status(registry.v1.clone()).await, 404);
+    assert_eq!(status("v1".into()).await, 404);
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_fit_a_phone_and_answer_the_keyboard() {
+    let Some(chrome) = Browser::start("pages_fit_a_phone_and_answer_the_keyboard") else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let browser = chrome.session(390, 844).await;
+    browser.goto(&registry.url_as("alice", "/")).await.unwrap();
+    let width = script(&browser, "return window.innerWidth").await;
+    assert!(width.as_u64().unwrap() <= 420, "a phone's width: {width}");
+    let pages = [
+        ("phone-repositories", "/".to_owned()),
+        ("phone-tags", "/r/team/multi".to_owned()),
+        ("phone-image", "/r/team/app/-/v1".to_owned()),
+        ("phone-index", format!("/r/team/multi/-/{}", registry.multi)),
+        ("phone-overview", "/overview".to_owned()),
+    ];
+    for (name, path) in &pages {
+        browser.goto(&registry.server.url(path)).await.unwrap();
+        let overflow = script(
+            &browser,
+            "return document.documentElement.scrollWidth - window.innerWidth",
+        )
+        .await;
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{path} is wider than the screen by {overflow}px"
+        );
+        // Every field and button says what it is; one heading tops the page.
+        let unnamed = script(
+            &browser,
+            "return [...document.querySelectorAll('input, button, a')].filter(e => \
+               !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()\
+             ).map(e => e.outerHTML)",
+        )
+        .await;
+        assert_eq!(unnamed, json!([]), "{path}: controls without a name");
+        assert_eq!(
+            script(&browser, "return document.querySelectorAll('h1').length").await,
+            json!(1),
+            "{path}"
+        );
+        assert_eq!(
+            script(&browser, "return document.documentElement.lang").await,
+            json!("en")
+        );
+        browser::screenshot(&browser, name).await;
+    }
+
+    // From the top of a page, Tab reaches the skip link first, shown
+    // when focused; Enter on it moves to the content.
+    browser.goto(&registry.server.url("/")).await.unwrap();
+    let press = |key: Key| {
+        let key: char = key.into();
+        KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key })
+    };
+    browser.perform_actions(press(Key::Tab)).await.unwrap();
+    assert_eq!(
+        script(&browser, "return document.activeElement.textContent").await,
+        json!("Skip to content")
+    );
+    let left = script(
+        &browser,
+        "return document.activeElement.getBoundingClientRect().left",
+    )
+    .await;
+    assert!(left.as_f64().unwrap() >= 0.0, "the focused skip link shows");
+    browser.perform_actions(press(Key::Enter)).await.unwrap();
+    assert_eq!(
+        script(&browser, "return document.activeElement.id").await,
+        json!("main")
+    );
+    browser.close().await.unwrap();
+}
