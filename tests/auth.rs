@@ -348,38 +348,9 @@ fn a_non_bcrypt_htpasswd_stops_start_up() {
 #[test]
 fn tls_offers_http2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    if !made.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "openssl is needed to make a test certificate"
-        );
-        eprintln!("SKIPPED tls_offers_http2: openssl not available");
+    let Some((cert, key)) = common::self_signed(dir.path(), "tls_offers_http2") else {
         return;
-    }
+    };
     let server = Server::start_with(
         &dir.path().join("data"),
         &[

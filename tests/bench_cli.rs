@@ -122,6 +122,47 @@ fn every_scenario_against_berth() {
 }
 
 #[test]
+fn the_web_ui_scenarios_time_its_pages_among_many_tags() {
+    let registry = TestRegistry::start();
+    let mut args = vec!["--json", "--ui-repositories", "12", "--ui-tags", "3"];
+    args.extend(["--ui-requests", "2"]);
+    let names = [
+        "ui-repositories",
+        "ui-search",
+        "ui-tags",
+        "ui-image",
+        "ui-overview",
+    ];
+    for name in names {
+        args.extend(["--scenario", name]);
+    }
+    let out = bench(&registry.base(), &args);
+    let scenarios = scenarios_of(&out);
+    let ran: Vec<_> = scenarios
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, names);
+    for s in &scenarios {
+        assert_eq!(s["requests"], 2, "{s}");
+        assert!(s["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    // Made once for all five: 12 repositories of 3 tags each.
+    let pages = registry.server.requests();
+    let manifests = pages
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/ui/r") && r.status == 201)
+        .count();
+    assert_eq!(manifests, 36);
+    // The repositories' page, and the search (the log leaves the query out).
+    let home = pages
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/")
+        .count();
+    assert_eq!(home, 4);
+}
+
+#[test]
 fn the_pull_through_scenarios_pull_through_a_berth_cache() {
     let upstream = TestRegistry::start();
     let cache = TestRegistry::start_with(&["--proxy", &format!("up.test={}", upstream.base())]);

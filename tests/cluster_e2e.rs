@@ -26,9 +26,11 @@
 //!    and after new credentials roll them; back to a volume, one pod on a
 //!    claim.
 //! 3. A push to `localhost:32000` through the NodePort; a pod of that image,
-//!    pulled by the kubelet through the hosts.toml the node-config DaemonSet wrote.
-//! 4. `berth enable --auth`: anonymous pushes and pulls refused, the printed
-//!    password pushes, a pod pulls with an imagePullSecret.
+//!    pulled by the kubelet through the hosts.toml the node-config DaemonSet
+//!    wrote; the web UI at the URL the Registry's status names shows it.
+//! 4. `berth enable --auth`: anonymous pushes and pulls refused (and the web
+//!    UI asks for a login), the printed password pushes, a pod pulls with an
+//!    imagePullSecret.
 //! 5. A Job made from the GC CronJob frees the blobs of a deleted tag.
 //! 6. Grow the claim, a shrink refused, a deleted registry pod replaced with
 //!    the images still there.
@@ -98,6 +100,7 @@ async fn berth_lives_its_whole_life_on_a_real_cluster() {
 
     step("3. push through the NodePort, pull from a pod");
     let app_v1 = push_and_pull_through_the_node_port(&k).await;
+    the_web_ui_shows_it_at_the_url_of_the_status(&k, &app_v1).await;
 
     step("3b. berth enable --proxy: a pod pulls an upstream's image through the cache");
     pods_pull_an_upstream_through_the_cache(&k, &app_v1).await;
@@ -566,6 +569,32 @@ async fn push_and_pull_through_the_node_port(k: &Kube) -> String {
     digest
 }
 
+/// The Registry's status names its web UI, the NodePort's; there the
+/// repository and the image's page are, with the pull commands by the
+/// node's name and by the in-cluster one the operator gave the registry.
+async fn the_web_ui_shows_it_at_the_url_of_the_status(k: &Kube, app_v1: &str) {
+    let registries: Api<Registry> = Api::namespaced(k.client.clone(), NS);
+    let status = registries.get(NAME).await.unwrap().status.unwrap();
+    let ui = status.endpoints.ui.expect("the status names the web UI");
+    assert_eq!(ui, format!("http://{NODE}/"));
+    let page = |path: String| async move {
+        let r = k.http.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(oci::header(&r, "content-type").starts_with("text/html"));
+        r.text().await.unwrap()
+    };
+    let home = page(ui.clone()).await;
+    assert!(home.contains(r#"href="/r/app""#), "{home}");
+    let image = page(format!("{ui}r/app/-/v1")).await;
+    for command in [
+        format!("docker pull {NODE}/app:v1"),
+        format!("docker pull {NAME}.{NS}.svc:5000/app:v1"),
+        format!("docker pull {NODE}/app@{app_v1}"),
+    ] {
+        assert!(image.contains(&command), "{command} in {image}");
+    }
+}
+
 /// `berth enable --proxy`: the registry mirrors an upstream, and the
 /// node-config DaemonSet makes it every node's mirror of that upstream, so a
 /// pod whose image names the upstream is pulled through the cache. The kit
@@ -662,6 +691,10 @@ async fn logins_are_required(k: &Kube) -> String {
         (r.status() == 401).then_some(())
     })
     .await;
+    // The web UI asks the browser for the same login.
+    let ui = k.http.get(format!("http://{NODE}/")).send().await.unwrap();
+    assert_eq!(ui.status(), 401);
+    assert!(oci::header(&ui, "www-authenticate").starts_with("Basic "));
     let anonymous = k
         .http
         .post(format!("http://{NODE}/v2/private/blobs/uploads/"))

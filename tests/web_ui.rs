@@ -26,6 +26,8 @@ access:
     rights: [pull]
 "#;
 
+const ADMIN_TOKEN: &str = "admin-s3cret";
+
 fn bcrypt_line(user: &str, password: &str) -> String {
     let hash = bcrypt::hash_with_result(password, 4).unwrap();
     format!(
@@ -42,6 +44,8 @@ struct Registry {
     v1: String,
     v2: String,
     multi: String,
+    /// The certificate to trust (PEM), when it serves HTTPS.
+    ca: Option<Vec<u8>>,
 }
 
 impl Registry {
@@ -58,32 +62,49 @@ impl Registry {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw"));
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("authorization", format!("Basic {token}").parse().unwrap());
-        builder().default_headers(headers).build().unwrap()
+        let builder = match &self.ca {
+            Some(pem) => trusting(pem),
+            None => builder(),
+        };
+        builder.default_headers(headers).build().unwrap()
     }
 
     async fn start() -> Registry {
+        Registry::start_with(|_| Vec::new()).await
+    }
+
+    /// With more `berth serve` arguments, made in the test's folder.
+    async fn start_with(extra: impl FnOnce(&std::path::Path) -> Vec<String>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let users = bcrypt_line("alice", "alice-pw") + &bcrypt_line("bob", "bob-pw");
         std::fs::write(dir.path().join("htpasswd"), users).unwrap();
         std::fs::write(dir.path().join("access.yaml"), ACCESS).unwrap();
+        std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).unwrap();
         let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-        let server = Server::start_with(
-            &dir.path().join("data"),
-            &[
-                "--htpasswd",
-                &path("htpasswd"),
-                "--access",
-                &path("access.yaml"),
-                "--pull-name",
-                "registry.example:5000",
-            ],
-        );
+        let mut args = vec![
+            "--htpasswd".to_owned(),
+            path("htpasswd"),
+            "--access".to_owned(),
+            path("access.yaml"),
+            "--pull-name".to_owned(),
+            "registry.example:5000".to_owned(),
+            "--admin-token-file".to_owned(),
+            path("admin-token"),
+        ];
+        args.extend(extra(dir.path()));
+        let ca = args
+            .iter()
+            .position(|a| a == "--tls-cert")
+            .map(|i| std::fs::read(&args[i + 1]).unwrap());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start_with(&dir.path().join("data"), &args);
         let mut registry = Registry {
             server,
             dir,
             v1: String::new(),
             v2: String::new(),
             multi: String::new(),
+            ca,
         };
         registry.seed().await;
         registry
@@ -118,6 +139,19 @@ impl Registry {
         let manifest = image_manifest(&config, &layers);
         put_manifest(&http, &base, repo, reference, OCI_MANIFEST, &manifest).await;
         digest(&manifest)
+    }
+
+    /// The size of the config of `repo:tag`.
+    async fn config_size(&self, repo: &str, tag: &str) -> u64 {
+        let r = self
+            .client_as("alice")
+            .get(self.server.url(&format!("/v2/{repo}/manifests/{tag}")))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        let manifest = json(r).await;
+        manifest["config"]["size"].as_u64().unwrap()
     }
 
     async fn seed(&mut self) {
@@ -190,6 +224,26 @@ impl Registry {
     }
 }
 
+/// A client that trusts only the certificate `pem` (berth's builder brings
+/// its own TLS configuration, which takes no extra roots).
+fn trusting(pem: &[u8]) -> reqwest::ClientBuilder {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// The texts of every element `css` finds, read in one script (the live
 /// search may swap the elements between two WebDriver calls).
 async fn texts(client: &Client, css: &str) -> Vec<String> {
@@ -201,6 +255,27 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
         .await
         .unwrap();
     serde_json::from_value(found).unwrap()
+}
+
+/// Clicks what `locator` finds and waits for the page it leads to: a click
+/// that submits a form returns before the browser has left the page.
+async fn follow(client: &Client, locator: Locator<'_>) {
+    script(client, "window.berthOldPage = true; return null").await;
+    client.find(locator).await.unwrap().click().await.unwrap();
+    let started = Instant::now();
+    while script(
+        client,
+        "return !window.berthOldPage && document.readyState === 'complete'",
+    )
+    .await
+        != json!(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the click led nowhere"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn text(client: &Client, css: &str) -> String {
@@ -249,21 +324,36 @@ async fn pages_show_what_is_stored() {
     );
     let app_row = texts(&browser, "tbody tr:nth-child(2) td").await;
     assert_eq!(app_row[0], "2", "team/app has two tags: {app_row:?}");
-    assert!(app_row[1].ends_with("KiB"), "{app_row:?}");
-    browser::screenshot(&browser, "repositories").await;
-
-    browser
-        .find(Locator::LinkText("team/multi"))
+    // v1 and v2 share their config and the layer "one": each counts once.
+    let config = registry.config_size("team/app", "v1").await;
+    let layers = 3 * 1000 + 3 * 1000 + 5 * 1000;
+    let size = browser
+        .find(Locator::Css(
+            "tbody tr:nth-child(2) td[data-label=Size] span",
+        ))
         .await
         .unwrap()
-        .click()
+        .attr("title")
         .await
         .unwrap();
+    assert_eq!(size, Some(format!("{} bytes", config + layers)));
+    browser::screenshot(&browser, "repositories").await;
+
+    follow(&browser, Locator::LinkText("team/multi")).await;
     assert_eq!(text(&browser, "h1").await, "team/multi");
-    let platforms = texts(&browser, "td[data-label=Platforms] li").await;
-    for arch in ["linux/amd64", "linux/arm64"] {
-        assert!(platforms.iter().any(|p| p == arch), "{platforms:?}");
-    }
+    // The index's row lists its images' platforms (tags sort: amd64, arm64, latest).
+    assert_eq!(
+        texts(&browser, "tbody tr:nth-child(3) th").await,
+        ["latest"]
+    );
+    assert_eq!(
+        texts(
+            &browser,
+            "tbody tr:nth-child(3) td[data-label=Platforms] li"
+        )
+        .await,
+        ["linux/amd64", "linux/arm64"]
+    );
     browser::screenshot(&browser, "tags").await;
 
     browser
@@ -282,13 +372,7 @@ async fn pages_show_what_is_stored() {
         .unwrap();
     assert_eq!(title.as_deref(), Some(registry.v1.as_str()));
 
-    browser
-        .find(Locator::LinkText("v1"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(&browser, Locator::LinkText("v1")).await;
     assert_eq!(text(&browser, "h1").await, "team/app:v1");
     let facts = text(&browser, "#config + dl").await;
     for expected in ["/bin/app", "--serve team/app", "/srv", "linux/amd64"] {
@@ -322,8 +406,11 @@ async fn pages_show_what_is_stored() {
     let copy = browser.find(Locator::Css("button.copy")).await.unwrap();
     assert!(copy.is_displayed().await.unwrap());
     copy.click().await.unwrap();
-    let said = copy.text().await.unwrap();
-    assert!(said == "Copied" || said == "Selected", "{said}");
+    wait_for_texts(&browser, "button.copy", |said| {
+        said.first()
+            .is_some_and(|s| s == "Copied" || s == "Selected")
+    })
+    .await;
     browser::screenshot(&browser, "image").await;
 
     browser
@@ -335,14 +422,77 @@ async fn pages_show_what_is_stored() {
         ["linux/amd64", "linux/arm64"]
     );
 
+    // Two days of history as the registry writes it, and a collection that
+    // frees one unreferenced blob.
+    let content = registry.server.content(&registry.dir.path().join("data"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::create_dir_all(content.join("_stats")).unwrap();
+    std::fs::write(
+        content.join("_stats/usage.json"),
+        json!([
+            { "at": now - 2 * 86400, "bytes": 1024, "blobs": 1 },
+            { "at": now - 86400, "bytes": 5120, "blobs": 3 },
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let alice = registry.client_as("alice");
+    push_blob(
+        &alice,
+        &registry.server.url(""),
+        "team/app",
+        &b"orphan".repeat(100),
+    )
+    .await;
+    let r = client()
+        .post(registry.server.url("/berth/v1/gc?grace=0s"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     browser
         .goto(&registry.server.url("/overview"))
         .await
         .unwrap();
     assert_eq!(text(&browser, "#repositories").await, "3");
-    let stored =
-        common::on_disk::blobs(&registry.server.content(&registry.dir.path().join("data")));
+    let stored = common::on_disk::blobs(&content);
     assert_eq!(text(&browser, "#blobs").await, stored.len().to_string());
+    let points = browser
+        .find(Locator::Css("#chart polyline"))
+        .await
+        .unwrap()
+        .attr("points")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        points.split(' ').count(),
+        3,
+        "two samples and now: {points}"
+    );
+    let words = script(
+        &browser,
+        "return document.getElementById('chart-words').textContent",
+    )
+    .await;
+    let words = words.as_str().unwrap();
+    assert!(
+        words.starts_with("Storage used went from 1.0 KiB on"),
+        "{words}"
+    );
+    let freed = browser
+        .find(Locator::Css("#runs tbody tr td[data-label=Freed] span"))
+        .await
+        .unwrap()
+        .attr("title")
+        .await
+        .unwrap();
+    assert_eq!(freed.as_deref(), Some("600 bytes"));
     browser::screenshot(&browser, "overview").await;
     browser.close().await.unwrap();
 
@@ -453,6 +603,26 @@ async fn each_user_sees_and_deletes_only_what_they_may() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("You may not delete in team/app"),
+        "refused for the right, not the origin"
+    );
+    // The overview counts only what bob may pull.
+    let overview = bob
+        .get(url("/overview"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        overview.contains(r#"<dd id="repositories">2</dd>"#),
+        "{overview}"
+    );
 
     // Without credentials: the browser is asked for them.
     let r = client().get(url("/")).send().await.unwrap();
@@ -506,41 +676,25 @@ async fn a_delete_asks_then_deletes() {
         .goto(&registry.url_as("alice", "/r/team/app/-/v2"))
         .await
         .unwrap();
-    browser
-        .find(Locator::XPath("//a[starts-with(., 'Delete tag v2')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(
+        &browser,
+        Locator::XPath("//a[starts-with(., 'Delete tag v2')]"),
+    )
+    .await;
     assert_eq!(text(&browser, "h1").await, "Delete tag v2 of team/app?");
     assert_eq!(status("v2".into()).await, 200, "asking deletes nothing");
     browser::screenshot(&browser, "delete-confirm").await;
     // Cancel goes back and deletes nothing.
-    browser
-        .find(Locator::LinkText("Cancel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(&browser, Locator::LinkText("Cancel")).await;
     assert_eq!(text(&browser, "h1").await, "team/app:v2");
     assert_eq!(status("v2".into()).await, 200);
 
-    browser
-        .find(Locator::XPath("//a[starts-with(., 'Delete tag v2')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(
+        &browser,
+        Locator::XPath("//a[starts-with(., 'Delete tag v2')]"),
+    )
+    .await;
+    follow(&browser, Locator::Css("button.danger")).await;
     assert_eq!(text(&browser, "p.notice").await, "Deleted v2.");
     assert_eq!(texts(&browser, "tbody th a").await, ["v1"]);
     assert_eq!(status("v2".into()).await, 404, "the tag is gone");
@@ -555,25 +709,17 @@ async fn a_delete_asks_then_deletes() {
         .goto(&registry.server.url("/r/team/app/-/v1"))
         .await
         .unwrap();
-    browser
-        .find(Locator::XPath("//a[starts-with(., 'Delete manifest')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(
+        &browser,
+        Locator::XPath("//a[starts-with(., 'Delete manifest')]"),
+    )
+    .await;
     assert!(
         text(&browser, "main")
             .await
             .contains("These tags name it and go with it: v1.")
     );
-    browser
-        .find(Locator::Css("button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    follow(&browser, Locator::Css("button.danger")).await;
     assert!(
         text(&browser, "p.notice")
             .await
@@ -581,6 +727,60 @@ async fn a_delete_asks_then_deletes() {
     );
     assert_eq!(status(registry.v1.clone()).await, 404);
     assert_eq!(status("v1".into()).await, 404);
+    browser.close().await.unwrap();
+}
+
+/// Over HTTPS a browser speaks HTTP/2, whose requests carry the host as
+/// `:authority` and no Host header: pull commands and deletes still work.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_https_and_http2_too() {
+    let Some(chrome) = Browser::start("over_https_and_http2_too") else {
+        return;
+    };
+    let mut tls = None;
+    let registry = Registry::start_with(|dir| {
+        tls = common::self_signed(dir, "over_https_and_http2_too");
+        match &tls {
+            Some((cert, key)) => [
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            None => Vec::new(),
+        }
+    })
+    .await;
+    if tls.is_none() {
+        return;
+    }
+    let browser = chrome.session(1280, 900).await;
+    browser
+        .goto(&registry.url_as("alice", "/r/team/app/-/v2"))
+        .await
+        .unwrap();
+    let protocol = script(
+        &browser,
+        "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+    )
+    .await;
+    assert_eq!(protocol, json!("h2"));
+    let commands = texts(&browser, "ul.commands code").await;
+    let by_browser = format!("docker pull {}/team/app:v2", registry.server.addr());
+    assert!(
+        commands.contains(&by_browser),
+        "{by_browser} in {commands:?}"
+    );
+    follow(
+        &browser,
+        Locator::XPath("//a[starts-with(., 'Delete tag v2')]"),
+    )
+    .await;
+    follow(&browser, Locator::Css("button.danger")).await;
+    assert_eq!(text(&browser, "p.notice").await, "Deleted v2.");
+    assert_eq!(texts(&browser, "tbody th a").await, ["v1"]);
     browser.close().await.unwrap();
 }
 
@@ -642,11 +842,20 @@ async fn pages_fit_a_phone_and_answer_the_keyboard() {
             .then(KeyAction::Down { value: key })
             .then(KeyAction::Up { value: key })
     };
-    browser.perform_actions(press(Key::Tab)).await.unwrap();
-    assert_eq!(
-        script(&browser, "return document.activeElement.textContent").await,
-        json!("Skip to content")
-    );
+    // The key goes to the page once its window has the focus, which with
+    // several browsers starting at once may come late: then a fresh load
+    // and another Tab.
+    let mut focused = Vec::new();
+    for _ in 0..5 {
+        script(&browser, "window.focus(); return null").await;
+        browser.perform_actions(press(Key::Tab)).await.unwrap();
+        focused = texts(&browser, ":focus").await;
+        if !focused.is_empty() {
+            break;
+        }
+        browser.refresh().await.unwrap();
+    }
+    assert_eq!(focused, ["Skip to content"]);
     let left = script(
         &browser,
         "return document.activeElement.getBoundingClientRect().left",

@@ -28,10 +28,20 @@ pub enum Scenario {
     PullThroughCold,
     /// Pull it through the cache again (from the cache's store)
     PullThroughWarm,
+    /// berth's web UI: the first page of repositories, among many
+    UiRepositories,
+    /// berth's web UI: a search of the repositories
+    UiSearch,
+    /// berth's web UI: a repository's tags
+    UiTags,
+    /// berth's web UI: an image's page
+    UiImage,
+    /// berth's web UI: the overview
+    UiOverview,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Push,
         Scenario::PushChunked,
         Scenario::Pull,
@@ -42,6 +52,11 @@ impl Scenario {
         Scenario::PullUpstream,
         Scenario::PullThroughCold,
         Scenario::PullThroughWarm,
+        Scenario::UiRepositories,
+        Scenario::UiSearch,
+        Scenario::UiTags,
+        Scenario::UiImage,
+        Scenario::UiOverview,
     ];
 
     /// Whether it measures a pull-through cache, and so needs --upstream.
@@ -49,6 +64,18 @@ impl Scenario {
         matches!(
             self,
             Scenario::PullUpstream | Scenario::PullThroughCold | Scenario::PullThroughWarm
+        )
+    }
+
+    /// Whether it measures berth's web UI, which other registries lack.
+    pub fn is_web_ui(self) -> bool {
+        matches!(
+            self,
+            Scenario::UiRepositories
+                | Scenario::UiSearch
+                | Scenario::UiTags
+                | Scenario::UiImage
+                | Scenario::UiOverview
         )
     }
 
@@ -64,6 +91,11 @@ impl Scenario {
             Scenario::PullUpstream => "pull-upstream",
             Scenario::PullThroughCold => "pull-through-cold",
             Scenario::PullThroughWarm => "pull-through-warm",
+            Scenario::UiRepositories => "ui-repositories",
+            Scenario::UiSearch => "ui-search",
+            Scenario::UiTags => "ui-tags",
+            Scenario::UiImage => "ui-image",
+            Scenario::UiOverview => "ui-overview",
         }
     }
 }
@@ -78,7 +110,8 @@ pub struct BenchArgs {
     pub user: Option<String>,
     /// A scenario to run; repeat for several (default: all, in this order:
     /// push, push-chunked, pull, manifest-get, blob-head, small-push, catalog,
-    /// and with --upstream pull-upstream, pull-through-cold, pull-through-warm)
+    /// and with --upstream pull-upstream, pull-through-cold, pull-through-warm;
+    /// the ui-* scenarios of berth's web UI only when named)
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     pub scenarios: Vec<Scenario>,
     /// Print the report as JSON on standard output instead of a table
@@ -115,6 +148,15 @@ pub struct BenchArgs {
     /// Catalog requests timed (one after the other)
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub catalog_requests: u32,
+    /// Repositories the ui-* scenarios create
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ui_repositories: u32,
+    /// Tags in each of them (distinct manifests)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ui_tags: u32,
+    /// Page requests each ui-* scenario times (one after the other)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ui_requests: u32,
     /// The registry that URL mirrors as a pull-through cache (plain HTTP, no
     /// login); the pull-through scenarios push their image there
     #[arg(long, value_name = "URL")]
@@ -141,7 +183,7 @@ impl BenchArgs {
         Scenario::ALL
             .into_iter()
             .filter(|s| match self.scenarios.is_empty() {
-                true => !s.needs_upstream() || self.upstream.is_some(),
+                true => (!s.needs_upstream() || self.upstream.is_some()) && !s.is_web_ui(),
                 false => self.scenarios.contains(s),
             })
             .collect()

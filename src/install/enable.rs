@@ -451,6 +451,10 @@ impl fmt::Display for Enabled {
         }
         writeln!(
             f,
+            "\nBrowse it: http://{node}/ (the web UI, on a node or through the port-forward below)"
+        )?;
+        writeln!(
+            f,
             "\nPush from a node (elsewhere, first: kubectl -n {namespace} port-forward svc/{name} {port}:{svc_port}):",
             port = node.rsplit(':').next().unwrap_or_default(),
             svc_port = r.spec.service.port,

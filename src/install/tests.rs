@@ -165,6 +165,7 @@ async fn enable_on_an_empty_cluster_installs_and_waits_for_ready() {
     for line in [
         "Registry container-registry/registry, 20Gi of storage, at localhost:32000",
         "docker push localhost:32000/app:dev",
+        "Browse it: http://localhost:32000/",
         "podman push --tls-verify=false app:dev localhost:32000/app:dev",
         "skopeo copy --dest-tls-verify=false docker-daemon:app:dev docker://localhost:32000/app:dev",
         "image: localhost:32000/app:dev",

@@ -36,6 +36,7 @@ pub const KIND: &str = "Registry";
     doc = "A private OCI registry, deployed and kept by the berth operator",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoints.clusterNetwork"}"#,
+    printcolumn = r#"{"name":"UI","type":"string","jsonPath":".status.endpoints.ui"}"#,
     printcolumn = r#"{"name":"Size","type":"string","jsonPath":".status.storageSize"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -482,6 +483,20 @@ pub struct Endpoints {
     /// Through the Ingress: its host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<String>,
+    /// The web UI: through the Ingress, else on a node (the NodePort), else
+    /// from pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<String>,
+}
+
+impl Endpoints {
+    /// The names an image is pulled by, the node's first (what kubelets use).
+    pub fn pull_names(&self) -> impl Iterator<Item = &str> {
+        [&self.node, &self.external, &self.cluster_network]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
 }
 
 /// A quantity, as the API server takes it: a string or an integer. Not nullable:
@@ -664,7 +679,7 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Ready", "Endpoint", "Size", "Age"]);
+        assert_eq!(columns, ["Ready", "Endpoint", "UI", "Size", "Age"]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! the spec. Pure, so the pass only publishes the Warning and patches it.
 
 use super::bucket;
-use super::crd::{Endpoints, Registry, RegistryStatus};
-use super::resources::{cluster_address, ingress, pvc};
+use super::crd::{Registry, RegistryStatus};
+use super::resources::{endpoints, pvc};
 use super::status::{DEGRADED, PROGRESSING, READY, Rollout, STORAGE_READY, Wanted, merge, wanted};
 use super::storage::{self, Plan};
 use super::validate::{self, Invalid};
@@ -77,18 +77,13 @@ pub fn applied(registry: &Registry, outcome: &Applied, now: &Time) -> Report {
     ];
     let old = registry.status.clone().unwrap_or_default();
     let generation = registry.metadata.generation;
-    let spec = &registry.spec;
     Report {
         warning: warning(&old, &wanted_conditions),
         status: RegistryStatus {
             observed_generation: generation,
             conditions: merge(&old.conditions, wanted_conditions, generation, now),
             ready_replicas: rollout.ready_replicas,
-            endpoints: Endpoints {
-                cluster_network: Some(cluster_address(registry)),
-                node: spec.service.node_port.map(|p| format!("localhost:{p}")),
-                external: ingress::ingress(registry).and_then(|_| spec.ingress.host.clone()),
-            },
+            endpoints: endpoints(registry),
             storage_size: outcome.claim.as_ref().and_then(|c| {
                 storage::capacity(c).or_else(|| pvc::requested_size(c).map(String::from))
             }),

@@ -76,8 +76,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         gc_defaults: config.gc.clone(),
         proxy,
         pull_names: config.pull_names.clone(),
+        summaries: Default::default(),
     });
     tokio::spawn(admin::keep_caches(state.clone()));
+    tokio::spawn(ui::keep_history(state.store.clone()));
     server::run(
         listener,
         routes::routes(state, admin),

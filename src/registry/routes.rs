@@ -135,10 +135,20 @@ fn allowed_as(
     repo_path(endpoint, state)
         .and(method)
         .and(identity(&state.auth))
-        .and_then(move |name: RepoName, param: String, who: Identity| {
+        .and(warp::header::optional::<String>("sec-fetch-site"))
+        .and_then(move |name: RepoName, param: String, who: Identity, site: Option<String>| {
             let check = check.clone();
             async move {
                 check.auth.require(&who, &name, right)?;
+                // Browsers send Basic credentials they remember (the web
+                // UI's) with a form another site posts here; only they send
+                // Sec-Fetch-Site, and no page of ours writes through /v2/.
+                if right != Right::Pull && site.is_some_and(|s| s != "same-origin") {
+                    return Err(Rejection::from(ApiError::new(
+                        Code::Denied,
+                        "a browser request from another site may not change the registry",
+                    )));
+                }
                 if right != Right::Pull
                     && let Some(route) = check.proxy.route(&name)
                 {

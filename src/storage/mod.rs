@@ -51,6 +51,7 @@ pub(crate) mod durable;
 mod evict;
 mod fs;
 mod gc;
+mod history;
 mod incoming;
 #[cfg(test)]
 mod journal;
@@ -71,6 +72,7 @@ mod write_order;
 
 pub use evict::{CacheLimit, CacheReport};
 pub use gc::{GcOptions, GcReport, RetentionRule};
+pub use history::{GcRun, UsageSample};
 pub use incoming::IncomingBlob;
 pub use manifests::{StoredManifest, TagEntry};
 pub use pulls::record_interval;
@@ -357,6 +359,11 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Bytes free where the content lives; `None` for a bucket, which has no end.
+    pub async fn free_space(&self) -> Result<Option<u64>> {
+        self.blocking(|s| Ok(s.driver().available()?)).await
     }
 
     /// Proves the store can take writes: free space above the reserve, and a

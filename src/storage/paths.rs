@@ -193,6 +193,16 @@ pub fn gc_lock() -> Key {
     Key::new(&["_gc", "lock"])
 }
 
+/// The store's size over time (history.rs).
+pub fn usage_history() -> Key {
+    Key::new(&["_stats", "usage.json"])
+}
+
+/// The last garbage collections (history.rs).
+pub fn gc_history() -> Key {
+    Key::new(&["_stats", "gc.json"])
+}
+
 /// Written and removed by a readiness probe of an object store.
 pub fn probe(id: &Uuid) -> Key {
     Key::new(&["readyz", &id.simple().to_string()])

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 /// The flags that keep chromium to the page under test: no sandbox (CI runs
 /// as root), and none of its own traffic, which this closed network refuses.
-const FLAGS: [&str; 8] = [
+/// A certificate error is ignored: the HTTPS test's is self-signed.
+const FLAGS: [&str; 9] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -23,6 +24,7 @@ const FLAGS: [&str; 8] = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--ignore-certificate-errors",
 ];
 
 pub struct Browser {

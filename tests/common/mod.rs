@@ -141,6 +141,39 @@ impl Drop for Server {
     }
 }
 
+/// A certificate for 127.0.0.1 and localhost and its key, made by openssl in
+/// `dir`; `None` (the test skipped) outside CI without openssl.
+pub fn self_signed(dir: &Path, test: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // Not a CA: rustls refuses a CA's certificate as a server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if made.as_ref().is_ok_and(|o| o.status.success()) {
+        return Some((cert, key));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "openssl is needed to make a test certificate"
+    );
+    eprintln!("SKIPPED {test}: openssl not available");
+    None
+}
+
 /// A registry for one test: a fresh data folder, `berth serve` on it, and a
 /// client. Every test that needs nothing more starts here. The store behind
 /// it is the data folder, or a bucket with `BERTH_TEST_STORAGE=s3`, so that

@@ -5,8 +5,8 @@
 //!
 //! One file per family: transfer.rs (push, push-chunked, pull), latency.rs
 //! (manifest-get, blob-head), small_push.rs, catalog.rs, pull_through.rs
-//! (pull-upstream, pull-through-cold, pull-through-warm); steps.rs holds the
-//! requests they share.
+//! (pull-upstream, pull-through-cold, pull-through-warm), web_ui.rs (the
+//! ui-* pages); steps.rs holds the requests they share.
 
 mod catalog;
 mod latency;
@@ -14,6 +14,7 @@ mod pull_through;
 mod small_push;
 mod steps;
 mod transfer;
+mod web_ui;
 
 use super::BenchError;
 use super::args::{BenchArgs, Scenario};
@@ -56,6 +57,8 @@ pub struct Bench {
     mirrored: Option<Arc<pull_through::Mirrored>>,
     /// Whether the cache has been through a cold pull of that image.
     cache_filled: bool,
+    /// The repositories the ui-* scenarios read.
+    ui: Option<Arc<web_ui::Seeded>>,
 }
 
 /// `1 GiB`, `4 KiB`.
@@ -75,6 +78,7 @@ impl Bench {
             upstream: None,
             mirrored: None,
             cache_filled: false,
+            ui: None,
         }
     }
 
@@ -107,6 +111,11 @@ impl Bench {
             Scenario::PullUpstream => self.pull_upstream().await,
             Scenario::PullThroughCold => self.pull_through_cold().await,
             Scenario::PullThroughWarm => self.pull_through_warm().await,
+            Scenario::UiRepositories
+            | Scenario::UiSearch
+            | Scenario::UiTags
+            | Scenario::UiImage
+            | Scenario::UiOverview => self.web_ui(scenario).await,
         }
     }
 

@@ -68,6 +68,9 @@ pub fn deployment(registry: &Registry, settings: &Settings) -> Deployment {
     if let Some(bucket) = &bucket {
         args.extend(bucket.args());
     }
+    for name in super::endpoints(registry).pull_names() {
+        args.extend(["--pull-name".into(), name.to_owned()]);
+    }
 
     let mut mounts = vec![
         mount("data", DATA_DIR),
@@ -441,7 +444,12 @@ mod tests {
                 "--root",
                 "/var/lib/registry",
                 "--admin-token-file",
-                "/etc/berth/admin/token"
+                "/etc/berth/admin/token",
+                // The web UI's pull commands: the node's name, then the pods'.
+                "--pull-name",
+                "localhost:32000",
+                "--pull-name",
+                "cache.dev.svc:5000"
             ]
         );
         let c = container(&d);
@@ -711,7 +719,7 @@ mod tests {
         assert_eq!(d.spec.replicas, Some(3));
         let a = args(&d).join(" ");
         assert!(
-            a.ends_with("--storage s3://images --storage-option endpoint=http://10.245.0.1:9000"),
+            a.contains("--storage s3://images --storage-option endpoint=http://10.245.0.1:9000 "),
             "{a}"
         );
         // The data folder only stages: an emptyDir, no claim, no chown.

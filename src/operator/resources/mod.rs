@@ -16,7 +16,7 @@ pub mod pvc;
 pub mod secret;
 pub mod service;
 
-use super::crd::Registry;
+use super::crd::{Endpoints, Registry};
 use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
 };
@@ -114,6 +114,27 @@ pub fn cluster_address(registry: &Registry) -> String {
         namespace(registry),
         registry.spec.service.port
     )
+}
+
+/// Where clients reach the registry: from pods, from a node, through the
+/// Ingress, and where its web UI is.
+pub fn endpoints(registry: &Registry) -> Endpoints {
+    let spec = &registry.spec;
+    let cluster_network = cluster_address(registry);
+    let node = spec.service.node_port.map(|p| format!("localhost:{p}"));
+    let external = ingress::ingress(registry).and_then(|_| spec.ingress.host.clone());
+    let ui = match (&external, &node) {
+        (Some(host), _) if spec.ingress.tls.is_some() => format!("https://{host}/"),
+        (Some(host), _) => format!("http://{host}/"),
+        (None, Some(node)) => format!("http://{node}/"),
+        (None, None) => format!("http://{cluster_network}/"),
+    };
+    Endpoints {
+        cluster_network: Some(cluster_network),
+        node,
+        external,
+        ui: Some(ui),
+    }
 }
 
 /// Labels on every child (and on the registry pods).
@@ -276,6 +297,45 @@ mod tests {
         assert_eq!(names::gc(&r), "cache-gc");
         assert_eq!(names::node_config(&r), "cache-node-config");
         assert_eq!(cluster_address(&r), "cache.dev.svc:5000");
+    }
+
+    #[test]
+    fn the_ui_is_where_a_browser_reaches_it_best() {
+        let ui = |edit: fn(&mut crate::operator::crd::RegistrySpec)| {
+            let e = endpoints(&registry(edit));
+            let names = e.pull_names().map(str::to_owned).collect::<Vec<_>>();
+            (e.ui.unwrap(), names)
+        };
+        assert_eq!(
+            ui(|_| {}),
+            (
+                "http://localhost:32000/".to_owned(),
+                vec![
+                    "localhost:32000".to_owned(),
+                    "cache.dev.svc:5000".to_owned()
+                ]
+            )
+        );
+        assert_eq!(
+            ui(|s| s.service.node_port = None).0,
+            "http://cache.dev.svc:5000/"
+        );
+        let with_ingress = |s: &mut crate::operator::crd::RegistrySpec| {
+            s.ingress.enabled = true;
+            s.ingress.host = Some("registry.example.com".into());
+        };
+        let (url, names) = ui(with_ingress);
+        assert_eq!(url, "http://registry.example.com/");
+        assert_eq!(names[1], "registry.example.com");
+        assert_eq!(
+            ui(|s| {
+                s.ingress.enabled = true;
+                s.ingress.host = Some("registry.example.com".into());
+                s.ingress.tls = Some(Default::default());
+            })
+            .0,
+            "https://registry.example.com/"
+        );
     }
 
     #[test]

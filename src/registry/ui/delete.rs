@@ -4,8 +4,8 @@
 //!
 //! Browsers send Basic credentials with any request to the registry, a
 //! form on another site included; so a delete is only taken from the
-//! registry's own pages, told by the `Origin` (and `Sec-Fetch-Site`) that
-//! browsers put on every POST.
+//! registry's own pages, told by the `Sec-Fetch-Site` that browsers put on
+//! every request (or, from one too old to, by the `Origin` of its POST).
 
 use super::page::{self, Refused, Section};
 use super::{Viewer, format};
@@ -14,40 +14,49 @@ use crate::registry::auth::Identity;
 use crate::registry::state::Shared;
 use maud::html;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, StatusCode, header};
+use warp::http::StatusCode;
+use warp::http::uri::{Authority, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 /// Passes only requests that a page of this registry sent.
 pub fn same_origin() -> BoxedFilter<()> {
-    warp::header::headers_cloned()
-        .and_then(|headers: HeaderMap| async move {
-            if from_our_pages(&headers) {
-                Ok(())
-            } else {
-                Err(Rejection::from(Refused::forbidden(
-                    "A delete is only taken from this registry's own pages (the request came from elsewhere).",
-                )))
-            }
-        })
+    warp::header::optional::<String>("sec-fetch-site")
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::host::optional())
+        .and_then(
+            |site: Option<String>, origin: Option<String>, host: Option<Authority>| async move {
+                if from_our_pages(site.as_deref(), origin.as_deref(), host.as_ref()) {
+                    Ok(())
+                } else {
+                    Err(Rejection::from(Refused::forbidden(
+                        "A delete is only taken from this registry's own pages (the request came from elsewhere).",
+                    )))
+                }
+            },
+        )
         .untuple_one()
         .boxed()
 }
 
-fn from_our_pages(headers: &HeaderMap) -> bool {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if text("sec-fetch-site").is_some_and(|site| site != "same-origin") {
-        return false;
+/// Whether a request came from one of our pages: `Sec-Fetch-Site` says so
+/// by itself (it survives a proxy that rewrites the Host); without it, the
+/// `Origin` must name the host the request was sent to (`host`: the Host
+/// header, or HTTP/2's authority).
+fn from_our_pages(site: Option<&str>, origin: Option<&str>, host: Option<&Authority>) -> bool {
+    if let Some(site) = site {
+        return site == "same-origin";
     }
-    let (Some(origin), Some(host)) = (text(header::ORIGIN.as_str()), text(header::HOST.as_str()))
-    else {
+    let (Some(origin), Some(host)) = (origin, host) else {
         return false;
     };
     // The scheme is left out: behind a proxy that ends TLS, the page is
     // https and the request reaching us http.
     origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| uri.authority().cloned())
+        .is_some_and(|authority| authority == *host)
 }
 
 /// `Ok` if `viewer` may delete in `name`.
@@ -70,6 +79,8 @@ pub async fn confirm(
     reference: Reference,
 ) -> Result<Response, Rejection> {
     require_delete(&state, &viewer, &name)?;
+    // It shows what the reference names, which only a puller may see.
+    viewer.require_pull(&state, &name)?;
     let store = &state.store;
     let manifest = store
         .get_manifest(&name, &reference)
@@ -124,10 +135,10 @@ pub async fn confirm(
 
 /// `POST /r/<name>/-/<reference>/delete`
 pub async fn delete(
-    state: Shared,
-    viewer: Viewer,
     name: RepoName,
     reference: Reference,
+    state: Shared,
+    viewer: Viewer,
 ) -> Result<Response, Rejection> {
     require_delete(&state, &viewer, &name)?;
     let store = &state.store;
@@ -144,44 +155,26 @@ pub async fn delete(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, v.parse().unwrap());
-        }
-        map
-    }
-
     #[test]
     fn only_our_own_pages_may_delete() {
-        let ok = [
-            ("host", "localhost:32000"),
-            ("origin", "http://localhost:32000"),
-        ];
-        assert!(from_our_pages(&headers(&ok)));
-        assert!(from_our_pages(&headers(&[
-            ("host", "reg.example"),
-            ("origin", "https://reg.example"),
-            ("sec-fetch-site", "same-origin"),
-        ])));
-        for bad in [
-            &[("host", "localhost:32000")][..],
-            &[
-                ("host", "localhost:32000"),
-                ("origin", "http://evil.example"),
-            ],
-            &[
-                ("host", "localhost:32000"),
-                ("origin", "http://localhost:32001"),
-            ],
-            &[("host", "localhost:32000"), ("origin", "null")],
-            &[
-                ("host", "localhost:32000"),
-                ("origin", "http://localhost:32000"),
-                ("sec-fetch-site", "cross-site"),
-            ],
+        let host: Authority = "localhost:32000".parse().unwrap();
+        let ours = |site, origin| from_our_pages(site, origin, Some(&host));
+        assert!(ours(None, Some("http://localhost:32000")));
+        assert!(ours(None, Some("https://localhost:32000")));
+        // A proxy may rewrite the Host; Sec-Fetch-Site still tells.
+        assert!(ours(Some("same-origin"), Some("https://registry.example")));
+        assert!(ours(Some("same-origin"), None));
+        for (site, origin) in [
+            (None, None),
+            (None, Some("http://evil.example")),
+            (None, Some("http://localhost:32001")),
+            (None, Some("null")),
+            (Some("cross-site"), Some("http://localhost:32000")),
+            (Some("same-site"), Some("http://localhost:32000")),
+            (Some("none"), None),
         ] {
-            assert!(!from_our_pages(&headers(bad)), "{bad:?}");
+            assert!(!ours(site, origin), "{site:?} {origin:?}");
         }
+        assert!(!from_our_pages(None, Some("http://localhost:32000"), None));
     }
 }

@@ -4,9 +4,9 @@ use crate::oci::Digest;
 use maud::{Markup, html};
 use std::time::{Duration, SystemTime};
 
-/// `1.4 MiB`.
-pub fn size(bytes: u64) -> String {
-    bytesize::ByteSize::b(bytes).display().iec().to_string()
+/// `1.4 MiB`, with the exact count on hover.
+pub fn size(bytes: u64) -> Markup {
+    html! { span title=(format!("{bytes} bytes")) { (bytesize::ByteSize::b(bytes).display().iec()) } }
 }
 
 /// `sha256:0123456789ab`: enough to tell digests apart on a page; the whole
@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn sizes_and_digests() {
-        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(
+            size(1536).into_string(),
+            r#"<span title="1536 bytes">1.5 KiB</span>"#
+        );
         let d = Digest::sha256(b"x");
         assert_eq!(short(&d).len(), "sha256:".len() + 12);
         assert!(d.to_string().starts_with(&short(&d)));

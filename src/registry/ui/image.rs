@@ -2,7 +2,7 @@
 //! of it: how to pull it, what it runs, its layers or platforms, and what
 //! refers to it (signatures, SBOMs).
 
-use super::images::{self, Config, summarize};
+use super::images::{self, Config};
 use super::page::{self, Refused, Section};
 use super::{Viewer, format, pull_names};
 use crate::oci::manifest::Kind;
@@ -29,7 +29,9 @@ pub async fn page(
         .await
         .map_err(Refused::from)?;
     let parsed = images::parse(&manifest).map_err(Refused::from)?;
-    let summary = summarize(store, &name, &manifest, false)
+    let summary = state
+        .summaries
+        .of(store, &name, &manifest)
         .await
         .map_err(Refused::from)?;
     let pushed = match &reference {
@@ -68,7 +70,9 @@ pub async fn page(
                     .await
                 {
                     Ok(child) => Some(
-                        summarize(store, &name, &child, false)
+                        state
+                            .summaries
+                            .of(store, &name, &child)
                             .await
                             .map_err(Refused::from)?
                             .size(),

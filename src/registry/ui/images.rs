@@ -5,12 +5,16 @@ use crate::oci::manifest::Kind;
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 use crate::storage::{Store, StoreError, StoredManifest};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// Configs past this are not read (a config is a few KiB; its history grows
 /// it, but not to megabytes).
-const CONFIG_LIMIT: u64 = 4 << 20;
+const CONFIG_LIMIT: u64 = 1 << 20;
+
+/// Summaries kept before the cache is emptied (a bound, not a working size).
+const SUMMARIES_MAX: usize = 10_000;
 
 /// The configs of images, as opposed to those of other artifacts.
 const IMAGE_CONFIGS: [&str; 2] = [
@@ -147,15 +151,50 @@ impl Summary {
     }
 }
 
-/// Summarizes `manifest` of `name`, reading an index's children (and with
-/// `platform`, an image's config for its platform).
-pub async fn summarize(
+/// Summaries of manifests already read. A manifest never changes under its
+/// digest, so neither does its summary; only an index's children may go
+/// from the repository, and its summary still counts them until the cache
+/// is emptied.
+#[derive(Default)]
+pub struct Summaries(Mutex<HashMap<(RepoName, Digest), Arc<Summary>>>);
+
+impl Summaries {
+    /// The summary of `manifest` of `name`, from the cache or read.
+    pub async fn of(
+        &self,
+        store: &Store,
+        name: &RepoName,
+        manifest: &StoredManifest,
+    ) -> Result<Arc<Summary>, StoreError> {
+        let key = (name.clone(), manifest.digest.clone());
+        if let Some(known) = self.lock().get(&key) {
+            return Ok(known.clone());
+        }
+        let summary = Arc::new(summarize(store, name, manifest).await?);
+        let mut cache = self.lock();
+        if cache.len() >= SUMMARIES_MAX {
+            cache.clear();
+        }
+        cache.insert(key, summary.clone());
+        Ok(summary)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(RepoName, Digest), Arc<Summary>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Summarizes `manifest` of `name`, reading an index's children and an
+/// image's config. A manifest that does not parse (stored by an older
+/// version, say) summarizes as nothing rather than fail the page.
+async fn summarize(
     store: &Store,
     name: &RepoName,
     manifest: &StoredManifest,
-    platform: bool,
 ) -> Result<Summary, StoreError> {
-    let parsed = parse(manifest)?;
+    let Ok(parsed) = parse(manifest) else {
+        return Ok(Summary::default());
+    };
     let mut summary = Summary {
         artifact_type: parsed.artifact_type.clone(),
         ..Summary::default()
@@ -163,7 +202,7 @@ pub async fn summarize(
     match parsed.kind {
         Kind::Image => {
             add(&mut summary, &parsed.blobs);
-            if platform && let Some(config) = config(store, name, &parsed).await {
+            if let Some(config) = config(store, name, &parsed).await {
                 summary.platforms.extend(config.platform());
             }
         }

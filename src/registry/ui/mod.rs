@@ -34,9 +34,11 @@ use super::auth::{Identity, Right};
 use super::server::ClientAddr;
 use super::state::Shared;
 use crate::oci::{Reference, RepoName};
+pub use images::Summaries;
+pub use overview::keep_history;
 use page::Refused;
 use warp::filters::BoxedFilter;
-use warp::http::HeaderMap;
+use warp::http::uri::Authority;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -154,15 +156,11 @@ fn pull_names(state: &Shared, host: Option<&str>) -> Vec<String> {
     names
 }
 
-/// The host the browser reached us by, which is also a name to pull by.
+/// The host the browser reached us by, which is also a name to pull by:
+/// the Host header, or over HTTP/2 the request's authority.
 fn host() -> BoxedFilter<(Option<String>,)> {
-    warp::header::headers_cloned()
-        .map(|headers: HeaderMap| {
-            headers
-                .get(warp::http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
+    warp::host::optional()
+        .map(|authority: Option<Authority>| authority.map(|a| a.to_string()))
         .boxed()
 }
 
@@ -216,17 +214,17 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         );
     let delete = target()
         .and(warp::post())
+        .and_then(|target: Target| async move {
+            match target {
+                Target::Delete(name, reference) => Ok((name, reference)),
+                _ => Err(Rejection::from(Refused::not_found())),
+            }
+        })
+        .untuple_one()
         .and(delete::same_origin())
         .and(s())
         .and(viewer(&state))
-        .and_then(|target: Target, state: Shared, viewer: Viewer| async move {
-            match target {
-                Target::Delete(name, reference) => {
-                    delete::delete(state, viewer, name, reference).await
-                }
-                _ => Err(Refused::not_found().into()),
-            }
-        });
+        .and_then(delete::delete);
     assets
         .or(login)
         .unify()

@@ -103,7 +103,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A page that could not be shown, and why; rendered by [`recover`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Refused {
     status: StatusCode,
     message: String,
@@ -164,9 +164,21 @@ impl From<StoreError> for Refused {
     }
 }
 
-/// Turns a [`Refused`] into its page; leaves every other rejection to the API.
+/// Turns a [`Refused`] into its page, and a bad method or query of a page
+/// into a page too; leaves every other rejection to the API (a path that is
+/// no page's, such as `/v2/…`, is only a "not found" here, which the API's
+/// routes answer better).
 pub async fn recover(rejection: Rejection) -> Result<Response, Rejection> {
-    let Some(refused) = rejection.find::<Refused>() else {
+    let refused = if let Some(refused) = rejection.find::<Refused>() {
+        refused.clone()
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            "This page does not take that query (a page number is a number from 1).",
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Refused::new(StatusCode::METHOD_NOT_ALLOWED, "This page is only read.")
+    } else {
         return Err(rejection);
     };
     let title = refused

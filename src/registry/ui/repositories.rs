@@ -1,7 +1,6 @@
 //! `GET /`: the repositories the viewer may pull, searched by name, a page at
 //! a time, each with its tag count, size and last push.
 
-use super::images::summarize;
 use super::page::{self, Refused, Section};
 use super::{Viewer, format, pull_names};
 use crate::oci::{Digest, Reference, RepoName};
@@ -57,7 +56,8 @@ async fn row(state: &Shared, name: RepoName) -> Result<Row, StoreError> {
             Err(StoreError::ManifestUnknown) => continue,
             Err(e) => return Err(e),
         };
-        blobs.extend(summarize(store, &name, &manifest, false).await?.blobs);
+        let summary = state.summaries.of(store, &name, &manifest).await?;
+        blobs.extend(summary.blobs.iter().map(|(d, size)| (d.clone(), *size)));
     }
     Ok(Row {
         mirrors: state.proxy.route(&name).map(|r| r.upstream().to_owned()),
@@ -109,15 +109,15 @@ pub async fn page(
                 aria-controls="results" placeholder="name contains…";
             button type="submit" { "Search" }
         }
-        section #results aria-label="Results" {
-            p.count aria-live="polite" {
-                @if needle.is_empty() {
-                    (count(names.len(), "repository", "repositories"))
-                } @else {
-                    (count(names.len(), "repository", "repositories")) " of " (visible) " match "
-                    q { (needle) }
-                }
+        p.count #count aria-live="polite" {
+            @if needle.is_empty() {
+                (count(names.len(), "repository", "repositories"))
+            } @else {
+                (count(names.len(), "repository", "repositories")) " of " (visible) " match "
+                q { (needle) }
             }
+        }
+        section #results aria-label="Results" {
             @if rows.is_empty() && visible == 0 {
                 (empty(&pull_names(&state, host.as_deref())))
             } @else if !rows.is_empty() {

@@ -1,7 +1,6 @@
 //! `GET /r/<name>`: a repository's tags, a page at a time, each with its
 //! digest, platforms, size and when it was pushed.
 
-use super::images::summarize;
 use super::page::{self, Refused, Section};
 use super::repositories::count;
 use super::{Viewer, format};
@@ -56,7 +55,9 @@ pub async fn page(
             Err(StoreError::ManifestUnknown) => continue,
             Err(e) => return Err(Refused::from(e).into()),
         };
-        let summary = summarize(store, &name, &manifest, true)
+        let summary = state
+            .summaries
+            .of(store, &name, &manifest)
             .await
             .map_err(Refused::from)?;
         rows.push((entry, summary));
@@ -77,7 +78,7 @@ pub async fn page(
             p.notice role="status" { "Deleted " code { (deleted) } "." }
         }
         p.count { (count(total, "tag", "tags")) }
-        @if rows.is_empty() {
+        @if total == 0 {
             p { "No tags here: what this repository holds is reachable by digest only." }
         } @else {
             table.list {
