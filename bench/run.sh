@@ -187,6 +187,10 @@ for name in distribution berth; do
 done
 sleep 1
 
+# berth's web UI (distribution has none): its pages among 1,000 repositories
+# of 10 tags each, made once by the first of these scenarios.
+bench berth "$work/berth.web-ui.json" ui-repositories ui-search ui-tags ui-image ui-overview
+
 # On object storage: berth on a bucket of s3s-fs, a real S3 server on
 # loopback that keeps each object as a file of $work/s3 (so its own writes
 # bound what berth can do there). distribution 2.8's s3 driver cannot run on

@@ -234,11 +234,12 @@ fn trusting(pem: &[u8]) -> reqwest::ClientBuilder {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .redirect(reqwest::redirect::Policy::none())
@@ -314,7 +315,22 @@ async fn pages_show_what_is_stored() {
     let Some(chrome) = Browser::start("pages_show_what_is_stored") else {
         return;
     };
-    let registry = Registry::start().await;
+    // Two days of history, as the registry writes it; it adds a sample as
+    // it starts (and none for ten minutes after).
+    let registry = Registry::start_with(|dir| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let history = json!([
+            { "at": now - 2 * 86400, "bytes": 1024, "blobs": 1 },
+            { "at": now - 86400, "bytes": 5120, "blobs": 3 },
+        ]);
+        std::fs::create_dir_all(dir.join("data/_stats")).unwrap();
+        std::fs::write(dir.join("data/_stats/usage.json"), history.to_string()).unwrap();
+        Vec::new()
+    })
+    .await;
     let browser = chrome.session(1280, 900).await;
 
     browser.goto(&registry.url_as("alice", "/")).await.unwrap();
@@ -422,23 +438,8 @@ async fn pages_show_what_is_stored() {
         ["linux/amd64", "linux/arm64"]
     );
 
-    // Two days of history as the registry writes it, and a collection that
-    // frees one unreferenced blob.
+    // A collection that frees one unreferenced blob.
     let content = registry.server.content(&registry.dir.path().join("data"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    std::fs::create_dir_all(content.join("_stats")).unwrap();
-    std::fs::write(
-        content.join("_stats/usage.json"),
-        json!([
-            { "at": now - 2 * 86400, "bytes": 1024, "blobs": 1 },
-            { "at": now - 86400, "bytes": 5120, "blobs": 3 },
-        ])
-        .to_string(),
-    )
-    .unwrap();
     let alice = registry.client_as("alice");
     push_blob(
         &alice,
@@ -472,8 +473,8 @@ async fn pages_show_what_is_stored() {
         .unwrap();
     assert_eq!(
         points.split(' ').count(),
-        3,
-        "two samples and now: {points}"
+        4,
+        "two samples, the one at start-up, and now: {points}"
     );
     let words = script(
         &browser,
@@ -646,6 +647,36 @@ async fn each_user_sees_and_deletes_only_what_they_may() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "none of the refused deletes deleted");
+
+    // The API's writes refuse another site's page as well (a form posted
+    // there carries the credentials the browser remembers), and only that.
+    let start = url("/v2/team/app/blobs/uploads/");
+    for (header, value, status) in [
+        ("origin", "http://evil.example", 403),
+        ("sec-fetch-site", "cross-site", 403),
+        ("origin", origin.as_str(), 202),
+        ("sec-fetch-site", "same-origin", 202),
+    ] {
+        let r = alice
+            .post(&start)
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{header}: {value}");
+    }
+    assert_eq!(alice.post(&start).send().await.unwrap().status(), 202);
+    assert_eq!(
+        alice
+            .get(url("/v2/team/app/tags/list"))
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "reads are not refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -782,6 +813,31 @@ async fn over_https_and_http2_too() {
     assert_eq!(text(&browser, "p.notice").await, "Deleted v2.");
     assert_eq!(texts(&browser, "tbody th a").await, ["v1"]);
     browser.close().await.unwrap();
+
+    // A browser that sends no Sec-Fetch-Site is told by its Origin, which
+    // must name the host: over HTTP/2, the request's authority.
+    let alice = registry.client_as("alice");
+    let delete = registry.server.url("/r/team/app/-/v1/delete");
+    let r = alice
+        .post(&delete)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 403)
+    );
+    let r = alice
+        .post(&delete)
+        .header("origin", registry.server.url(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 303)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

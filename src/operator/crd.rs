@@ -496,6 +496,8 @@ impl Endpoints {
             .into_iter()
             .flatten()
             .map(String::as_str)
+            // A wildcard Ingress host is no name to pull by.
+            .filter(|name| !name.contains('*'))
     }
 }
 

@@ -17,7 +17,7 @@
 
 use super::errors::{ApiError, Code};
 use super::state::{Shared, State};
-use crate::storage::{GcOptions, GcReport, ScrubOptions, StoreError};
+use crate::storage::{GcOptions, GcReport, ScrubOptions, StoreError, gc_run};
 use bytes::Bytes;
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -227,7 +227,7 @@ pub async fn gc(
     body: Bytes,
 ) -> Result<Response, warp::Rejection> {
     let options = GcRequest::parse(&query, &body)?.options(&state.gc_defaults);
-    let report = collect(&state, options).await?;
+    let report = collect(&state, options, REQUEST_RUN).await?;
     let body = serde_json::to_value(&report)
         .map_err(|e| warp::reject::custom(ApiError::new(Code::Unknown, format!("report: {e}"))))?;
     Ok(super::json(StatusCode::OK, "application/json", &body))
@@ -239,22 +239,42 @@ pub async fn proxy(state: Shared) -> Result<Response, warp::Rejection> {
     Ok(super::json(StatusCode::OK, "application/json", &body))
 }
 
-/// Runs one collection, and counts it in the metrics and the caches' sizes.
-async fn collect(state: &State, options: GcOptions) -> Result<GcReport, StoreError> {
+/// Runs one collection, and counts it in the metrics and the caches' sizes…
+/// …and written in the store's history for the web UI's overview (`by`:
+/// who asked); a collection for the caps that deleted nothing is left out,
+/// so that those do not push the scheduled ones off the list.
+async fn collect(state: &State, options: GcOptions, by: &str) -> Result<GcReport, StoreError> {
     let started = Instant::now();
     let fetched = state.proxy.fetched();
     let report = state.store.collect(options).await;
-    match &report {
+    let run = match &report {
         Ok(report) => {
             state.metrics.gc(Ok(report), started.elapsed());
             state.proxy.collected(report, &fetched);
+            let deleted = report.blobs_deleted
+                + report.manifests_deleted
+                + report.tags_deleted
+                + report.uploads_purged;
+            (by != CAP_RUN || deleted > 0).then(|| gc_run(by, Ok(report)))
         }
         // A refused second run is not a collection.
-        Err(StoreError::GcRunning) => {}
-        Err(_) => state.metrics.gc(Err(()), started.elapsed()),
+        Err(StoreError::GcRunning) => None,
+        Err(e) => {
+            state.metrics.gc(Err(()), started.elapsed());
+            Some(gc_run(by, Err(e.to_string())))
+        }
+    };
+    if let Some(run) = run
+        && let Err(e) = state.store.record_gc(run).await
+    {
+        tracing::warn!(error = %e, "the collection is not in the history");
     }
     report
 }
+
+/// Who asked for a collection, as its history says.
+const REQUEST_RUN: &str = "request";
+const CAP_RUN: &str = "cap";
 
 /// Least pause between two collections the registry runs for its caps.
 const CAP_PAUSE: Duration = Duration::from_secs(10);
@@ -273,7 +293,7 @@ pub async fn keep_caches(state: Shared) {
     loop {
         state.proxy.over_cap().await;
         let started = Instant::now();
-        match collect(&state, state.gc_defaults.clone()).await {
+        match collect(&state, state.gc_defaults.clone(), CAP_RUN).await {
             Ok(_) | Err(StoreError::GcRunning) => {}
             Err(e) => tracing::warn!(error = %e, "the collection for the caches failed"),
         }

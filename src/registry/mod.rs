@@ -18,6 +18,7 @@ mod health;
 mod leftover;
 mod manifests;
 mod metrics;
+mod origin;
 mod pagination;
 mod referrers;
 mod routes;
@@ -76,7 +77,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         gc_defaults: config.gc.clone(),
         proxy,
         pull_names: config.pull_names.clone(),
-        summaries: Default::default(),
+        ui: Default::default(),
     });
     tokio::spawn(admin::keep_caches(state.clone()));
     tokio::spawn(ui::keep_history(state.store.clone()));

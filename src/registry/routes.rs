@@ -10,6 +10,7 @@ use super::admin::{self, AdminToken};
 use super::auth::{Auth, Identity, Right};
 use super::endpoint::Endpoint;
 use super::errors::{ApiError, Code, recover};
+use super::origin::Site;
 use super::server::ClientAddr;
 use super::state::Shared;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
@@ -135,15 +136,14 @@ fn allowed_as(
     repo_path(endpoint, state)
         .and(method)
         .and(identity(&state.auth))
-        .and(warp::header::optional::<String>("sec-fetch-site"))
-        .and_then(move |name: RepoName, param: String, who: Identity, site: Option<String>| {
+        .and(super::origin::site())
+        .and_then(move |name: RepoName, param: String, who: Identity, site: Site| {
             let check = check.clone();
             async move {
                 check.auth.require(&who, &name, right)?;
-                // Browsers send Basic credentials they remember (the web
-                // UI's) with a form another site posts here; only they send
-                // Sec-Fetch-Site, and no page of ours writes through /v2/.
-                if right != Right::Pull && site.is_some_and(|s| s != "same-origin") {
+                // A browser that logged in to the web UI sends its
+                // credentials with a form another site posts here too.
+                if right != Right::Pull && site == Site::Other {
                     return Err(Rejection::from(ApiError::new(
                         Code::Denied,
                         "a browser request from another site may not change the registry",

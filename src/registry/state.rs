@@ -17,8 +17,8 @@ pub struct State {
     pub proxy: Proxy,
     /// The names the web UI shows pull commands with (`--pull-name`).
     pub pull_names: Vec<String>,
-    /// What the web UI has read of manifests.
-    pub summaries: super::ui::Summaries,
+    /// What the web UI keeps of what it read.
+    pub ui: super::ui::Caches,
 }
 
 pub type Shared = Arc<State>;

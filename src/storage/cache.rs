@@ -45,6 +45,11 @@ pub(super) struct Cache {
 #[derive(Default)]
 struct State {
     generation: u64,
+    /// Changes made through this process, to each repository and to all at
+    /// once: what the web UI keys its summaries of a repository by. Counted
+    /// even when the cache holds nothing.
+    changes: HashMap<RepoName, u64>,
+    changes_all: u64,
     repos: HashMap<RepoName, Repo>,
     bytes: usize,
     entries: usize,
@@ -68,6 +73,13 @@ impl Cache {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many changes this process made to `name` (including those to
+    /// every repository at once); it only grows.
+    pub fn changes(&self, name: &RepoName) -> u64 {
+        let state = self.state();
+        state.changes_all + state.changes.get(name).copied().unwrap_or(0)
     }
 
     /// The generation to pass to the `insert_*` calls that follow a disk read.
@@ -143,6 +155,10 @@ impl Cache {
     fn invalidate(&self, name: Option<&RepoName>) {
         let mut state = self.state();
         state.generation += 1;
+        match name {
+            Some(name) => *state.changes.entry(name.clone()).or_default() += 1,
+            None => state.changes_all += 1,
+        }
         match name {
             Some(name) => {
                 if let Some(repo) = state.repos.remove(name) {

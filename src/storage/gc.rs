@@ -189,10 +189,7 @@ impl Store {
                 let _lock = s.commit_lock();
                 *s.inner.pins.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashSet::new());
             }
-            let report = s.collect_sync(&options)?;
-            // Still alone: no other collection writes the history meanwhile.
-            s.record_gc(&report);
-            Ok(report)
+            s.collect_sync(&options)
         })
         .await
     }

@@ -72,7 +72,7 @@ mod write_order;
 
 pub use evict::{CacheLimit, CacheReport};
 pub use gc::{GcOptions, GcReport, RetentionRule};
-pub use history::{GcRun, UsageSample};
+pub use history::{GcRun, UsageSample, gc_run};
 pub use incoming::IncomingBlob;
 pub use manifests::{StoredManifest, TagEntry};
 pub use pulls::record_interval;
@@ -359,6 +359,17 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// A stamp of `name` that changes with every change this process makes
+    /// to it (for what is derived from its content and kept, like the web
+    /// UI's summaries); `None` on a bucket that replicas share, where others
+    /// change it unseen.
+    pub fn repository_stamp(&self, name: &RepoName) -> Option<u64> {
+        match self.inner.backend {
+            Backend::Fs(_) => Some(self.inner.cache.changes(name)),
+            Backend::Object(_) => None,
+        }
     }
 
     /// Bytes free where the content lives; `None` for a bucket, which has no end.

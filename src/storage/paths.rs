@@ -17,6 +17,8 @@
 //! uploads/<uuid>/info.json, data                an upload session and its bytes so far
 //! quarantine/<alg>/<hex>-<time>                 a blob whose bytes did not match its digest, moved
 //!                                               aside by a scrub (never served; kept for inspection)
+//! _stats/usage.json, gc.json                    the store's size over time and its last collections,
+//!                                               for the web UI (history.rs); nothing else reads them
 //! ```
 //!
 //! In an object store (object.rs), also `uploads/<uuid>/chunks/<offset>-<part>`

@@ -115,9 +115,10 @@ impl Bench {
         let seeded = self.seed_ui().await?;
         let middle = &seeded.names[seeded.names.len() / 2];
         let (path, expect, what) = match scenario {
+            // All of ours, whatever else the registry holds: a page of 50.
             Scenario::UiRepositories => (
-                "/".to_owned(),
-                "Repositories".to_owned(),
+                format!("/?q={}", seeded.prefix),
+                format!("href=\"/r/{}\"", seeded.names[0]),
                 "the first page of repositories (50, each with its tags' size)".to_owned(),
             ),
             Scenario::UiSearch => {

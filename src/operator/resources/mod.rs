@@ -123,7 +123,9 @@ pub fn endpoints(registry: &Registry) -> Endpoints {
     let cluster_network = cluster_address(registry);
     let node = spec.service.node_port.map(|p| format!("localhost:{p}"));
     let external = ingress::ingress(registry).and_then(|_| spec.ingress.host.clone());
-    let ui = match (&external, &node) {
+    // A wildcard host (`*.example.com`) names no one address to browse.
+    let browsable = external.as_ref().filter(|host| !host.contains('*'));
+    let ui = match (browsable, &node) {
         (Some(host), _) if spec.ingress.tls.is_some() => format!("https://{host}/"),
         (Some(host), _) => format!("http://{host}/"),
         (None, Some(node)) => format!("http://{node}/"),
@@ -336,6 +338,12 @@ mod tests {
             .0,
             "https://registry.example.com/"
         );
+        let (url, names) = ui(|s| {
+            s.ingress.enabled = true;
+            s.ingress.host = Some("*.example.com".into());
+        });
+        assert_eq!(url, "http://localhost:32000/");
+        assert!(!names.iter().any(|n| n.contains('*')), "{names:?}");
     }
 
     #[test]

@@ -4,59 +4,34 @@
 //!
 //! Browsers send Basic credentials with any request to the registry, a
 //! form on another site included; so a delete is only taken from the
-//! registry's own pages, told by the `Sec-Fetch-Site` that browsers put on
-//! every request (or, from one too old to, by the `Origin` of its POST).
+//! registry's own pages, as `origin.rs` tells them.
 
 use super::page::{self, Refused, Section};
 use super::{Viewer, format};
 use crate::oci::{Reference, RepoName};
 use crate::registry::auth::Identity;
+use crate::registry::origin::{self, Site};
 use crate::registry::state::Shared;
 use maud::html;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::http::uri::{Authority, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 /// Passes only requests that a page of this registry sent.
 pub fn same_origin() -> BoxedFilter<()> {
-    warp::header::optional::<String>("sec-fetch-site")
-        .and(warp::header::optional::<String>("origin"))
-        .and(warp::host::optional())
-        .and_then(
-            |site: Option<String>, origin: Option<String>, host: Option<Authority>| async move {
-                if from_our_pages(site.as_deref(), origin.as_deref(), host.as_ref()) {
-                    Ok(())
-                } else {
-                    Err(Rejection::from(Refused::forbidden(
-                        "A delete is only taken from this registry's own pages (the request came from elsewhere).",
-                    )))
-                }
-            },
-        )
+    origin::site()
+        .and_then(|site: Site| async move {
+            if site == Site::Same {
+                Ok(())
+            } else {
+                Err(Rejection::from(Refused::forbidden(
+                    "A delete is only taken from this registry's own pages (the request came from elsewhere).",
+                )))
+            }
+        })
         .untuple_one()
         .boxed()
-}
-
-/// Whether a request came from one of our pages: `Sec-Fetch-Site` says so
-/// by itself (it survives a proxy that rewrites the Host); without it, the
-/// `Origin` must name the host the request was sent to (`host`: the Host
-/// header, or HTTP/2's authority).
-fn from_our_pages(site: Option<&str>, origin: Option<&str>, host: Option<&Authority>) -> bool {
-    if let Some(site) = site {
-        return site == "same-origin";
-    }
-    let (Some(origin), Some(host)) = (origin, host) else {
-        return false;
-    };
-    // The scheme is left out: behind a proxy that ends TLS, the page is
-    // https and the request reaching us http.
-    origin
-        .parse::<Uri>()
-        .ok()
-        .and_then(|uri| uri.authority().cloned())
-        .is_some_and(|authority| authority == *host)
 }
 
 /// `Ok` if `viewer` may delete in `name`.
@@ -149,32 +124,4 @@ pub async fn delete(
     .map_err(Refused::from)?;
     tracing::info!(repository = %name, %reference, user = ?viewer.who, "deleted from the web UI");
     Ok(page::see_other(&format!("/r/{name}?deleted={reference}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_our_own_pages_may_delete() {
-        let host: Authority = "localhost:32000".parse().unwrap();
-        let ours = |site, origin| from_our_pages(site, origin, Some(&host));
-        assert!(ours(None, Some("http://localhost:32000")));
-        assert!(ours(None, Some("https://localhost:32000")));
-        // A proxy may rewrite the Host; Sec-Fetch-Site still tells.
-        assert!(ours(Some("same-origin"), Some("https://registry.example")));
-        assert!(ours(Some("same-origin"), None));
-        for (site, origin) in [
-            (None, None),
-            (None, Some("http://evil.example")),
-            (None, Some("http://localhost:32001")),
-            (None, Some("null")),
-            (Some("cross-site"), Some("http://localhost:32000")),
-            (Some("same-site"), Some("http://localhost:32000")),
-            (Some("none"), None),
-        ] {
-            assert!(!ours(site, origin), "{site:?} {origin:?}");
-        }
-        assert!(!from_our_pages(None, Some("http://localhost:32000"), None));
-    }
 }

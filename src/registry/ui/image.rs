@@ -30,6 +30,7 @@ pub async fn page(
         .map_err(Refused::from)?;
     let parsed = images::parse(&manifest).map_err(Refused::from)?;
     let summary = state
+        .ui
         .summaries
         .of(store, &name, &manifest)
         .await
@@ -71,6 +72,7 @@ pub async fn page(
                 {
                     Ok(child) => Some(
                         state
+                            .ui
                             .summaries
                             .of(store, &name, &child)
                             .await

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 /// it, but not to megabytes).
 const CONFIG_LIMIT: u64 = 1 << 20;
 
-/// Summaries kept before the cache is emptied (a bound, not a working size).
-const SUMMARIES_MAX: usize = 10_000;
+/// Summaries kept before the cache is emptied (a bound, not a working size:
+/// a repository of 10,000 tags is read once).
+const SUMMARIES_MAX: usize = 50_000;
 
 /// The configs of images, as opposed to those of other artifacts.
 const IMAGE_CONFIGS: [&str; 2] = [
@@ -120,13 +121,23 @@ impl Config {
     }
 }
 
+/// Whether `manifest` is an image's (its config is an image config), not
+/// another artifact's.
+fn is_image(manifest: &Manifest) -> bool {
+    manifest.kind == Kind::Image
+        && manifest
+            .blobs
+            .first()
+            .is_some_and(|config| IMAGE_CONFIGS.contains(&config.media_type.as_str()))
+}
+
 /// The config of the image `manifest` of `name`, if it is an image's and
 /// reads as one.
 pub async fn config(store: &Store, name: &RepoName, manifest: &Manifest) -> Option<Config> {
-    let descriptor = manifest.blobs.first()?;
-    if manifest.kind != Kind::Image || !IMAGE_CONFIGS.contains(&descriptor.media_type.as_str()) {
+    if !is_image(manifest) {
         return None;
     }
+    let descriptor = manifest.blobs.first()?;
     let bytes = store
         .read_blob(name, &descriptor.digest, CONFIG_LIMIT)
         .await
@@ -142,6 +153,9 @@ pub struct Summary {
     pub platforms: Vec<String>,
     /// Every blob it needs, its children's included, each once.
     pub blobs: BTreeMap<Digest, u64>,
+    /// Whether everything it names could be read: an image's config, an
+    /// index's children (a pull-through cache gets them as nodes pull them).
+    complete: bool,
 }
 
 impl Summary {
@@ -171,6 +185,9 @@ impl Summaries {
             return Ok(known.clone());
         }
         let summary = Arc::new(summarize(store, name, manifest).await?);
+        if !summary.complete {
+            return Ok(summary);
+        }
         let mut cache = self.lock();
         if cache.len() >= SUMMARIES_MAX {
             cache.clear();
@@ -193,17 +210,22 @@ async fn summarize(
     manifest: &StoredManifest,
 ) -> Result<Summary, StoreError> {
     let Ok(parsed) = parse(manifest) else {
-        return Ok(Summary::default());
+        return Ok(Summary {
+            complete: true,
+            ..Summary::default()
+        });
     };
     let mut summary = Summary {
         artifact_type: parsed.artifact_type.clone(),
+        complete: true,
         ..Summary::default()
     };
     match parsed.kind {
         Kind::Image => {
             add(&mut summary, &parsed.blobs);
-            if let Some(config) = config(store, name, &parsed).await {
-                summary.platforms.extend(config.platform());
+            match config(store, name, &parsed).await {
+                Some(config) => summary.platforms.extend(config.platform()),
+                None => summary.complete = !is_image(&parsed),
             }
         }
         Kind::Index => {
@@ -218,8 +240,12 @@ async fn summarize(
                     .await
                 {
                     Ok(child) => child,
-                    // An index may list manifests this repository never got.
-                    Err(StoreError::ManifestUnknown) => continue,
+                    // An index may list manifests this repository never got
+                    // (or has not got yet).
+                    Err(StoreError::ManifestUnknown) => {
+                        summary.complete = false;
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 if let Ok(child) = parse(&child) {

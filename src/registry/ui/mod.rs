@@ -34,13 +34,19 @@ use super::auth::{Identity, Right};
 use super::server::ClientAddr;
 use super::state::Shared;
 use crate::oci::{Reference, RepoName};
-pub use images::Summaries;
 pub use overview::keep_history;
 use page::Refused;
 use warp::filters::BoxedFilter;
 use warp::http::uri::Authority;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
+
+/// What the pages keep of what they read, for the next pages.
+#[derive(Default)]
+pub struct Caches {
+    summaries: images::Summaries,
+    rows: repositories::Rows,
+}
 
 /// Who is looking, and what the pages may offer them.
 #[derive(Clone, Debug)]

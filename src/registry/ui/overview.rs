@@ -50,14 +50,21 @@ pub async fn page(state: Shared, viewer: Viewer) -> Result<Response, Rejection> 
                 .any(|name| name.as_str().starts_with(&prefix))
         });
     }
-    let mut samples = store.usage_history().await.map_err(Refused::from)?;
+    // The histories are an extra: one that cannot be read leaves the page.
+    let mut samples = store.usage_history().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the storage history cannot be read");
+        Vec::new()
+    });
     // The chart ends at this moment's figures.
     samples.push(UsageSample {
         at: seconds(SystemTime::now()),
         bytes: usage.blob_bytes,
         blobs: usage.blobs,
     });
-    let mut runs = store.gc_history().await.map_err(Refused::from)?;
+    let mut runs = store.gc_history().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the collections' history cannot be read");
+        Vec::new()
+    });
     runs.reverse();
 
     let body = html! {
@@ -87,6 +94,10 @@ pub async fn page(state: Shared, viewer: Viewer) -> Result<Response, Rejection> 
                                 th scope="row" data-label="Finished" {
                                     (format::ago(UNIX_EPOCH + Duration::from_secs(run.finished)))
                                     @if run.report.dry_run { " " span.badge { "dry run" } }
+                                    @if run.by == "cap" { " " span.badge title="run by the registry to keep a pull-through cache under its cap" { "cache cap" } }
+                                    @if let Some(error) = &run.error {
+                                        " " span.badge.failed { "failed" } br; span.hint { (error) }
+                                    }
                                 }
                                 td data-label="Freed" { (format::size(run.report.bytes_freed)) }
                                 td data-label="Blobs deleted" { (run.report.blobs_deleted) }
@@ -167,12 +178,13 @@ fn chart(samples: &[UsageSample]) -> Markup {
     let (Some(first), Some(last)) = (shown.first(), shown.last()) else {
         return html! {};
     };
-    let span = (last.at - first.at).max(1) as f64;
+    // Samples are in order (history.rs drops any from a clock that was ahead).
+    let span = last.at.saturating_sub(first.at).max(1) as f64;
     let top = shown.iter().map(|s| s.bytes).max().unwrap_or(0).max(1) as f64;
     let points: Vec<String> = shown
         .iter()
         .map(|s| {
-            let x = (s.at - first.at) as f64 / span * WIDTH;
+            let x = s.at.saturating_sub(first.at) as f64 / span * WIDTH;
             let y = HEIGHT - s.bytes as f64 / top * HEIGHT;
             format!("{x:.1},{y:.1}")
         })

@@ -9,8 +9,9 @@ use crate::registry::state::Shared;
 use crate::storage::StoreError;
 use maud::{Markup, html};
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use warp::Rejection;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -26,6 +27,12 @@ pub struct ListQuery {
     page: Option<usize>,
 }
 
+/// How long a row of a repository on a bucket that replicas share is kept:
+/// another replica's push is seen this late at most.
+const SHARED_ROW_LIFE: Duration = Duration::from_secs(30);
+/// Rows kept before the cache is emptied (a bound, not a working size).
+const ROWS_MAX: usize = 10_000;
+
 /// What the list says of one repository.
 struct Row {
     name: RepoName,
@@ -34,6 +41,51 @@ struct Row {
     updated: Option<SystemTime>,
     /// The upstream it mirrors, for a repository of the pull-through cache.
     mirrors: Option<String>,
+}
+
+/// Rows already made, each with the repository's stamp when it was read: a
+/// row costs a read of every tag, and a page shows fifty.
+#[derive(Default)]
+pub struct Rows(Mutex<HashMap<RepoName, Kept>>);
+
+struct Kept {
+    stamp: Option<u64>,
+    made: Instant,
+    row: Arc<Row>,
+}
+
+impl Rows {
+    /// The row of `name`, kept or made.
+    async fn of(&self, state: &Shared, name: RepoName) -> Result<Arc<Row>, StoreError> {
+        // Before the reads: a change while they run gives a new stamp, so
+        // the row made from them is not used after it.
+        let stamp = state.store.repository_stamp(&name);
+        if let Some(kept) = self.lock().get(&name)
+            && kept.stamp == stamp
+            && (stamp.is_some() || kept.made.elapsed() < SHARED_ROW_LIFE)
+        {
+            return Ok(kept.row.clone());
+        }
+        let row = Arc::new(row(state, name.clone()).await?);
+        let mut rows = self.lock();
+        if rows.len() >= ROWS_MAX {
+            rows.clear();
+        }
+        let made = Instant::now();
+        rows.insert(
+            name,
+            Kept {
+                stamp,
+                made,
+                row: row.clone(),
+            },
+        );
+        Ok(row)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RepoName, Kept>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The tags of `name`, and the size of what they name (each blob once).
@@ -56,7 +108,7 @@ async fn row(state: &Shared, name: RepoName) -> Result<Row, StoreError> {
             Err(StoreError::ManifestUnknown) => continue,
             Err(e) => return Err(e),
         };
-        let summary = state.summaries.of(store, &name, &manifest).await?;
+        let summary = state.ui.summaries.of(store, &name, &manifest).await?;
         blobs.extend(summary.blobs.iter().map(|(d, size)| (d.clone(), *size)));
     }
     Ok(Row {
@@ -87,13 +139,15 @@ pub async fn page(
         .take(PAGE)
         .cloned()
         .collect();
-    let rows = futures_util::future::join_all(shown.into_iter().map(|name| row(&state, name)))
-        .await
-        .into_iter()
-        // A repository deleted while the page was built is left out.
-        .filter(|row| !matches!(row, Err(StoreError::NameUnknown)))
-        .collect::<Result<Vec<Row>, StoreError>>()
-        .map_err(Refused::from)?;
+    let rows = futures_util::future::join_all(
+        shown.into_iter().map(|name| state.ui.rows.of(&state, name)),
+    )
+    .await
+    .into_iter()
+    // A repository deleted while the page was built is left out.
+    .filter(|row| !matches!(row, Err(StoreError::NameUnknown)))
+    .collect::<Result<Vec<Arc<Row>>, StoreError>>()
+    .map_err(Refused::from)?;
 
     let link = |page: usize| {
         let query =

@@ -56,6 +56,7 @@ pub async fn page(
             Err(e) => return Err(Refused::from(e).into()),
         };
         let summary = state
+            .ui
             .summaries
             .of(store, &name, &manifest)
             .await
