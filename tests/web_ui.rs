@@ -245,6 +245,45 @@ fn trusting(pem: &[u8]) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
+/// Every text of the page whose colour and background contrast less than
+/// WCAG's AA ratio of 4.5:1, as the browser computed them.
+async fn low_contrast(client: &Client) -> serde_json::Value {
+    script(
+        client,
+        r#"
+        const channels = c => c.match(/[\d.]+/g).map(Number);
+        const luminance = c => {
+            const [r, g, b] = channels(c).slice(0, 3).map(v => v / 255)
+                .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const background = e => {
+            for (; e; e = e.parentElement) {
+                const c = getComputedStyle(e).backgroundColor;
+                const a = channels(c);
+                if (a.length < 4 || a[3] > 0.5) return c;
+            }
+            return "rgb(255, 255, 255)";
+        };
+        const low = [];
+        for (const e of document.querySelectorAll("body *")) {
+            const text = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+            if (!text || !e.getClientRects().length) continue;
+            const [a, b] = [luminance(getComputedStyle(e).color), luminance(background(e))];
+            const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            if (ratio < 4.5) low.push(`${e.tagName} "${e.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+        }
+        return low;
+        "#,
+    )
+    .await
+}
+
+/// The body of a GET of `url`, as served (no script has run on it).
+async fn body_of(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The texts of every element `css` finds, read in one script (the live
 /// search may swap the elements between two WebDriver calls).
 async fn texts(client: &Client, css: &str) -> Vec<String> {
@@ -499,23 +538,9 @@ async fn pages_show_what_is_stored() {
 
     // The same pages, as served: all there without any script.
     let alice = registry.client_as("alice");
-    let html = alice
-        .get(registry.server.url("/r/team/multi"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = body_of(&alice, registry.server.url("/r/team/multi")).await;
     assert!(html.contains("linux/arm64") && html.contains(&registry.multi[..19]));
-    let found = alice
-        .get(registry.server.url("/?q=multi"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let found = body_of(&alice, registry.server.url("/?q=multi")).await;
     assert!(found.contains("/r/team/multi") && !found.contains("/r/team/app"));
 }
 
@@ -612,14 +637,7 @@ async fn each_user_sees_and_deletes_only_what_they_may() {
         "refused for the right, not the origin"
     );
     // The overview counts only what bob may pull.
-    let overview = bob
-        .get(url("/overview"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let overview = body_of(&bob, url("/overview")).await;
     assert!(
         overview.contains(r#"<dd id="repositories">2</dd>"#),
         "{overview}"
@@ -886,6 +904,7 @@ async fn pages_fit_a_phone_and_answer_the_keyboard() {
             script(&browser, "return document.documentElement.lang").await,
             json!("en")
         );
+        assert_eq!(low_contrast(&browser).await, json!([]), "{path}");
         browser::screenshot(&browser, name).await;
     }
 
@@ -924,4 +943,23 @@ async fn pages_fit_a_phone_and_answer_the_keyboard() {
         json!("main")
     );
     browser.close().await.unwrap();
+
+    // In a dark scheme, every page keeps its contrast.
+    let dark = chrome.session_with(1280, 900, &["--force-dark-mode"]).await;
+    dark.goto(&registry.url_as("alice", "/")).await.unwrap();
+    assert_eq!(
+        script(
+            &dark,
+            "return matchMedia('(prefers-color-scheme: dark)').matches"
+        )
+        .await,
+        json!(true)
+    );
+    for (name, path) in &pages {
+        dark.goto(&registry.server.url(path)).await.unwrap();
+        assert_eq!(low_contrast(&dark).await, json!([]), "{path}, dark");
+        let name = name.replace("phone-", "dark-");
+        browser::screenshot(&dark, &name).await;
+    }
+    dark.close().await.unwrap();
 }

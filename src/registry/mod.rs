@@ -9,6 +9,7 @@ mod admin;
 pub(crate) mod auth;
 mod base;
 mod blobs;
+mod caller;
 mod catalog;
 pub(crate) mod config;
 mod endpoint;

@@ -5,13 +5,12 @@
 //! validated before any handler runs; a bad one is a NAME_INVALID rejection
 //! and never reaches the store.
 
-use super::access_log::RequestUser;
 use super::admin::{self, AdminToken};
-use super::auth::{Auth, Identity, Right};
+use super::auth::{Identity, Right};
+use super::caller::identity;
 use super::endpoint::Endpoint;
 use super::errors::{ApiError, Code, recover};
 use super::origin::Site;
-use super::server::ClientAddr;
 use super::state::Shared;
 use super::{base, blobs, catalog, health, manifests, referrers, tags, uploads};
 use crate::oci::RepoName;
@@ -94,31 +93,6 @@ fn get_or_head() -> BoxedFilter<()> {
 fn is_head() -> BoxedFilter<(bool,)> {
     warp::method()
         .map(|method: Method| method == Method::HEAD)
-        .boxed()
-}
-
-/// The caller, from the Authorization header; wrong credentials are a 401 here.
-fn identity(auth: &Auth) -> BoxedFilter<(Identity,)> {
-    let auth = auth.clone();
-    warp::header::optional::<String>("authorization")
-        .and(warp::ext::optional::<ClientAddr>())
-        .and(warp::ext::optional::<RequestUser>())
-        .and_then(
-            move |authorization: Option<String>,
-                  client: Option<ClientAddr>,
-                  user: Option<RequestUser>| {
-                let auth = auth.clone();
-                async move {
-                    let who = auth
-                        .identify(authorization.as_deref(), client.map(|c| c.0.ip()))
-                        .await?;
-                    if let (Some(user), Identity::User(name)) = (user, &who) {
-                        user.set(name);
-                    }
-                    Ok::<_, Rejection>(who)
-                }
-            },
-        )
         .boxed()
 }
 

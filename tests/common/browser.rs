@@ -72,6 +72,11 @@ impl Browser {
     /// Under 500 pixels (headless chromium's narrowest window), the page is
     /// shown as on a phone of that size.
     pub async fn session(&self, width: u32, height: u32) -> Client {
+        self.session_with(width, height, &[]).await
+    }
+
+    /// [`Browser::session`] with more chromium flags.
+    pub async fn session_with(&self, width: u32, height: u32, flags: &[&str]) -> Client {
         let n = self
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -79,6 +84,7 @@ impl Browser {
         let mut args: Vec<String> = FLAGS.iter().map(|f| f.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         args.push(format!("--window-size={width},{height}"));
+        args.extend(flags.iter().map(|f| f.to_string()));
         let mut capabilities = serde_json::Map::new();
         let mut options = serde_json::json!({ "binary": "/usr/bin/chromium", "args": args });
         if width < 500 {

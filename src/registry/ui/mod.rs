@@ -29,9 +29,8 @@ mod page;
 mod repositories;
 mod tags;
 
-use super::access_log::RequestUser;
 use super::auth::{Identity, Right};
-use super::server::ClientAddr;
+use super::caller;
 use super::state::Shared;
 use crate::oci::{Reference, RepoName};
 pub use overview::keep_history;
@@ -81,35 +80,21 @@ impl Viewer {
     }
 }
 
-/// The caller, from the Authorization header, as the API identifies them; a
-/// caller who must log in to see anything is asked to.
+/// The caller, as the API identifies them (wrong credentials are asked
+/// again); a caller who must log in to see anything is asked to.
 fn viewer(state: &Shared) -> BoxedFilter<(Viewer,)> {
-    let state = state.clone();
-    warp::header::optional::<String>("authorization")
-        .and(warp::ext::optional::<ClientAddr>())
-        .and(warp::ext::optional::<RequestUser>())
-        .and_then(
-            move |authorization: Option<String>,
-                  client: Option<ClientAddr>,
-                  user: Option<RequestUser>| {
-                let state = state.clone();
-                async move {
-                    let auth = &state.auth;
-                    let who = auth
-                        .identify(authorization.as_deref(), client.map(|c| c.0.ip()))
-                        .await
-                        .map_err(Refused::from)?;
-                    if who == Identity::Anonymous && !auth.open_to_anonymous() {
-                        return Err(Rejection::from(Refused::login()));
-                    }
-                    if let (Some(user), Identity::User(name)) = (user, &who) {
-                        user.set(name);
-                    }
-                    let can_log_in = who == Identity::Anonymous && auth.has_users();
-                    Ok::<_, Rejection>(Viewer { who, can_log_in })
+    let auth = state.auth.clone();
+    caller::identity(&state.auth)
+        .and_then(move |who: Identity| {
+            let auth = auth.clone();
+            async move {
+                if who == Identity::Anonymous && !auth.open_to_anonymous() {
+                    return Err(Rejection::from(Refused::login()));
                 }
-            },
-        )
+                let can_log_in = who == Identity::Anonymous && auth.has_users();
+                Ok::<_, Rejection>(Viewer { who, can_log_in })
+            }
+        })
         .boxed()
 }
 

@@ -171,6 +171,9 @@ impl From<StoreError> for Refused {
 pub async fn recover(rejection: Rejection) -> Result<Response, Rejection> {
     let refused = if let Some(refused) = rejection.find::<Refused>() {
         refused.clone()
+    } else if let Some(e) = rejection.find::<ApiError>() {
+        // Wrong credentials, or too many of them: the login's own answer.
+        Refused::from(e.clone())
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         Refused::new(
             StatusCode::BAD_REQUEST,
