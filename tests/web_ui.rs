@@ -721,8 +721,13 @@ async fn a_delete_asks_then_deletes() {
         }
     };
     let browser = chrome.session(1280, 900).await;
+    browser.goto(&registry.url_as("alice", "/")).await.unwrap();
+    assert_eq!(
+        texts(&browser, "tbody tr:nth-child(2) td[data-label=Tags]").await,
+        ["2"]
+    );
     browser
-        .goto(&registry.url_as("alice", "/r/team/app/-/v2"))
+        .goto(&registry.server.url("/r/team/app/-/v2"))
         .await
         .unwrap();
     follow(
@@ -751,6 +756,12 @@ async fn a_delete_asks_then_deletes() {
         status(registry.v2.clone()).await,
         200,
         "its manifest stays, by digest"
+    );
+    // The list of repositories, which keeps its rows, says so at once.
+    browser.goto(&registry.server.url("/")).await.unwrap();
+    assert_eq!(
+        texts(&browser, "tbody tr:nth-child(2) td[data-label=Tags]").await,
+        ["1"]
     );
 
     // A manifest goes with every tag that names it.
