@@ -852,8 +852,11 @@ async fn refusals_of_the_api_server_are_one_line_that_says_what_to_do() {
         "{message}"
     );
 
-    // disable without the rights on the operator's Deployment (it reads it first).
-    let (cluster, _operator) = enabled_cluster().await;
+    // disable without the rights on the operator's Deployment, which it reads
+    // while the Registry keeps its finalizer. The fake operator is stopped:
+    // it would drop the deleted Registry, and disable would not need to read.
+    let (cluster, operator) = enabled_cluster().await;
+    operator.abort();
     cluster.lock().unwrap().refuse = Some((
         "/apis/apps/v1/namespaces/berth-system/deployments".into(),
         http::StatusCode::FORBIDDEN,

@@ -39,12 +39,10 @@ fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-/// The address pages link `name` by.
+/// The address pages link `name` by (one of [`ASSETS`]).
 pub fn url(name: &str) -> String {
-    match find(name) {
-        Some(asset) => format!("/-/{name}?v={}", *asset.version),
-        None => format!("/-/{name}"),
-    }
+    let asset = find(name).expect("pages link only the built-in assets");
+    format!("/-/{name}?v={}", *asset.version)
 }
 
 /// `GET /-/<name>`
