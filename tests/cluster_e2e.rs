@@ -165,8 +165,8 @@ async fn enable_on_a_fresh_cluster(k: &Kube) {
     let registry_ready = k.registry_ready().await;
     assert_eq!(registry_ready.reason, "Available", "{registry_ready:?}");
 
-    // What `kubectl get reg` shows: Ready, the endpoint for pods, the size of
-    // the volume (the bound claim's capacity).
+    // What `kubectl get reg` shows: Ready, the endpoint for pods, the web
+    // UI, the size of the volume (the bound claim's capacity).
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(k.client.clone(), NS);
     let claim = claims.get("registry-data").await.unwrap();
     let capacity = claim.status.unwrap().capacity.unwrap()["storage"].0.clone();
@@ -174,16 +174,17 @@ async fn enable_on_a_fresh_cluster(k: &Kube) {
     let columns: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         columns,
-        ["NAME", "READY", "ENDPOINT", "SIZE", "AGE"],
+        ["NAME", "READY", "ENDPOINT", "UI", "SIZE", "AGE"],
         "{table}"
     );
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
-        row[..4],
+        row[..5],
         [
             NAME,
             "True",
             "registry.container-registry.svc:5000",
+            "http://localhost:32000/",
             &capacity
         ],
         "{table}"
