@@ -141,16 +141,22 @@ impl Registry {
         digest(&manifest)
     }
 
-    /// The size of the config of `repo:tag`.
-    async fn config_size(&self, repo: &str, tag: &str) -> u64 {
-        let r = self
-            .client_as("alice")
-            .get(self.server.url(&format!("/v2/{repo}/manifests/{tag}")))
+    /// The API's answer to alice's GET of the manifest `repo:reference`.
+    async fn manifest(&self, repo: &str, reference: &str) -> reqwest::Response {
+        self.client_as("alice")
+            .get(
+                self.server
+                    .url(&format!("/v2/{repo}/manifests/{reference}")),
+            )
             .header("accept", OCI_MANIFEST)
             .send()
             .await
-            .unwrap();
-        let manifest = json(r).await;
+            .unwrap()
+    }
+
+    /// The size of the config of `repo:tag`.
+    async fn config_size(&self, repo: &str, tag: &str) -> u64 {
+        let manifest = json(self.manifest(repo, tag).await).await;
         manifest["config"]["size"].as_u64().unwrap()
     }
 
@@ -170,12 +176,7 @@ impl Registry {
         // Sizes in an index must be the children's; read them back.
         let mut entries = Vec::new();
         for (digest, arch) in [(&amd64, "amd64"), (&arm64, "arm64")] {
-            let r = http
-                .get(format!("{base}/v2/team/multi/manifests/{digest}"))
-                .header("accept", OCI_MANIFEST)
-                .send()
-                .await
-                .unwrap();
+            let r = self.manifest("team/multi", digest).await;
             let size = r.bytes().await.unwrap().len();
             let mut e = entry(digest, arch);
             e["size"] = json!(size);
@@ -192,12 +193,9 @@ impl Registry {
         push_blob(&http, &base, "team/app", empty).await;
         let signature = b"signature bytes".to_vec();
         push_blob(&http, &base, "team/app", &signature).await;
-        let v1_size = http
-            .get(format!("{base}/v2/team/app/manifests/v1"))
-            .header("accept", OCI_MANIFEST)
-            .send()
+        let v1_size = self
+            .manifest("team/app", "v1")
             .await
-            .unwrap()
             .bytes()
             .await
             .unwrap()
@@ -658,12 +656,7 @@ async fn each_user_sees_and_deletes_only_what_they_may() {
         }
         assert_eq!(request.send().await.unwrap().status(), 403, "{origin:?}");
     }
-    let r = alice
-        .get(url("/v2/team/app/manifests/v1"))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap();
+    let r = registry.manifest("team/app", "v1").await;
     assert_eq!(r.status(), 200, "none of the refused deletes deleted");
 
     // The API's writes refuse another site's page as well (a form posted
@@ -703,19 +696,12 @@ async fn a_delete_asks_then_deletes() {
         return;
     };
     let registry = Registry::start().await;
-    let alice = registry.client_as("alice");
     let status = |reference: String| {
-        let alice = alice.clone();
-        let url = registry
-            .server
-            .url(&format!("/v2/team/app/manifests/{reference}"));
+        let registry = &registry;
         async move {
-            alice
-                .get(url)
-                .header("accept", OCI_MANIFEST)
-                .send()
+            registry
+                .manifest("team/app", &reference)
                 .await
-                .unwrap()
                 .status()
                 .as_u16()
         }

@@ -8,7 +8,6 @@ use super::{Viewer, format, pull_names};
 use crate::oci::manifest::Kind;
 use crate::oci::{Descriptor, Reference, RepoName};
 use crate::registry::state::Shared;
-use crate::storage::StoreError;
 use maud::{Markup, html};
 use std::collections::BTreeMap;
 use warp::Rejection;
@@ -66,11 +65,11 @@ pub async fn page(
         Kind::Index => {
             let mut children = Vec::new();
             for entry in images::entries(&manifest) {
-                let size = match store
-                    .get_manifest(&name, &Reference::Digest(entry.digest.clone()))
+                let size = match images::stored(store, &name, &entry.digest)
                     .await
+                    .map_err(Refused::from)?
                 {
-                    Ok(child) => Some(
+                    Some(child) => Some(
                         state
                             .ui
                             .summaries
@@ -79,8 +78,7 @@ pub async fn page(
                             .map_err(Refused::from)?
                             .size(),
                     ),
-                    Err(StoreError::ManifestUnknown) => None,
-                    Err(e) => return Err(Refused::from(e).into()),
+                    None => None,
                 };
                 children.push((entry, size));
             }

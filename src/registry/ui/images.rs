@@ -29,6 +29,24 @@ pub fn parse(manifest: &StoredManifest) -> Result<Manifest, StoreError> {
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
+/// The manifest `digest` of `name`, or `None` when the repository does not
+/// hold it (any more): a tag moved or deleted while the page was made, an
+/// index's child never pushed here.
+pub async fn stored(
+    store: &Store,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Option<StoredManifest>, StoreError> {
+    match store
+        .get_manifest(name, &Reference::Digest(digest.clone()))
+        .await
+    {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(StoreError::ManifestUnknown) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// An entry of an index, with what the registry's own descriptor leaves out.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -235,18 +253,11 @@ async fn summarize(
                 {
                     summary.platforms.push(platform.to_string());
                 }
-                let child = match store
-                    .get_manifest(name, &Reference::Digest(entry.digest.clone()))
-                    .await
-                {
-                    Ok(child) => child,
-                    // An index may list manifests this repository never got
-                    // (or has not got yet).
-                    Err(StoreError::ManifestUnknown) => {
-                        summary.complete = false;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+                // An index may list manifests this repository never got
+                // (or has not got yet).
+                let Some(child) = stored(store, name, &entry.digest).await? else {
+                    summary.complete = false;
+                    continue;
                 };
                 if let Ok(child) = parse(&child) {
                     add(&mut summary, &child.blobs);

@@ -1,9 +1,10 @@
 //! `GET /`: the repositories the viewer may pull, searched by name, a page at
 //! a time, each with its tag count, size and last push.
 
+use super::images::stored;
 use super::page::{self, Refused, Section};
 use super::{Viewer, format, pull_names};
-use crate::oci::{Digest, Reference, RepoName};
+use crate::oci::{Digest, RepoName};
 use crate::registry::auth::Right;
 use crate::registry::state::Shared;
 use crate::storage::StoreError;
@@ -100,13 +101,8 @@ async fn row(state: &Shared, name: RepoName) -> Result<Row, StoreError> {
         if !seen.insert(entry.digest.clone()) {
             continue;
         }
-        let manifest = match store
-            .get_manifest(&name, &Reference::Digest(entry.digest.clone()))
-            .await
-        {
-            Ok(manifest) => manifest,
-            Err(StoreError::ManifestUnknown) => continue,
-            Err(e) => return Err(e),
+        let Some(manifest) = stored(store, &name, &entry.digest).await? else {
+            continue;
         };
         let summary = state.ui.summaries.of(store, &name, &manifest).await?;
         blobs.extend(summary.blobs.iter().map(|(d, size)| (d.clone(), *size)));

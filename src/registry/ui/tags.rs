@@ -1,12 +1,12 @@
 //! `GET /r/<name>`: a repository's tags, a page at a time, each with its
 //! digest, platforms, size and when it was pushed.
 
+use super::images::stored;
 use super::page::{self, Refused, Section};
 use super::repositories::count;
 use super::{Viewer, format};
 use crate::oci::{Reference, RepoName};
 use crate::registry::state::Shared;
-use crate::storage::StoreError;
 use maud::html;
 use serde::Deserialize;
 use warp::Rejection;
@@ -47,13 +47,11 @@ pub async fn page(
         .map_err(Refused::from)?;
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
-        let manifest = match store
-            .get_manifest(&name, &Reference::Digest(entry.digest.clone()))
+        let Some(manifest) = stored(store, &name, &entry.digest)
             .await
-        {
-            Ok(manifest) => manifest,
-            Err(StoreError::ManifestUnknown) => continue,
-            Err(e) => return Err(Refused::from(e).into()),
+            .map_err(Refused::from)?
+        else {
+            continue;
         };
         let summary = state
             .ui
